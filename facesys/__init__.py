@@ -1,0 +1,34 @@
+"""facesys: offline face verification and recognition.
+
+Heavy modules (torch, opencv, facenet-pytorch) are imported only when first used, so
+``import facesys`` and the CLI's help stay fast.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "Embedder": "facesys.embed",
+    "Face": "facesys.embed",
+    "FaceDetector": "facesys.detect",
+    "load_image": "facesys.images",
+    "create_model": "facesys.models",
+    "list_models": "facesys.models",
+    "FacesysError": "facesys.errors",
+    "ImageError": "facesys.errors",
+    "NoFaceError": "facesys.errors",
+    "ModelError": "facesys.errors",
+    "GalleryError": "facesys.errors",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'facesys' has no attribute {name!r}")

@@ -177,7 +177,7 @@ def _read_con(s: _Stream, spec: LayerSpec) -> DlibLayer:
     params = s.tensor()
     values: dict = {"num_filters": s.int(), "nr": s.int(), "nc": s.int(), "stride_y": s.int(), "stride_x": s.int()}
     values |= {"padding_y": s.int(), "padding_x": s.int()}
-    filters, biases = s.alias_tensor(), s.alias_tensor()
+    filters, _biases = s.alias_tensor(), s.alias_tensor()
     for _ in range(4):  # learning-rate and weight-decay multipliers
         s.float()
     values["use_bias"] = s.bool() if version in ("con_5", "con_6") else True

@@ -1,0 +1,1 @@
+"""Evaluation: pairs protocols (LFW 10-fold), ROC and TAR@FAR."""

@@ -1,0 +1,40 @@
+"""Shared fixtures. Real-face tests read ../shared/data (or $FACESYS_DATA) and skip cleanly without it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("FACESYS_DATA", ROOT.parent / "shared" / "data"))
+
+
+def data_path(*parts: str) -> Path:
+    """A path under the shared face data; skips the test when it is absent (a fresh clone)."""
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"face data not available: {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def lfw() -> Path:
+    return data_path("lfw")
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """One dlib-resnet Embedder for the whole session (model loading takes seconds)."""
+    from facesys.embed import Embedder
+
+    return Embedder()
+
+
+@pytest.fixture(scope="session")
+def dlib_files():
+    """(recognition .dat, 5-point predictor .dat) from face-recognition-models."""
+    from facesys.models.dlib_model import dlib_model_files
+
+    return dlib_model_files()
