@@ -1,11 +1,16 @@
-"""Choose a model's default verification threshold on LFW's pairsDevTrain (View 1, for model
+"""Calibrate a model's default thresholds on LFW's pairsDevTrain (View 1, meant for model
 selection; the evaluation pairs of pairs.txt are not used).
 
     python benchmarks/calibrate_default_threshold.py [--model dlib-resnet]
 
-Prints the accuracy-optimal threshold (Euclidean distance between unit embeddings) with its
-train accuracy and the accuracy it then gets on pairsDevTest; writes
-benchmarks/results/default_threshold_<model>.json. The value goes into the model's spec.
+1. Verification: the accuracy-optimal threshold (Euclidean distance between unit embeddings) on
+   pairsDevTrain, with its accuracy there and on pairsDevTest.
+2. Open-set identification: the impostor distance distribution over every pair of different
+   people among pairsDevTrain's images (millions of pairs); the table gives, per false-accept
+   rate per comparison (FAR), the threshold that reaches it. Identification picks its threshold
+   from this table for the gallery's size (see facesys/match.py).
+
+Writes benchmarks/results/default_threshold_<model>.json; the values go into the model's spec.
 """
 
 from __future__ import annotations
@@ -25,14 +30,33 @@ from facesys.evaluate.pairs import read_lfw_pairs
 from facesys.evaluate.protocol import accuracy_at, best_threshold
 
 
-def pair_distances(embedder: Embedder, pairs) -> tuple[np.ndarray, np.ndarray, int]:
-    """Distances of the pairs (the face nearest each image's centre; a missing face counts as distance 2)."""
-    files = sorted({p.a for p in pairs} | {p.b for p in pairs})
+def embed_files(embedder: Embedder, files: list[Path]) -> dict[Path, np.ndarray | None]:
+    """The embedding of the face nearest each LFW image's centre (None where no face is found)."""
     vectors: dict[Path, np.ndarray | None] = {}
     for start in range(0, len(files), 64):
         chunk = files[start : start + 64]
         for f, faces in zip(chunk, embedder.embed(chunk), strict=True):
             vectors[f] = faces[nearest_to_centre([face.box for face in faces], (250, 250))].embedding if faces else None
+    return vectors
+
+
+def far_table(vectors: dict[Path, np.ndarray | None], rates=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5)) -> list[list[float]]:
+    """[[FAR, threshold], ...]: the distance below which that fraction of impostor pairs falls."""
+    items = [(f.parent.name, v) for f, v in vectors.items() if v is not None]
+    people = np.array([name for name, _ in items])
+    matrix = np.stack([v for _, v in items]).astype(np.float64)
+    impostor = []
+    for i in range(len(items) - 1):
+        d = np.linalg.norm(matrix[i + 1 :] - matrix[i], axis=1)
+        impostor.append(d[people[i + 1 :] != people[i]])
+    impostor = np.sort(np.concatenate(impostor))
+    return [[rate, round(float(impostor[int(rate * len(impostor))]), 4)] for rate in rates], len(impostor)
+
+
+def pair_distances(embedder: Embedder, pairs, vectors=None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Distances of the pairs (the face nearest each image's centre; a missing face counts as distance 2)."""
+    if vectors is None:
+        vectors = embed_files(embedder, sorted({p.a for p in pairs} | {p.b for p in pairs}))
     missing = sum(v is None for v in vectors.values())
     d = np.array(
         [
@@ -49,7 +73,9 @@ def main() -> None:
     args = parser.parse_args()
     embedder = Embedder(args.model)
     lfw = DATA / "lfw"
-    train_d, train_same, train_missing = pair_distances(embedder, read_lfw_pairs(lfw / "pairsDevTrain.txt"))
+    train_pairs = read_lfw_pairs(lfw / "pairsDevTrain.txt")
+    train_vectors = embed_files(embedder, sorted({p.a for p in train_pairs} | {p.b for p in train_pairs}))
+    train_d, train_same, train_missing = pair_distances(embedder, train_pairs, train_vectors)
     test_d, test_same, test_missing = pair_distances(embedder, read_lfw_pairs(lfw / "pairsDevTest.txt"))
     threshold = best_threshold(train_d, train_same)
     result = {
@@ -61,6 +87,7 @@ def main() -> None:
         "test_accuracy": accuracy_at(test_d, test_same, threshold),
         "images_without_face": train_missing + test_missing,
     }
+    result["identify_far_table"], result["impostor_pairs"] = far_table(train_vectors)
     for key, value in result.items():
         print(f"{key:>20}: {value}")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -37,6 +37,8 @@ class ModelSpec:
     (a checkpoint of a fine-tuned model keeps it). ``build()`` returns the backbone with random
     weights; ``load_weights(backbone, path_or_None)`` fills in the pretrained weights (from
     ``path`` when given) and returns their sha256; ``weights_location()`` says where they are.
+    ``far_table``: ((false-accept rate, threshold), ...) measured on impostor pairs, FAR
+    decreasing; open-set identification picks its threshold from it (facesys/match.py).
     """
 
     name: str
@@ -49,6 +51,7 @@ class ModelSpec:
     build: Callable[[], nn.Module]
     load_weights: Callable[[nn.Module, str | None], str]
     weights_location: Callable[[], str]
+    far_table: tuple[tuple[float, float], ...] = ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -111,7 +114,13 @@ def create_model(name_or_path: str, weights: str | None = None, device: str = "c
     return model.to(device).eval()
 
 
-def save_checkpoint(model: nn.Module, path: str | Path, threshold: float | None = None, extra: dict | None = None) -> None:
+def save_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    threshold: float | None = None,
+    far_table: tuple[tuple[float, float], ...] | None = None,
+    extra: dict | None = None,
+) -> None:
     """Write ``model`` (an EmbeddingModel) as a facesys checkpoint ``create_model`` can load.
 
     The file carries the architecture id, alignment template, chip size, embedding size, a
@@ -130,6 +139,7 @@ def save_checkpoint(model: nn.Module, path: str | Path, threshold: float | None 
         "template": [list(p) for p in spec.template],
         "embedding_dim": spec.embedding_dim,
         "threshold": float(spec.threshold if threshold is None else threshold),
+        "far_table": [list(row) for row in (spec.far_table if far_table is None else far_table)],
         "state_dict": {k: v.detach().cpu() for k, v in model.backbone.state_dict().items()},
         "extra": extra or {},
     }
@@ -160,6 +170,7 @@ def load_checkpoint(path: str | Path) -> nn.Module:
         template=tuple((float(x), float(y)) for x, y in state["template"]),
         embedding_dim=int(state["embedding_dim"]),
         threshold=float(state["threshold"]),
+        far_table=tuple((float(r), float(t)) for r, t in state.get("far_table", [])),
         build=base.build,
         load_weights=base.load_weights,
         weights_location=lambda: str(path),

@@ -1,0 +1,5 @@
+"""``python -m facesys.cli``."""
+
+from facesys.cli import main
+
+main()

@@ -1,0 +1,92 @@
+"""``facesys gallery``: look after the gallery (list, show, remove, rename, stats, reindex)."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from facesys.cli import FacesysGroup, Settings, emit_json, main
+
+
+@main.group(cls=FacesysGroup)
+def gallery() -> None:
+    """Inspect and change the gallery."""
+
+
+@gallery.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def list_people(settings: Settings, as_json: bool) -> None:
+    """Everyone enrolled, with their number of photos."""
+    people = settings.system().people()
+    if as_json:
+        emit_json({"people": [{"name": name, "faces": count} for name, count in people]})
+        return
+    for name, count in people:
+        click.echo(f"{name}\t{count} photo{'s' if count != 1 else ''}")
+    if not settings.quiet:
+        click.echo(f"{len(people)} people", err=True)
+
+
+@gallery.command()
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def show(settings: Settings, name: str, as_json: bool) -> None:
+    """NAME's enrolled photos: face id, source, box, detection score, date."""
+    faces = settings.system().faces(name)
+    if as_json:
+        rows = [
+            {"face_id": f.id, "source": f.source, "box": f.box, "score": round(f.score, 4), "created_at": f.created_at}
+            for f in faces
+        ]
+        emit_json({"name": name, "faces": rows})
+        return
+    click.echo(f"{name}: {len(faces)} photo{'s' if len(faces) != 1 else ''}")
+    for f in faces:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(f.created_at))
+        box = ",".join(str(round(v)) for v in f.box)
+        click.echo(f"  #{f.id}  {f.source}  box=({box}) score={f.score:.3f}  {when}")
+
+
+@gallery.command()
+@click.argument("name")
+@click.pass_obj
+def remove(settings: Settings, name: str) -> None:
+    """Forget NAME: their embeddings, face crops and index entries are erased."""
+    count = settings.system().remove(name)
+    click.echo(f"removed {name} ({count} photo{'s' if count != 1 else ''})")
+
+
+@gallery.command()
+@click.argument("old")
+@click.argument("new")
+@click.pass_obj
+def rename(settings: Settings, old: str, new: str) -> None:
+    """Rename OLD to NEW (nobody is re-embedded)."""
+    settings.system().rename(old, new)
+    click.echo(f"renamed {old} -> {new}")
+
+
+@gallery.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def stats(settings: Settings, as_json: bool) -> None:
+    """Size, model and thresholds of the gallery."""
+    values = settings.system().stats()
+    if as_json:
+        emit_json(values)
+        return
+    for key, value in values.items():
+        click.echo(f"{key}: {value if value is not None else '-'}")
+
+
+@gallery.command()
+@click.option("--model", "model", required=True, help="The model to re-embed every stored face with.")
+@click.pass_obj
+def reindex(settings: Settings, model: str) -> None:
+    """Re-embed the whole gallery with another model, from the stored face crops."""
+    settings.model = None  # the gallery's current model does not matter here
+    count = settings.system().reindex(model)
+    click.echo(f"re-embedded {count} face{'s' if count != 1 else ''} with {model}")

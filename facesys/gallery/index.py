@@ -1,0 +1,82 @@
+"""The FAISS index of a gallery: derived from the store, saved beside it, rebuilt when stale.
+
+The file is ``index-<generation>.faiss``: the store's generation counter (bumped by every change)
+is in the name, so an index that does not match the store is never used; a missing, stale or
+unreadable index is rebuilt from the store's embeddings and saved atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from facesys.gallery.store import GalleryStore
+
+
+def build_index(ids: np.ndarray, vectors: np.ndarray):
+    """An exact FAISS index (L2) over (N, D) float32 ``vectors`` keyed by (N,) int64 ``ids``."""
+    import faiss
+
+    index = faiss.IndexIDMap2(faiss.IndexFlatL2(vectors.shape[1]))
+    if len(ids):
+        index.add_with_ids(np.ascontiguousarray(vectors, np.float32), np.ascontiguousarray(ids, np.int64))
+    return index
+
+
+class FaceIndex:
+    """Nearest-neighbour search over a gallery's faces; distances are Euclidean (not squared)."""
+
+    def __init__(self, index, names_by_id: dict[int, str]):
+        self.index = index
+        self.names_by_id = names_by_id
+
+    @classmethod
+    def for_store(cls, store: GalleryStore) -> FaceIndex:
+        """The index of ``store``'s current generation, loaded or rebuilt (and then saved)."""
+        import faiss
+
+        generation = store.generation
+        path = store.folder / f"index-{generation}.faiss"
+        ids, vectors, names = store.embeddings()
+        names_by_id = dict(zip(ids.tolist(), names, strict=True))
+        index = None
+        if path.is_file():
+            try:
+                index = faiss.read_index(str(path))
+                if index.ntotal != len(ids) or index.d != vectors.shape[1]:
+                    index = None
+            except RuntimeError:
+                index = None
+        if index is None:
+            index = build_index(ids, vectors)
+            _save(index, path)
+        return cls(index, names_by_id)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(Q, D) float32 queries -> (Q, k) Euclidean distances and (Q, k) face ids (-1 = none)."""
+        k = max(1, min(k, len(self)))
+        if len(self) == 0:
+            return np.full((len(queries), 1), np.inf, np.float32), np.full((len(queries), 1), -1, np.int64)
+        squared, ids = self.index.search(np.ascontiguousarray(queries, np.float32), k)
+        return np.sqrt(np.maximum(squared, 0)), ids
+
+
+def _save(index, path: Path) -> None:
+    """Write ``index`` to ``path`` atomically and remove indexes of older generations."""
+    import faiss
+
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        faiss.write_index(index, str(temporary))
+        os.replace(temporary, path)
+    except (OSError, RuntimeError):
+        temporary.unlink(missing_ok=True)  # a read-only gallery still answers; it just rebuilds next time
+        return
+    for old in path.parent.glob("index-*.faiss"):
+        if old != path:
+            old.unlink(missing_ok=True)

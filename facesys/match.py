@@ -1,0 +1,107 @@
+"""Decisions on embeddings: verify (same person?) and identify (who, or unknown?).
+
+Metric: Euclidean distance between unit embeddings (0 = identical, 2 = opposite); a pair is the
+same person when ``distance <= threshold``.
+
+Identification is open-set: each probe meets every enrolled face, so a per-comparison false-accept
+rate (FAR) becomes, over a gallery of N faces, a false-identification rate of about N x FAR. Its
+threshold is therefore stricter than verify's: the model's impostor table (measured on LFW's
+pairsDevTrain people, see benchmarks/calibrate_default_threshold.py) gives the threshold whose
+FAR is ``target_fpir / N``; it is never looser than the verification threshold.
+People are ranked by their best (smallest) distance over their enrolled faces.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+DEFAULT_TARGET_FPIR = 0.01
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of comparing two faces."""
+
+    distance: float
+    threshold: float
+    same: bool
+    threshold_source: str
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An enrolled person and their best distance to the probe."""
+
+    name: str
+    distance: float
+
+
+@dataclass(frozen=True)
+class Identification:
+    """One face of a probe photo: ``box`` x1, y1, x2, y2 pixels, detection ``score``; ``name`` is
+    None for unknown; ``candidates`` are the nearest people, best first."""
+
+    box: list[float]
+    score: float
+    name: str | None
+    distance: float | None
+    threshold: float
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "score": round(self.score, 4),
+            "name": self.name,
+            "distance": None if self.distance is None else round(self.distance, 4),
+            "threshold": round(self.threshold, 4),
+            "candidates": [{"name": c.name, "distance": round(c.distance, 4)} for c in self.candidates],
+        }
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Euclidean distance between two (D,) embeddings."""
+    return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+
+
+def verify(a: np.ndarray, b: np.ndarray, threshold: float, threshold_source: str) -> Verification:
+    d = distance(a, b)
+    return Verification(d, threshold, d <= threshold, threshold_source)
+
+
+def rank_people(distances: np.ndarray, face_ids: np.ndarray, names_by_id: dict[int, str], top_k: int) -> list[Candidate]:
+    """The ``top_k`` people nearest a probe, each scored by their best face.
+
+    ``distances`` and ``face_ids``: (k,) search results (face id -1 = no result).
+    """
+    best: dict[str, float] = {}
+    for d, face_id in zip(distances.tolist(), face_ids.tolist(), strict=True):
+        if face_id < 0:
+            continue
+        name = names_by_id[face_id]
+        best[name] = min(d, best.get(name, math.inf))
+    ranked = sorted(best.items(), key=lambda item: item[1])[:top_k]
+    return [Candidate(name, d) for name, d in ranked]
+
+
+def identify_threshold(
+    far_table: tuple[tuple[float, float], ...],
+    faces_in_gallery: int,
+    verify_threshold: float,
+    target_fpir: float = DEFAULT_TARGET_FPIR,
+) -> float:
+    """The open-set threshold for a gallery of ``faces_in_gallery`` faces.
+
+    ``far_table``: ((FAR, threshold), ...) of the model, FAR decreasing. The FAR wanted per
+    comparison is ``target_fpir / faces_in_gallery``; the threshold is interpolated in log(FAR)
+    (clamped to the table) and never above ``verify_threshold``. Without a table, verify's.
+    """
+    if not far_table:
+        return verify_threshold
+    wanted = math.log10(target_fpir / max(1, faces_in_gallery))
+    rates = np.log10([rate for rate, _ in far_table])[::-1]
+    thresholds = np.array([t for _, t in far_table])[::-1]
+    return float(min(verify_threshold, np.interp(wanted, rates, thresholds)))

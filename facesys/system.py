@@ -1,0 +1,396 @@
+"""FaceSystem: the object users hold. Ties the embedder, the gallery store, its index and the
+matching rules together; the CLI is a thin shell over it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facesys.errors import FacesysError, GalleryError, ImageError, NoFaceError
+from facesys.gallery.store import DB_NAME, GalleryStore, NewFace, check_name
+from facesys.images import ImageInput, describe, load_image
+from facesys.match import Identification, Verification, identify_threshold, rank_people, verify
+from facesys.quality import QualityRules, check_chip, pick_enrollment_face
+
+DEFAULT_MODEL = "dlib-resnet"
+# Stored crops: the face box plus this fraction of its size on every side, the face at most
+# CROP_FACE_PX pixels across, JPEG quality CROP_QUALITY. Enough for any model to re-align.
+CROP_MARGIN = 0.6
+CROP_FACE_PX = 224
+CROP_QUALITY = 95
+
+
+def default_gallery() -> Path:
+    """``$FACESYS_GALLERY``, else ``gallery/`` in the current directory."""
+    return Path(os.environ.get("FACESYS_GALLERY", "gallery"))
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """What happened to one enrollment photo: status is enrolled, duplicate, rejected or error."""
+
+    source: str
+    name: str
+    status: str
+    reason: str | None = None
+    face_id: int | None = None
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class EnrollReport:
+    results: list[EnrollResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    """``verify``'s answer, with the face used in each photo and how many each photo had."""
+
+    verification: Verification
+    boxes: tuple[list[float], list[float]]
+    faces_found: tuple[int, int]
+
+    def to_dict(self, files: tuple[str, str]) -> dict:
+        v = self.verification
+        return {
+            "same": v.same,
+            "distance": round(v.distance, 4),
+            "threshold": round(v.threshold, 4),
+            "threshold_source": v.threshold_source,
+            "a": {"file": files[0], "box": [round(x, 1) for x in self.boxes[0]], "faces_found": self.faces_found[0]},
+            "b": {"file": files[1], "box": [round(x, 1) for x in self.boxes[1]], "faces_found": self.faces_found[1]},
+        }
+
+
+def image_sha256(source: ImageInput) -> str:
+    """sha256 of a file's bytes, or of an array's pixels (so re-enrolling the same photo is detected)."""
+    if isinstance(source, (str, os.PathLike)):
+        try:
+            return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        except OSError as exc:
+            raise ImageError(f"{source}: cannot read ({exc.strerror})") from None
+    return hashlib.sha256(np.ascontiguousarray(load_image(source)).tobytes()).hexdigest()
+
+
+def face_crop(image: np.ndarray, box: np.ndarray) -> tuple[bytes, tuple[float, float, float]]:
+    """A model-independent JPEG crop around ``box`` and its origin (x0, y0, scale)."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    size = max(x2 - x1, y2 - y1)
+    x0, y0 = max(0, int(x1 - CROP_MARGIN * size)), max(0, int(y1 - CROP_MARGIN * size))
+    xe, ye = min(image.shape[1], int(x2 + CROP_MARGIN * size) + 1), min(image.shape[0], int(y2 + CROP_MARGIN * size) + 1)
+    crop = image[y0:ye, x0:xe]
+    scale = min(1.0, CROP_FACE_PX / max(size, 1.0))
+    if scale < 1.0:
+        crop = cv2.resize(
+            crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))), interpolation=cv2.INTER_AREA
+        )
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, CROP_QUALITY])
+    if not ok:
+        raise FacesysError("could not encode the face crop")
+    return encoded.tobytes(), (float(x0), float(y0), scale)
+
+
+class FaceSystem:
+    """Enroll, verify and identify against a persistent gallery.
+
+    ``gallery``: folder (default ``$FACESYS_GALLERY`` or ``./gallery``); ``model``: a model name or
+    checkpoint path (default: the gallery's model, else dlib-resnet); ``threshold``: overrides
+    verify's and identify's thresholds; ``target_fpir``: open-set false-identification target.
+    """
+
+    def __init__(
+        self,
+        gallery: str | Path | None = None,
+        model: str | None = None,
+        device: str = "cpu",
+        weights: str | None = None,
+        quality: QualityRules | None = None,
+        threshold: float | None = None,
+        target_fpir: float = 0.01,
+    ):
+        self.gallery = Path(gallery) if gallery is not None else default_gallery()
+        self.requested_model, self.device, self.weights = model, device, weights
+        self.quality = quality or QualityRules()
+        self.threshold_override = threshold
+        self.target_fpir = target_fpir
+        self._embedder = None
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _store(self, create: bool = False) -> GalleryStore:
+        return GalleryStore(self.gallery, create=create)
+
+    def _gallery_exists(self) -> bool:
+        return (self.gallery / DB_NAME).is_file()
+
+    def _gallery_model(self) -> str | None:
+        if not self._gallery_exists():
+            return None
+        with self._store() as store:
+            return store.meta().get("model_name")
+
+    @property
+    def embedder(self):
+        """The Embedder, created on first use with the requested model or the gallery's."""
+        if self._embedder is None:
+            from facesys.embed import Embedder
+
+            self._model_source = self.requested_model or self._gallery_model() or DEFAULT_MODEL
+            self._embedder = Embedder(self._model_source, device=self.device, weights=self.weights)
+        return self._embedder
+
+    def _check_model(self, store: GalleryStore) -> None:
+        """GalleryError when the gallery holds embeddings of another model."""
+        gallery_model = store.model_id
+        if gallery_model is not None and gallery_model != self.embedder.model_id:
+            name = store.meta().get("model_name", gallery_model)
+            raise GalleryError(
+                f"{self.gallery}: gallery was built with {gallery_model}, not {self.embedder.model_id}; "
+                f"use --model {name}, or re-embed it with: facesys gallery reindex --model {self.embedder.spec.name}"
+            )
+
+    def _verify_threshold(self, store: GalleryStore | None) -> tuple[float, str]:
+        if self.threshold_override is not None:
+            return self.threshold_override, "argument"
+        if store is not None and store.model_id == self.embedder.model_id and store.threshold("verify") is not None:
+            return store.threshold("verify"), "gallery"
+        return self.embedder.spec.threshold, "model default"
+
+    def _identify_threshold(self, store: GalleryStore, faces: int) -> float:
+        if self.threshold_override is not None:
+            return self.threshold_override
+        if store.threshold("identify") is not None:
+            return store.threshold("identify")
+        verify_threshold, _ = self._verify_threshold(store)
+        return identify_threshold(self.embedder.spec.far_table, faces, verify_threshold, self.target_fpir)
+
+    # -- people -------------------------------------------------------------------------------
+
+    def people(self) -> list[tuple[str, int]]:
+        """(name, number of enrolled faces) of everyone in the gallery."""
+        if not self._gallery_exists():
+            return []
+        with self._store() as store:
+            return store.people()
+
+    def remove(self, name: str) -> int:
+        """Forget a person: their faces, crops and index entries; returns the faces removed."""
+        with self._store() as store:
+            count = store.remove_person(name)
+            self._refresh_index(store)
+        return count
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a person (no re-embedding)."""
+        with self._store() as store:
+            store.rename_person(old, new)
+            self._refresh_index(store)
+
+    def faces(self, name: str):
+        """The enrolled face records of ``name`` (GalleryError if nobody has that name)."""
+        with self._store() as store:
+            records = store.faces(name)
+        if not records:
+            raise GalleryError(f"no person named {name!r} in {self.gallery}")
+        return records
+
+    def stats(self) -> dict:
+        """People, faces, model, thresholds and sizes of the gallery."""
+        with self._store() as store:
+            return store.stats()
+
+    def forget_missing_photos(self, folder: str | Path) -> int:
+        """Forget faces whose source photo lay under ``folder`` and no longer exists; returns how many."""
+        if not self._gallery_exists():
+            return 0
+        folder = Path(folder).resolve()
+        with self._store() as store:
+            gone = [f.id for f in store.faces() if Path(f.source).is_relative_to(folder) and not Path(f.source).exists()]
+            if gone:
+                store.remove_faces(gone)
+                self._refresh_index(store)
+        return len(gone)
+
+    def enroll(
+        self,
+        name: str,
+        images: Iterable[ImageInput],
+        on_result: Callable[[EnrollResult], None] | None = None,
+        batch_size: int = 16,
+    ) -> EnrollReport:
+        """Enroll photos of one person. Each accepted photo is committed on its own before
+        ``on_result`` hears of it; bad photos are reported, not fatal."""
+        check_name(name)
+        return self.enroll_many(((name, image) for image in images), on_result, batch_size)
+
+    def enroll_many(
+        self,
+        items: Iterable[tuple[str, ImageInput]],
+        on_result: Callable[[EnrollResult], None] | None = None,
+        batch_size: int = 16,
+    ) -> EnrollReport:
+        """Enroll (name, photo) pairs; see :meth:`enroll`."""
+        report = EnrollReport()
+
+        def record(result: EnrollResult) -> None:
+            report.results.append(result)
+            if on_result:
+                on_result(result)
+
+        items = list(items)
+        with self._store(create=True) as store:
+            self._check_model(store)
+            if store.model_id is None:
+                embedder = self.embedder
+                store.set_model(embedder.model_id, self._model_source, embedder.model.weights_sha256, embedder.spec.embedding_dim)
+            for start in range(0, len(items), batch_size):
+                self._enroll_batch(store, items[start : start + batch_size], record)
+            if report.count("enrolled"):
+                self._refresh_index(store)
+        return report
+
+    def _enroll_batch(self, store: GalleryStore, batch: list[tuple[str, ImageInput]], record) -> None:
+        loaded = []
+        for name, source in batch:
+            try:
+                check_name(name)
+                sha = image_sha256(source)
+                owner = store.person_of_image(sha)
+                if owner == name:
+                    record(EnrollResult(describe(source), name, "duplicate", "this photo is already enrolled"))
+                    continue
+                if owner is not None:
+                    record(EnrollResult(describe(source), name, "rejected", f"this photo is already enrolled as {owner!r}"))
+                    continue
+                loaded.append((name, source, sha, load_image(source)))
+            except FacesysError as exc:
+                record(EnrollResult(describe(source), name, "error", str(exc)))
+        detections = self.embedder.detector.detect([image for *_, image in loaded])
+        for (name, source, sha, image), faces in zip(loaded, detections, strict=True):
+            face, reason = pick_enrollment_face(faces, self.quality)
+            chip = None
+            if face is not None:
+                chip = self.embedder.chips(image, [face])
+                reason = check_chip(chip[0], self.quality)
+            if reason:
+                record(EnrollResult(describe(source), name, "rejected", reason))
+                continue
+            embedding = self.embedder.embed_chips(chip)[0]
+            warning = self._confusion_warning(store, name, embedding)
+            crop, origin = face_crop(image, face.box)
+            new = NewFace(describe(source), sha, face.box, face.landmarks, face.score, crop, origin, embedding)
+            face_id = store.add_face(name, new, self.embedder.model_id)
+            record(EnrollResult(describe(source), name, "enrolled", face_id=face_id, warning=warning))
+
+    def _confusion_warning(self, store: GalleryStore, name: str, embedding: np.ndarray) -> str | None:
+        """A warning when the new photo is nearer another enrolled person than its own."""
+        ids, vectors, names = store.embeddings()
+        if not len(ids):
+            return None
+        distances = np.linalg.norm(vectors - embedding, axis=1)
+        own = [d for d, n in zip(distances, names, strict=True) if n == name]
+        others = [(d, n) for d, n in zip(distances, names, strict=True) if n != name]
+        if not others:
+            return None
+        best_other, other_name = min(others)
+        threshold, _ = self._verify_threshold(store)
+        if best_other <= threshold and (not own or best_other < min(own)):
+            return f"this photo looks more like {other_name!r} (distance {best_other:.3f}) than like {name!r}"
+        return None
+
+    def _refresh_index(self, store: GalleryStore):
+        from facesys.gallery.index import FaceIndex
+
+        return FaceIndex.for_store(store)
+
+    # -- decisions ----------------------------------------------------------------------------
+
+    def verify(self, a: ImageInput, b: ImageInput) -> VerifyResult:
+        """Same person or not: the largest face of each photo, compared at the threshold in force
+        (``threshold`` argument > gallery's calibrated > model default). NoFaceError if a photo has none."""
+        images = [load_image(a), load_image(b)]
+        detections = self.embedder.detector.detect(images)
+        for source, faces in zip((a, b), detections, strict=True):
+            if not faces:
+                raise NoFaceError(f"{describe(source)}: no face found")
+        chips = np.concatenate([self.embedder.chips(img, faces[:1]) for img, faces in zip(images, detections, strict=True)])
+        vectors = self.embedder.embed_chips(chips)
+        store = self._store() if self._gallery_exists() else None
+        try:
+            threshold, source = self._verify_threshold(store)
+        finally:
+            if store:
+                store.close()
+        return VerifyResult(
+            verify(vectors[0], vectors[1], threshold, source),
+            (detections[0][0].box.tolist(), detections[1][0].box.tolist()),
+            (len(detections[0]), len(detections[1])),
+        )
+
+    def identify(self, image: ImageInput, top_k: int = 3) -> list[Identification]:
+        """Every face in the photo, largest first, named or unknown (name None)."""
+        from facesys.gallery.index import FaceIndex
+
+        pixels = load_image(image)
+        faces = self.embedder.detector.detect([pixels])[0]
+        with self._store() as store:
+            self._check_model(store)
+            index = FaceIndex.for_store(store)
+            threshold = self._identify_threshold(store, len(index))
+        if not faces:
+            return []
+        vectors = self.embedder.embed_chips(self.embedder.chips(pixels, faces))
+        distances, ids = index.search(vectors, k=min(len(index), max(64, 16 * top_k)))
+        results = []
+        for face, d, i in zip(faces, distances, ids, strict=True):
+            candidates = rank_people(d, i, index.names_by_id, top_k)
+            best = candidates[0] if candidates else None
+            named = best is not None and best.distance <= threshold
+            results.append(
+                Identification(
+                    face.box.tolist(),
+                    face.score,
+                    best.name if named else None,
+                    best.distance if best else None,
+                    threshold,
+                    candidates,
+                )
+            )
+        return results
+
+    def reindex(self, model: str) -> int:
+        """Re-embed every stored face with ``model`` from the stored crops; returns the faces done."""
+        import cv2
+
+        from facesys.align import align_face
+        from facesys.embed import Embedder
+
+        embedder = Embedder(model, device=self.device, weights=self.weights)
+        template = np.asarray(embedder.spec.template)
+        with self._store() as store:
+            vectors = {}
+            for face_id, jpeg, (x0, y0, scale), landmarks in store.crops():
+                crop = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                points = (np.asarray(landmarks) - [x0, y0]) * scale
+                chip = align_face(crop, points, template, embedder.spec.input_size)
+                vectors[face_id] = embedder.embed_chips(chip[None])[0]
+            store.replace_embeddings(
+                embedder.model_id, model, embedder.model.weights_sha256, embedder.spec.embedding_dim, vectors
+            )
+            self._refresh_index(store)
+        self._embedder, self._model_source = embedder, model
+        return len(vectors)
