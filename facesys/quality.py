@@ -7,8 +7,8 @@ LFW image we tried) pass and clearly unusable ones do not:
 - ``min_score``: MTCNN's detection probability (0.90);
 - ``min_sharpness``: variance of the Laplacian of the grayscale aligned chip (10; LFW faces:
   1st percentile 18, median 48; the same photos blurred with a Gaussian of sigma 1.5: median 10);
-- ``crowd_ratio``: a second face at least this fraction of the largest face's size makes the photo
-  ambiguous (0.5); smaller bystanders are ignored.
+- ``crowd_ratio``: a second confident face (score >= min_score) at least this fraction of the
+  largest face's size makes the photo ambiguous (0.5); smaller bystanders are ignored.
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ def pick_enrollment_face(faces: list[Detection], rules: QualityRules) -> tuple[D
     if not faces:
         return None, "no face found"
     largest = faces[0]
-    if len(faces) > 1 and faces[1].size >= rules.crowd_ratio * largest.size:
-        return None, f"{len(faces)} faces of similar size; use a photo of this person alone"
+    rivals = [f for f in faces[1:] if f.score >= rules.min_score and f.size >= rules.crowd_ratio * largest.size]
+    if rivals:
+        return None, f"{len(rivals) + 1} faces of similar size; use a photo of this person alone"
     if largest.size < rules.min_face_size:
         return None, f"face too small ({largest.size:.0f} px < {rules.min_face_size:.0f} px)"
     if largest.score < rules.min_score:

@@ -351,7 +351,7 @@ class GalleryStore:
             "faces": faces,
             "model_id": meta.get("model_id"),
             "dim": int(meta["dim"]) if "dim" in meta else None,
-            "schema_version": int(meta["schema_version"]),
+            "gallery_schema_version": int(meta["schema_version"]),
             "verify_threshold": self.threshold("verify"),
             "identify_threshold": self.threshold("identify"),
             "database_bytes": size,
