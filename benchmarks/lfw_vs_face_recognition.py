@@ -42,7 +42,7 @@ def facesys_embeddings(files: list[Path], flip: bool) -> tuple[np.ndarray, dict]
     from facesys.images import load_image
 
     embedder = Embedder(flip=flip)
-    retry = FaceDetector(thresholds=(0.3, 0.4, 0.5))
+    retry = FaceDetector(thresholds=(0.3, 0.4, 0.5), min_score=0.5)
     landmarks: list[np.ndarray | None] = []
     images = []
     stats = {"no_face_first_pass": 0, "found_on_retry": 0, "mean_landmarks_used": 0}

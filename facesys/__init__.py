@@ -12,6 +12,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
+    "FaceSystem": "facesys.system",
     "Embedder": "facesys.embed",
     "Face": "facesys.embed",
     "FaceDetector": "facesys.detect",

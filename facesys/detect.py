@@ -33,8 +33,10 @@ class FaceDetector:
     """MTCNN from facenet-pytorch (its weights ship in the wheel; nothing is downloaded).
 
     ``min_face_size`` in pixels of the (possibly down-scaled) detection image; ``thresholds`` are
-    MTCNN's three stage thresholds; photos whose longer side exceeds ``max_side`` pixels are
-    down-scaled for detection. ``batch_size`` images of equal size go through MTCNN together.
+    MTCNN's three stage thresholds; detections below ``min_score`` (MTCNN's final probability) are
+    dropped (MTCNN's own 0.7 lets through false faces in textured backgrounds); photos whose longer
+    side exceeds ``max_side`` pixels are down-scaled for detection. ``batch_size`` images of equal
+    size go through MTCNN together.
     """
 
     def __init__(
@@ -42,12 +44,14 @@ class FaceDetector:
         device: str = "cpu",
         min_face_size: int = 20,
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+        min_score: float = 0.9,
         max_side: int = 1600,
         batch_size: int = 16,
     ):
         from facenet_pytorch import MTCNN
 
         self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, thresholds=list(thresholds), device=device)
+        self.min_score = min_score
         self.max_side = max_side
         self.batch_size = batch_size
 
@@ -64,7 +68,7 @@ class FaceDetector:
                 batch = np.stack([scaled[i][0] for i in chunk])
                 boxes, scores, points = self.mtcnn.detect(batch, landmarks=True)
                 for i, b, s, p in zip(chunk, boxes, scores, points, strict=True):
-                    results[i] = _to_detections(b, s, p, scaled[i][1])
+                    results[i] = _to_detections(b, s, p, scaled[i][1], self.min_score)
         return results
 
     def _downscale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
@@ -77,11 +81,12 @@ class FaceDetector:
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
 
-def _to_detections(boxes, scores, points, factor: float) -> list[Detection]:
+def _to_detections(boxes, scores, points, factor: float, min_score: float) -> list[Detection]:
     if boxes is None:
         return []
     faces = [
         Detection(np.asarray(b, np.float32) * factor, float(s), np.asarray(p, np.float32) * factor)
         for b, s, p in zip(boxes, scores, points, strict=True)
+        if s >= min_score
     ]
     return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))

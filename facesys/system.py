@@ -252,24 +252,38 @@ class FaceSystem:
                 on_result(result)
 
         items = list(items)
-        with self._store(create=True) as store:
-            self._check_model(store)
-            if store.model_id is None:
-                embedder = self.embedder
-                store.set_model(embedder.model_id, self._model_source, embedder.model.weights_sha256, embedder.spec.embedding_dim)
+        # A gallery is created only when its first face is added: bad input leaves no trace.
+        store = self._store() if self._gallery_exists() else None
+        try:
+            if store is not None:
+                self._check_model(store)
             for start in range(0, len(items), batch_size):
-                self._enroll_batch(store, items[start : start + batch_size], record)
-            if report.count("enrolled"):
+                store = self._enroll_batch(store, items[start : start + batch_size], record)
+            if store is not None and report.count("enrolled"):
                 self._refresh_index(store)
+        finally:
+            if store is not None:
+                store.close()
         return report
 
-    def _enroll_batch(self, store: GalleryStore, batch: list[tuple[str, ImageInput]], record) -> None:
+    def _open_for_writing(self, store: GalleryStore | None) -> GalleryStore:
+        """``store``, or a new gallery bound to this system's model."""
+        if store is None:
+            store = self._store(create=True)
+            self._check_model(store)  # another process may have created it meanwhile
+        if store.model_id is None:
+            embedder = self.embedder
+            store.set_model(embedder.model_id, self._model_source, embedder.model.weights_sha256, embedder.spec.embedding_dim)
+        return store
+
+    def _enroll_batch(self, store: GalleryStore | None, batch: list[tuple[str, ImageInput]], record) -> GalleryStore | None:
+        """Enroll one batch of (name, photo); returns the store (opened when the first face is added)."""
         loaded = []
         for name, source in batch:
             try:
                 check_name(name)
                 sha = image_sha256(source)
-                owner = store.person_of_image(sha)
+                owner = store.person_of_image(sha) if store is not None else None
                 if owner == name:
                     record(EnrollResult(describe(source), name, "duplicate", "this photo is already enrolled"))
                     continue
@@ -290,11 +304,13 @@ class FaceSystem:
                 record(EnrollResult(describe(source), name, "rejected", reason))
                 continue
             embedding = self.embedder.embed_chips(chip)[0]
+            store = self._open_for_writing(store)
             warning = self._confusion_warning(store, name, embedding)
             crop, origin = face_crop(image, face.box)
             new = NewFace(describe(source), sha, face.box, face.landmarks, face.score, crop, origin, embedding)
             face_id = store.add_face(name, new, self.embedder.model_id)
             record(EnrollResult(describe(source), name, "enrolled", face_id=face_id, warning=warning))
+        return store
 
     def _confusion_warning(self, store: GalleryStore, name: str, embedding: np.ndarray) -> str | None:
         """A warning when the new photo is nearer another enrolled person than its own."""

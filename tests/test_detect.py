@@ -46,3 +46,13 @@ def test_large_photo_is_downscaled_and_boxes_mapped_back(embedder):
     (small_face,), (big_face,) = embedder.detector.detect([image, big])
     np.testing.assert_allclose(big_face.box / 10.0, small_face.box, atol=4.0)
     np.testing.assert_allclose(big_face.landmarks / 10.0, small_face.landmarks, atol=3.0)
+
+
+def test_low_confidence_detections_are_dropped():
+    from facesys.detect import FaceDetector
+
+    image = load_image(data_path("face_recognition", "barack_obama", "obama.jpg"))
+    permissive = FaceDetector(min_score=0.7).detect([image])[0]
+    default = FaceDetector().detect([image])[0]
+    assert len(permissive) == 2 and min(f.score for f in permissive) < 0.9  # a false face in the background
+    assert len(default) == 1 and default[0].score > 0.99

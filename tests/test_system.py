@@ -234,3 +234,29 @@ def test_odd_formats_of_a_real_face_verify_as_the_same_person(small_system, tmp_
     for name in [*variants, "exif.jpg"]:
         result = small_system.verify(original, tmp_path / name)
         assert result.verification.same, (name, result.verification.distance)
+
+
+def test_reindex_switches_model_from_stored_crops(small_system, tmp_path):
+    import torch
+    from facenet_pytorch import InceptionResnetV1
+
+    from facesys.system import FaceSystem
+
+    obama_biden(small_system)
+    photo = data_path("face_recognition", "_multi_face", "two_people.jpg")
+    before = sorted(r.name for r in small_system.identify(photo))
+    weights = tmp_path / "random-facenet.pt"
+    torch.manual_seed(0)
+    torch.save(InceptionResnetV1(classify=False, num_classes=8631).state_dict(), weights)
+    other = FaceSystem(small_system.gallery, weights=str(weights))
+    assert other.reindex("facenet-vggface2") == 4
+    assert other.stats()["model_id"].startswith("facenet-vggface2@") and other.stats()["dim"] == 512
+    back = FaceSystem(small_system.gallery)
+    assert back.reindex("dlib-resnet") == 4
+    assert sorted(r.name for r in back.identify(photo)) == before
+
+
+def test_a_first_enrollment_without_usable_photo_creates_no_gallery(small_system):
+    report = small_system.enroll("Nobody", [data_path("bad_inputs", "no_face", "coffee.png")])
+    assert report.count("rejected") == 1
+    assert not small_system.gallery.exists()
