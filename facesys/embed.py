@@ -56,6 +56,7 @@ class Embedder:
         from facesys.models import create_model
 
         self.device = device
+        self.source = model  # the name or checkpoint path it was created from
         self.model = create_model(model, weights=weights, device=device)
         self.spec = self.model.spec
         self.flip = flip

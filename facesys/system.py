@@ -109,7 +109,8 @@ class FaceSystem:
 
     ``gallery``: folder (default ``$FACESYS_GALLERY`` or ``./gallery``); ``model``: a model name or
     checkpoint path (default: the gallery's model, else dlib-resnet); ``threshold``: overrides
-    verify's and identify's thresholds; ``target_fpir``: open-set false-identification target.
+    verify's and identify's thresholds; ``target_fpir``: open-set false-identification target;
+    ``embedder``: an already loaded Embedder to use instead of loading ``model``.
     """
 
     def __init__(
@@ -121,13 +122,14 @@ class FaceSystem:
         quality: QualityRules | None = None,
         threshold: float | None = None,
         target_fpir: float = 0.01,
+        embedder=None,
     ):
         self.gallery = Path(gallery) if gallery is not None else default_gallery()
         self.requested_model, self.device, self.weights = model, device, weights
         self.quality = quality or QualityRules()
         self.threshold_override = threshold
         self.target_fpir = target_fpir
-        self._embedder = None
+        self._embedder = embedder
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -149,8 +151,8 @@ class FaceSystem:
         if self._embedder is None:
             from facesys.embed import Embedder
 
-            self._model_source = self.requested_model or self._gallery_model() or DEFAULT_MODEL
-            self._embedder = Embedder(self._model_source, device=self.device, weights=self.weights)
+            model = self.requested_model or self._gallery_model() or DEFAULT_MODEL
+            self._embedder = Embedder(model, device=self.device, weights=self.weights)
         return self._embedder
 
     def _check_model(self, store: GalleryStore) -> None:
@@ -207,6 +209,12 @@ class FaceSystem:
         if not records:
             raise GalleryError(f"no person named {name!r} in {self.gallery}")
         return records
+
+    def set_threshold(self, kind: str, value: float | None) -> None:
+        """Store a calibrated ``verify`` or ``identify`` threshold in the gallery (None removes it)."""
+        with self._store() as store:
+            self._check_model(store)
+            store.set_threshold(kind, value)
 
     def stats(self) -> dict:
         """People, faces, model, thresholds and sizes of the gallery."""
@@ -273,7 +281,7 @@ class FaceSystem:
             self._check_model(store)  # another process may have created it meanwhile
         if store.model_id is None:
             embedder = self.embedder
-            store.set_model(embedder.model_id, self._model_source, embedder.model.weights_sha256, embedder.spec.embedding_dim)
+            store.set_model(embedder.model_id, embedder.source, embedder.model.weights_sha256, embedder.spec.embedding_dim)
         return store
 
     def _enroll_batch(self, store: GalleryStore | None, batch: list[tuple[str, ImageInput]], record) -> GalleryStore | None:
@@ -408,5 +416,5 @@ class FaceSystem:
                 embedder.model_id, model, embedder.model.weights_sha256, embedder.spec.embedding_dim, vectors
             )
             self._refresh_index(store)
-        self._embedder, self._model_source = embedder, model
+        self._embedder = embedder
         return len(vectors)

@@ -45,8 +45,7 @@ def lfw_system(tmp_path_factory, lfw_people, embedder):
     from facesys.system import FaceSystem
 
     people, enrolled, _ = lfw_people
-    system = FaceSystem(tmp_path_factory.mktemp("lfw") / "gallery")
-    system._embedder, system._model_source = embedder, "dlib-resnet"
+    system = FaceSystem(tmp_path_factory.mktemp("lfw") / "gallery", embedder=embedder)
     for name in enrolled:
         accepted = 0
         for photo in people[name][:-1]:
@@ -93,8 +92,7 @@ def test_verify_on_lfw_pairs(embedder):
     pairs = read_lfw_pairs(data_path("lfw", "pairs.txt"))
     rng = random.Random(SEED)
     chosen = rng.sample([p for p in pairs if p.same], 100) + rng.sample([p for p in pairs if not p.same], 100)
-    system = FaceSystem(gallery=data_path("lfw") / "no-gallery-here")
-    system._embedder, system._model_source = embedder, "dlib-resnet"
+    system = FaceSystem(gallery=data_path("lfw") / "no-gallery-here", embedder=embedder)
     correct = 0
     for pair in chosen:
         with contextlib.suppress(NoFaceError):  # a photo without a face counts as an error
@@ -106,8 +104,7 @@ def test_verify_on_lfw_pairs(embedder):
 def small_system(tmp_path, embedder):
     from facesys.system import FaceSystem
 
-    system = FaceSystem(tmp_path / "gallery")
-    system._embedder, system._model_source = embedder, "dlib-resnet"
+    system = FaceSystem(tmp_path / "gallery", embedder=embedder)
     return system
 
 
@@ -134,8 +131,7 @@ def test_gallery_survives_restart_removal_and_reenrollment(small_system, embedde
 
     obama_biden(small_system)
     photo = data_path("face_recognition", "_multi_face", "two_people.jpg")
-    reopened = FaceSystem(small_system.gallery)
-    reopened._embedder, reopened._model_source = embedder, "dlib-resnet"
+    reopened = FaceSystem(small_system.gallery, embedder=embedder)
     assert dict(reopened.people()) == {"Barack Obama": 2, "Joe Biden": 2}
     assert reopened.remove("Joe Biden") == 2
     assert [r.name for r in reopened.identify(photo)].count("Joe Biden") == 0
@@ -178,8 +174,7 @@ def test_calibrated_gallery_threshold_changes_verify(small_system):
     a, b = fr / "barack_obama" / "obama.jpg", fr / "barack_obama" / "obama3.jpg"
     before = small_system.verify(a, b).verification
     assert before.same and before.threshold_source == "model default"
-    with small_system._store() as store:
-        store.set_threshold("verify", before.distance * 0.5)
+    small_system.set_threshold("verify", before.distance * 0.5)
     after = small_system.verify(a, b).verification
     assert not after.same and after.threshold_source == "gallery"
 

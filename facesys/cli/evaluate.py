@@ -1,0 +1,201 @@
+"""``facesys eval pairs|identify`` and ``facesys calibrate``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from facesys.cli import FacesysGroup, Settings, emit_json, main
+from facesys.errors import FacesysError
+
+FACE_RULE = click.Choice(["largest", "center"])
+FACE_HELP = "Which face of a photo with several: the largest, or the one nearest the centre (LFW's convention)."
+
+
+def read_pairs(pairs: str, data: str | None):
+    """Pairs from an LFW pairs.txt or a CSV (by extension), images under ``data``."""
+    from facesys.evaluate.pairs import read_csv_pairs, read_lfw_pairs
+
+    if not Path(pairs).is_file():
+        raise FacesysError(f"{pairs}: pairs file not found")
+    reader = read_csv_pairs if pairs.lower().endswith(".csv") else read_lfw_pairs
+    return reader(pairs, data)
+
+
+def cache_for(settings: Settings, face: str, embedder=None):
+    """An EmbeddingCache over ``embedder`` (default: the --model one) with a progress bar."""
+    from facesys.evaluate.experiments import EmbeddingCache
+
+    return EmbeddingCache(
+        embedder or settings.embedder(), face=face, progress=lambda batches: settings.progress(batches, unit="batch")
+    )
+
+
+def write_json(path: str | None, document: dict) -> None:
+    if path:
+        try:
+            Path(path).write_text(json.dumps({"schema_version": 1, **document}, indent=2))
+        except OSError as exc:
+            raise FacesysError(f"{path}: cannot write ({exc.strerror})") from None
+
+
+@main.group(cls=FacesysGroup, name="eval")
+def evaluate() -> None:
+    """Measure accuracy on labelled data (pairs, or a folder per person)."""
+
+
+@evaluate.command("pairs")
+@click.option("--data", type=click.Path(file_okay=False), help="Image folder (default: the pairs file's folder).")
+@click.option(
+    "--pairs", "pairs_file", required=True, type=click.Path(), help="LFW pairs.txt, or a CSV file_a,file_b,same[,fold]."
+)
+@click.option("--face", type=FACE_RULE, default="largest", show_default=True, help=FACE_HELP)
+@click.option("--flip", is_flag=True, help="Flip test-time augmentation.")
+@click.option("--plot", type=click.Path(dir_okay=False), help="Save the ROC curve (PNG, SVG or PDF).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
+@click.pass_obj
+def eval_pairs(
+    settings: Settings, data: str | None, pairs_file: str, face: str, flip: bool, plot: str | None, json_out: str | None
+) -> None:
+    """Verification accuracy by the k-fold protocol, ROC AUC, EER and TAR@FAR.
+
+    Per fold, the threshold that is best on the other folds decides the held-out fold; the
+    accuracy printed is the mean of the held-out accuracies. Each image is embedded once.
+    """
+    from facesys.evaluate.experiments import MISSING_DISTANCE, evaluate_pairs
+
+    pairs = read_pairs(pairs_file, data)
+    cache = cache_for(settings, face, settings.embedder(flip=flip))
+    report = evaluate_pairs(cache, pairs)
+    model = cache.embedder.model_id
+    click.echo(f"model {model}{' +flip' if flip else ''}; {report.pairs} pairs in {report.folds} folds; {report.images} images")
+    if report.folds > 1:
+        mean, std = 100 * report.accuracy_mean, 100 * report.accuracy_std
+        click.echo(f"accuracy: {mean:.2f}% ± {std:.2f} (mean ± std of {report.folds} held-out folds)")
+        click.echo("fold thresholds: " + " ".join(f"{t:.3f}" for t in report.fold_thresholds))
+    click.echo(f"ROC AUC {report.auc:.5f}   EER {100 * report.eer:.2f}%")
+    for far, (tar, threshold) in report.tar_at_far.items():
+        click.echo(f"TAR @ FAR {far:g}: {100 * tar:.2f}% (threshold {threshold:.3f})")
+    click.echo(
+        f"no face found in {report.images_without_face} image(s), unreadable {report.unreadable_images}; "
+        f"their {report.pairs_with_missing_face} pair(s) were scored as 'different' (distance {MISSING_DISTANCE})"
+    )
+    for path in cache.missing()[:10]:
+        click.echo(f"  no face: {path}" + (f" ({cache.unreadable[path]})" if path in cache.unreadable else ""), err=True)
+    if plot:
+        from facesys.evaluate.plot import plot_roc
+
+        plot_roc({model + (" +flip" if flip else ""): report.roc}, plot, title=f"ROC, {Path(pairs_file).name}")
+        click.echo(f"ROC curve saved to {plot}")
+    write_json(json_out, {"model": model, "flip": flip, "face": face, **report.to_dict()})
+
+
+@evaluate.command("identify")
+@click.option("--data", required=True, type=click.Path(file_okay=False), help="Folder with one sub-folder per person.")
+@click.option(
+    "--enroll", "enroll_count", type=click.IntRange(min=1), default=2, show_default=True, help="Photos enrolled per person (K)."
+)
+@click.option(
+    "--min-photos", type=click.IntRange(min=2), default=5, show_default=True, help="People with fewer photos are left out."
+)
+@click.option("--max-probes", type=click.IntRange(min=1), default=10, show_default=True, help="Probe photos per person at most.")
+@click.option(
+    "--unknown-share", type=click.FloatRange(0.05, 0.95), default=0.5, show_default=True, help="Share of people never enrolled."
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--face", type=FACE_RULE, default="largest", show_default=True, help=FACE_HELP)
+@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
+@click.pass_obj
+def eval_identify(
+    settings: Settings,
+    data: str,
+    enroll_count: int,
+    min_photos: int,
+    max_probes: int,
+    unknown_share: float,
+    seed: int,
+    face: str,
+    json_out: str | None,
+) -> None:
+    """Open-set identification on a temporary gallery built from DATA.
+
+    A seeded share of the people is never enrolled (their photos are impostor probes); the others
+    enroll K photos and the rest of their photos are genuine probes. Prints rank-1/rank-5, DIR at
+    FPIR 1e-1 and 1e-2, and what facesys's default open-set threshold does.
+    """
+    from facesys.evaluate.experiments import evaluate_identification, split_identification
+    from facesys.match import identify_threshold
+
+    split = split_identification(Path(data), enroll_count, min_photos, max_probes, unknown_share, seed)
+    cache = cache_for(settings, face)
+    spec = cache.embedder.spec
+    result = evaluate_identification(cache, split, lambda faces: identify_threshold(spec.far_table, faces, spec.threshold))
+    r = result
+    click.echo(f"model {cache.embedder.model_id}")
+    click.echo(f"{r['people_enrolled']} people enrolled ({r['faces_enrolled']} faces, K={enroll_count})")
+    click.echo(f"{r['genuine_probes']} probes of enrolled people")
+    click.echo(f"{r['impostor_probes']} probes of {r['people_never_enrolled']} people never enrolled")
+    click.echo(f"rank-1 {100 * result['rank1']:.2f}%   rank-5 {100 * result['rank5']:.2f}%")
+    for fpir, row in result["dir_at_fpir"].items():
+        click.echo(f"DIR @ FPIR {fpir}: {100 * row['dir']:.2f}% (threshold {row['threshold']:.3f})")
+    named, rejected = 100 * r["default_named_correctly"], 100 * r["default_unknown_rejected"]
+    click.echo(
+        f"default open-set threshold {r['default_threshold']:.3f}: {named:.2f}% of genuine probes named correctly, "
+        f"{rejected:.2f}% of unknown people's probes rejected"
+    )
+    click.echo(f"no face found in {result['images_without_face']} image(s): {result['missing_face_policy']}")
+    write_json(json_out, {"model": cache.embedder.model_id, "data": data, "enroll": enroll_count, "seed": seed, **result})
+
+
+@main.command()
+@click.option("--data", type=click.Path(file_okay=False), help="Image folder (default: the pairs file's folder).")
+@click.option(
+    "--pairs", "pairs_file", required=True, type=click.Path(), help="LFW pairs.txt, or a CSV file_a,file_b,same[,fold]."
+)
+@click.option(
+    "--far",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Target false-accept rate.",
+)
+@click.option("--face", type=FACE_RULE, default="largest", show_default=True, help=FACE_HELP)
+@click.option(
+    "--save",
+    "save_as",
+    type=click.Choice(["verify", "identify"]),
+    help="Store the threshold in the gallery for verify or identify.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def calibrate(
+    settings: Settings, data: str | None, pairs_file: str, far: float, face: str, save_as: str | None, as_json: bool
+) -> None:
+    """Pick the threshold that gives a target FAR on your own labelled pairs.
+
+    Reports the TAR it reaches there. With --save, the gallery keeps it and verify (or identify)
+    uses it from then on (``--threshold`` still overrides it).
+    """
+    from facesys.evaluate.experiments import calibrate_threshold
+
+    pairs = read_pairs(pairs_file, data)
+    system = settings.system()  # its model: --model, else the gallery's, else the default
+    if save_as:
+        system.stats()  # fail before the long run when there is no gallery to save into
+    cache = cache_for(settings, face, system.embedder)
+    result = calibrate_threshold(cache, pairs, far)
+    if save_as:
+        system.set_threshold(save_as, result["threshold"])
+    if as_json:
+        emit_json({"model": cache.embedder.model_id, **result, "saved_as": save_as})
+        return
+    click.echo(
+        f"threshold {result['threshold']:.4f} gives FAR <= {far:g} on {result['different_pairs']} different-person pairs "
+        f"(TAR {100 * result['tar']:.2f}% on {result['pairs'] - result['different_pairs']} same-person pairs)"
+    )
+    if result["resolution_far"] > far:
+        click.echo(f"warning: {result['different_pairs']} different-person pairs cannot measure FAR {far:g} reliably", err=True)
+    if save_as:
+        click.echo(f"saved in {system.gallery} as the {save_as} threshold")

@@ -1,0 +1,247 @@
+"""Evaluation runs on real images: verification pairs, open-set identification, calibration.
+
+Each image is embedded once per run (``EmbeddingCache``); images where no face is found (or that
+cannot be read) are counted and handled as stated in the report, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facesys.errors import FacesysError, ImageError
+from facesys.evaluate.identification import GenuineProbe, dir_at, identification_metrics, rejection_rate
+from facesys.evaluate.pairs import Pair
+from facesys.evaluate.protocol import kfold_accuracy
+from facesys.evaluate.roc import roc_curve
+from facesys.images import load_image
+
+# A pair with a missing face gets the largest possible distance between unit vectors: it is
+# always called "different" (a miss for a same-person pair, a hit for a different-person pair).
+MISSING_DISTANCE = 2.0
+FAR_POINTS = (1e-1, 1e-2, 1e-3)
+
+
+def pick_face(faces, shape, rule: str):
+    """The face to use: ``largest`` (first) or ``center`` (nearest the image centre, LFW's convention)."""
+    if rule == "largest":
+        return faces[0]
+    h, w = shape[:2]
+    return min(faces, key=lambda f: ((f.box[0] + f.box[2]) / 2 - w / 2) ** 2 + ((f.box[1] + f.box[3]) / 2 - h / 2) ** 2)
+
+
+@dataclass
+class EmbeddingCache:
+    """Embeds each image once: path -> (D,) unit vector, or None when no face is found.
+
+    ``face``: which face of a photo with several (``largest`` or ``center``); ``progress`` wraps
+    the list of images still to embed (e.g. a tqdm bar).
+    """
+
+    embedder: object
+    face: str = "largest"
+    progress: Callable[[list], Iterable] = lambda items: items
+    batch_size: int = 32
+    vectors: dict[Path, np.ndarray | None] = field(default_factory=dict)
+    unreadable: dict[Path, str] = field(default_factory=dict)
+
+    def embed(self, paths: Iterable[Path]) -> dict[Path, np.ndarray | None]:
+        todo = sorted({Path(p) for p in paths} - self.vectors.keys())
+        batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
+        for batch in self.progress(batches):
+            images = []
+            for path in batch:
+                try:
+                    images.append((path, load_image(path)))
+                except ImageError as exc:
+                    self.unreadable[path] = str(exc)
+                    self.vectors[path] = None
+            detections = self.embedder.detector.detect([image for _, image in images])
+            chips, owners = [], []
+            for (path, image), faces in zip(images, detections, strict=True):
+                if not faces:
+                    self.vectors[path] = None
+                    continue
+                chips.append(self.embedder.chips(image, [pick_face(faces, image.shape, self.face)]))
+                owners.append(path)
+            if chips:
+                for path, vector in zip(owners, self.embedder.embed_chips(np.concatenate(chips)), strict=True):
+                    self.vectors[path] = vector
+        return self.vectors
+
+    def missing(self) -> list[Path]:
+        return sorted(p for p, v in self.vectors.items() if v is None)
+
+
+@dataclass
+class PairsReport:
+    """Everything ``facesys eval pairs`` reports; ``to_dict`` is its JSON form."""
+
+    pairs: int
+    folds: int
+    accuracy_mean: float
+    accuracy_std: float
+    fold_thresholds: list[float]
+    fold_accuracies: list[float]
+    auc: float
+    eer: float
+    tar_at_far: dict[float, tuple[float, float]]
+    images: int
+    images_without_face: int
+    unreadable_images: int
+    pairs_with_missing_face: int
+    roc: object = None
+
+    def to_dict(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if k != "roc"}
+        data["tar_at_far"] = {f"{far:g}": {"tar": tar, "threshold": t} for far, (tar, t) in self.tar_at_far.items()}
+        data["missing_face_policy"] = f"pairs with a missing face get distance {MISSING_DISTANCE} (always 'different')"
+        return data
+
+
+def pair_distances(cache: EmbeddingCache, pairs: list[Pair]) -> tuple[np.ndarray, int]:
+    """(P,) distances of ``pairs`` (MISSING_DISTANCE where a face is missing) and how many those were."""
+    vectors = cache.embed([p.a for p in pairs] + [p.b for p in pairs])
+    distances, missing = [], 0
+    for pair in pairs:
+        a, b = vectors[pair.a], vectors[pair.b]
+        if a is None or b is None:
+            missing += 1
+            distances.append(MISSING_DISTANCE)
+        else:
+            distances.append(float(np.linalg.norm(a - b)))
+    return np.array(distances), missing
+
+
+def evaluate_pairs(cache: EmbeddingCache, pairs: list[Pair]) -> PairsReport:
+    """The k-fold protocol (folds from the pair list), ROC, AUC, EER and TAR@FAR of ``pairs``."""
+    if not pairs:
+        raise FacesysError("no pairs to evaluate")
+    distances, missing_pairs = pair_distances(cache, pairs)
+    same = np.array([p.same for p in pairs])
+    folds = np.array([p.fold for p in pairs])
+    kfold = kfold_accuracy(distances, same, folds) if len(set(folds.tolist())) > 1 else None
+    roc = roc_curve(distances, same)
+    return PairsReport(
+        pairs=len(pairs),
+        folds=len(set(folds.tolist())),
+        accuracy_mean=kfold.mean if kfold else float("nan"),
+        accuracy_std=kfold.std if kfold else float("nan"),
+        fold_thresholds=[f.threshold for f in kfold.folds] if kfold else [],
+        fold_accuracies=[f.accuracy for f in kfold.folds] if kfold else [],
+        auc=roc.auc,
+        eer=roc.eer,
+        tar_at_far={far: roc.tar_at_far(far) for far in FAR_POINTS},
+        images=len({p.a for p in pairs} | {p.b for p in pairs}),
+        images_without_face=len(cache.missing()) - len(cache.unreadable),
+        unreadable_images=len(cache.unreadable),
+        pairs_with_missing_face=missing_pairs,
+        roc=roc,
+    )
+
+
+def calibrate_threshold(cache: EmbeddingCache, pairs: list[Pair], far: float) -> dict:
+    """The threshold reaching ``far`` on the user's pairs, and the TAR it gives there."""
+    distances, missing = pair_distances(cache, pairs)
+    roc = roc_curve(distances, np.array([p.same for p in pairs]))
+    tar, threshold = roc.tar_at_far(far)
+    if not np.isfinite(threshold):
+        raise FacesysError(f"no threshold reaches FAR {far:g} on these pairs (too few different-person pairs?)")
+    different = sum(not p.same for p in pairs)
+    return {
+        "far": far,
+        "threshold": threshold,
+        "tar": tar,
+        "pairs": len(pairs),
+        "different_pairs": different,
+        "resolution_far": 1.0 / different,
+        "pairs_with_missing_face": missing,
+    }
+
+
+@dataclass(frozen=True)
+class IdentificationSplit:
+    """Who is enrolled with which photos, and the probes of enrolled and never-enrolled people."""
+
+    enrolled: dict[str, list[Path]]
+    genuine: list[tuple[str, Path]]
+    impostor: list[tuple[str, Path]]
+
+
+def split_identification(
+    root: Path, enroll: int, min_photos: int, max_probes: int, unknown_share: float, seed: int
+) -> IdentificationSplit:
+    """Folder-per-person data -> a seeded split.
+
+    People with at least ``min_photos`` photos; ``unknown_share`` of them are never enrolled (up
+    to ``max_probes`` photos each become impostor probes); the others enroll their first
+    ``enroll`` photos (sorted) and up to ``max_probes`` of the rest are genuine probes.
+    Folders whose names start with '_' or '.' are not people.
+    """
+    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+    if not root.is_dir():
+        raise FacesysError(f"{root}: not a folder of people")
+    people = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        photos = sorted(f for f in folder.iterdir() if f.suffix.lower() in suffixes and not f.name.startswith(("_", ".")))
+        if len(photos) >= max(min_photos, enroll + 1):
+            people[folder.name] = photos
+    if len(people) < 2:
+        raise FacesysError(f"{root}: fewer than 2 people with at least {max(min_photos, enroll + 1)} photos")
+    names = sorted(people)
+    rng = random.Random(seed)
+    rng.shuffle(names)
+    unknown = set(names[: round(unknown_share * len(names))])
+    enrolled, genuine, impostor = {}, [], []
+    for name in sorted(people):
+        photos = people[name]
+        if name in unknown:
+            impostor += [(name, p) for p in photos[:max_probes]]
+        else:
+            enrolled[name] = photos[:enroll]
+            genuine += [(name, p) for p in photos[enroll : enroll + max_probes]]
+    return IdentificationSplit(enrolled, genuine, impostor)
+
+
+def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, default_threshold: Callable[[int], float]) -> dict:
+    """rank-1/5, DIR at FPIR 1e-1 and 1e-2, and the system's default behaviour on ``split``.
+
+    ``default_threshold(faces_in_gallery)`` gives the open-set threshold facesys would use.
+    """
+    from facesys.gallery.index import build_index
+    from facesys.match import rank_people
+
+    photos = [p for ps in split.enrolled.values() for p in ps]
+    vectors = cache.embed(photos + [p for _, p in split.genuine] + [p for _, p in split.impostor])
+    gallery = [(name, vectors[p]) for name, ps in split.enrolled.items() for p in ps if vectors[p] is not None]
+    ids = np.arange(len(gallery), dtype=np.int64)
+    index = build_index(ids, np.stack([v for _, v in gallery]).astype(np.float32))
+    names_by_id = {i: name for i, (name, _) in enumerate(gallery)}
+
+    def ranked(vector) -> list[tuple[str, float]]:
+        squared, found = index.search(vector[None].astype(np.float32), len(gallery))
+        return [(c.name, c.distance) for c in rank_people(np.sqrt(np.maximum(squared[0], 0)), found[0], names_by_id, top_k=5)]
+
+    genuine = [GenuineProbe(name, ranked(vectors[p]) if vectors[p] is not None else []) for name, p in split.genuine]
+    impostor_best = np.array([ranked(vectors[p])[0][1] if vectors[p] is not None else np.inf for _, p in split.impostor])
+    metrics = identification_metrics(genuine, impostor_best)
+    threshold = default_threshold(len(gallery))
+    return {
+        "people_enrolled": len(split.enrolled),
+        "faces_enrolled": len(gallery),
+        "genuine_probes": len(genuine),
+        "impostor_probes": len(impostor_best),
+        "people_never_enrolled": len({name for name, _ in split.impostor}),
+        "images_without_face": len(cache.missing()),
+        "rank1": metrics.rank1,
+        "rank5": metrics.rank5,
+        "dir_at_fpir": {f"{f:g}": {"dir": d, "threshold": t} for f, (d, t) in metrics.dir_at_fpir.items()},
+        "default_threshold": threshold,
+        "default_named_correctly": dir_at(genuine, threshold),
+        "default_unknown_rejected": rejection_rate(impostor_best, threshold),
+        "missing_face_policy": "probes without a face count as misses (genuine) and as rejected (impostor)",
+    }
