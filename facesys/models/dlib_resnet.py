@@ -139,13 +139,13 @@ class DlibResNet(nn.Module):
             in_channels = channels
         self.head = nn.Linear(256, EMBEDDING_DIM, bias=False)
 
-    def stages(self) -> list[nn.Module]:
-        """The named stages in forward order, for freezing the early ones."""
-        return [getattr(self, name) for name in STAGE_NAMES]
+    def named_stages(self) -> list[tuple[str, nn.Module]]:
+        """(name, module) of each stage in forward order, for freezing the early ones."""
+        return [(name, getattr(self, name)) for name in STAGE_NAMES]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = (x - self.rgb_mean) * (255.0 / DLIB_SCALE)
-        for stage in self.stages()[:-1]:
+        for _, stage in self.named_stages()[:-1]:
             x = stage(x)
         return self.head(x.mean(dim=(2, 3)))
 

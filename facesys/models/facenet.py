@@ -58,6 +58,22 @@ def _make_builder(dataset: str):
             def forward(self, x: torch.Tensor) -> torch.Tensor:
                 return self.net((x * 255.0 - 127.5) / 128.0)
 
+            def named_stages(self) -> list[tuple[str, nn.Module]]:
+                """(name, module) of each stage in forward order, for freezing the early ones."""
+                n = self.net
+                stem = nn.ModuleList([n.conv2d_1a, n.conv2d_2a, n.conv2d_2b, n.conv2d_3b, n.conv2d_4a, n.conv2d_4b])
+                head = nn.ModuleList([n.last_linear, n.last_bn])
+                return [
+                    ("stem", stem),
+                    ("repeat_1", n.repeat_1),
+                    ("mixed_6a", n.mixed_6a),
+                    ("repeat_2", n.repeat_2),
+                    ("mixed_7a", n.mixed_7a),
+                    ("repeat_3", n.repeat_3),
+                    ("block8", n.block8),
+                    ("head", head),
+                ]
+
         return FacenetBackbone()
 
     def load_weights(backbone: nn.Module, weights: str | None) -> str:

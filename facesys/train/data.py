@@ -1,0 +1,105 @@
+"""Training data: a folder-per-person dataset aligned once into cached chips.
+
+``ChipSet`` holds (N, S, S, 3) uint8 chips aligned to the model's template, their person labels
+and source paths. Building it runs detection and alignment once; the result is saved as an
+``.npz`` (no pickle) keyed by the file list and alignment settings, and reused by later runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from facesys.errors import FacesysError, ImageError
+from facesys.images import load_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
+
+
+@dataclass
+class ChipSet:
+    """``chips`` (N, S, S, 3) uint8 RGB; ``labels`` (N,) int person index; ``names`` per index; ``paths`` (N,)."""
+
+    chips: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def index_of(self) -> dict[str, int]:
+        return {p: i for i, p in enumerate(self.paths)}
+
+
+def person_folders(root: Path, people: set[str] | None = None, max_photos: int | None = None) -> dict[str, list[Path]]:
+    """name -> sorted photos, for the visible sub-folders of ``root`` (optionally only ``people``)."""
+    if not root.is_dir():
+        raise FacesysError(f"{root}: not a folder of people")
+    out = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+        if people is not None and folder.name not in people:
+            continue
+        photos = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(("_", ".")))
+        if photos:
+            out[folder.name] = photos[:max_photos] if max_photos else photos
+    return out
+
+
+def build_chips(embedder, files: dict[str, list[Path]], face: str, cache_dir: Path | None, progress=lambda x: x) -> ChipSet:
+    """Detect and align every photo once (cached in ``cache_dir``); photos with no face are skipped."""
+    from facesys.evaluate.experiments import pick_face
+
+    spec = embedder.spec
+    flat = [(name, str(path)) for name, paths in files.items() for path in paths]
+    key = hashlib.sha256(json.dumps([flat, spec.template, spec.input_size, face]).encode()).hexdigest()[:16]
+    cached = cache_dir / f"chips-{key}.npz" if cache_dir else None
+    if cached and cached.is_file():
+        data = np.load(cached, allow_pickle=False)
+        return ChipSet(data["chips"], data["labels"], json.loads(str(data["names"])), data["paths"].tolist())
+    names = sorted(files)
+    label_of = {name: i for i, name in enumerate(names)}
+    chips, labels, paths = [], [], []
+    batches = [flat[i : i + 32] for i in range(0, len(flat), 32)]
+    for batch in progress(batches):
+        images = []
+        for name, path in batch:
+            try:
+                images.append((name, path, load_image(path)))
+            except ImageError:
+                continue
+        for (name, path, image), faces in zip(images, embedder.detector.detect([im for *_, im in images]), strict=True):
+            if faces:
+                chips.append(embedder.chips(image, [pick_face(faces, image.shape, face)])[0])
+                labels.append(label_of[name])
+                paths.append(path)
+    result = ChipSet(np.stack(chips), np.array(labels), names, paths)
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cached, chips=result.chips, labels=result.labels, names=json.dumps(names), paths=np.array(paths))
+    return result
+
+
+def degrade(chips: np.ndarray, condition: str | None) -> np.ndarray:
+    """Chips as seen under a harder condition: ``lowres:N`` (face down-scaled to N px and back up)
+    or ``gray`` (grayscale); None leaves them unchanged. (N, S, S, 3) uint8 in and out."""
+    if not condition:
+        return chips
+    if condition == "gray":
+        gray = chips.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        return np.repeat(np.clip(gray + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=3)
+    if condition.startswith("lowres:"):
+        low = int(condition.split(":", 1)[1])
+        size = chips.shape[1]
+        return np.stack(
+            [
+                cv2.resize(cv2.resize(c, (low, low), interpolation=cv2.INTER_AREA), (size, size), interpolation=cv2.INTER_LINEAR)
+                for c in chips
+            ]
+        )
+    raise ValueError(f"unknown condition {condition!r}: use lowres:N or gray")
