@@ -104,6 +104,6 @@ def main(
     ctx.obj = Settings(model, weights, device, gallery, verbose, quiet)
 
 
-from facesys.cli import embed, evaluate, gallery, models, people  # noqa: E402  (registers the commands)
+from facesys.cli import embed, evaluate, gallery, models, people, train  # noqa: E402  (registers the commands)
 
-__all__ = ["embed", "evaluate", "gallery", "main", "models", "people"]
+__all__ = ["embed", "evaluate", "gallery", "main", "models", "people", "train"]
