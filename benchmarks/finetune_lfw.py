@@ -83,7 +83,7 @@ def main() -> None:
     parser.add_argument("--people", type=int, default=32)
     parser.add_argument("--per-person", type=int, default=4)
     parser.add_argument("--micro-batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--lr", type=float, default=1e-5)
     parser.add_argument("--freeze", default="stage2")
     parser.add_argument("--max-photos", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

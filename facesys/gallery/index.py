@@ -37,9 +37,8 @@ class FaceIndex:
         """The index of ``store``'s current generation, loaded or rebuilt (and then saved)."""
         import faiss
 
-        generation = store.generation
+        generation, ids, vectors, names = store.snapshot()
         path = store.folder / f"index-{generation}.faiss"
-        ids, vectors, names = store.embeddings()
         names_by_id = dict(zip(ids.tolist(), names, strict=True))
         index = None
         if path.is_file():

@@ -308,6 +308,20 @@ class GalleryStore:
             for r in rows
         ]
 
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        """One read transaction: every query inside sees the same committed state (WAL snapshot)."""
+        self.db.execute("BEGIN DEFERRED")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    def snapshot(self) -> tuple[int, np.ndarray, np.ndarray, list[str]]:
+        """(generation, face ids, embeddings, names) read together, so they always agree."""
+        with self.reading():
+            return (self.generation, *self.embeddings())
+
     def embeddings(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         """(face ids (N,) int64, embeddings (N, dim) float32, person name of each face)."""
         rows = self.db.execute(

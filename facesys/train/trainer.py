@@ -46,7 +46,7 @@ class TrainConfig:
     loss: str = "batch-hard"
     margin: float = 0.2
     optimizer: str = "adamw"
-    lr: float = 1e-4
+    lr: float = 1e-5
     weight_decay: float = 1e-4
     steps: int = 100
     freeze: str | None = "stage2"
