@@ -216,6 +216,45 @@ class FaceSystem:
             self._check_model(store)
             store.set_threshold(kind, value)
 
+    def check(self) -> list[str]:
+        """Problems in the gallery (empty when healthy): the database's own checks, and whether the
+        saved FAISS index agrees with it (ids and vectors)."""
+        from facesys.gallery.index import index_problems
+
+        with self._store() as store:
+            return store.check() + index_problems(store)
+
+    def repair(self) -> list[str]:
+        """Rebuild everything derived (index), drop people without faces; returns what was done.
+        A database that fails SQLite's integrity check cannot be repaired here: restore an export."""
+        from facesys.gallery.index import rebuild_index
+
+        done = []
+        with self._store() as store:
+            if any(p.startswith("sqlite:") for p in store.check()):
+                raise GalleryError(f"{store.path}: the database itself is damaged; restore it from an export (gallery import)")
+            if removed := store.remove_empty_people():
+                done.append(f"removed {removed} person(s) without faces")
+            rebuild_index(store)
+            done.append("rebuilt the index")
+        return done
+
+    def export(self, path: str | Path) -> int:
+        """Write the gallery to a portable zip (see facesys/gallery/portable.py); returns the faces written."""
+        from facesys.gallery.portable import export_gallery
+
+        with self._store() as store:
+            return export_gallery(store, path)
+
+    def import_(self, path: str | Path) -> tuple[int, int]:
+        """Add the faces of an export; returns (added, skipped as already present)."""
+        from facesys.gallery.portable import import_gallery
+
+        with self._store(create=True) as store:
+            result = import_gallery(store, path)
+            self._refresh_index(store)
+        return result
+
     def stats(self) -> dict:
         """People, faces, model, thresholds and sizes of the gallery."""
         with self._store() as store:

@@ -7,6 +7,7 @@ import time
 import click
 
 from facesys.cli import FacesysGroup, Settings, emit_json, main
+from facesys.errors import FacesysError
 
 
 @main.group(cls=FacesysGroup)
@@ -90,3 +91,41 @@ def reindex(settings: Settings, model: str) -> None:
     settings.model = None  # the gallery's current model does not matter here
     count = settings.system().reindex(model)
     click.echo(f"re-embedded {count} face{'s' if count != 1 else ''} with {model}")
+
+
+@gallery.command()
+@click.pass_obj
+def check(settings: Settings) -> None:
+    """Check the database (integrity, embeddings, model) and the index against it. Exit 2 on problems."""
+    problems = settings.system().check()
+    for problem in problems:
+        click.echo(f"problem: {problem}")
+    if problems:
+        raise FacesysError(f"{len(problems)} problem(s) found; 'facesys gallery repair' rebuilds derived data")
+    click.echo("gallery is healthy")
+
+
+@gallery.command()
+@click.pass_obj
+def repair(settings: Settings) -> None:
+    """Rebuild derived data (the index) and drop people left without faces."""
+    for line in settings.system().repair():
+        click.echo(line)
+
+
+@gallery.command("export")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.pass_obj
+def export_command(settings: Settings, path: str) -> None:
+    """Write the whole gallery to PATH: a zip of JSON, embeddings (.npy) and face crops (JPEG)."""
+    count = settings.system().export(path)
+    click.echo(f"exported {count} face{'s' if count != 1 else ''} to {path}")
+
+
+@gallery.command("import")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.pass_obj
+def import_command(settings: Settings, path: str) -> None:
+    """Add the faces of an export (same model, or an empty gallery); photos already present are skipped."""
+    added, skipped = settings.system().import_(path)
+    click.echo(f"imported {added} face{'s' if added != 1 else ''}; skipped {skipped} already present")

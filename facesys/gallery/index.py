@@ -65,6 +65,34 @@ class FaceIndex:
         return np.sqrt(np.maximum(squared, 0)), ids
 
 
+def rebuild_index(store: GalleryStore) -> FaceIndex:
+    """Drop every saved index of ``store`` and build the current one afresh."""
+    for old in store.folder.glob("index-*.faiss"):
+        old.unlink(missing_ok=True)
+    return FaceIndex.for_store(store)
+
+
+def index_problems(store: GalleryStore) -> list[str]:
+    """How the saved index disagrees with the store (empty when it agrees exactly)."""
+    import faiss
+
+    generation, ids, vectors, _ = store.snapshot()
+    path = store.folder / f"index-{generation}.faiss"
+    if not path.is_file():
+        return [f"index: no index for generation {generation} (it is rebuilt on the next search, or by 'gallery repair')"]
+    try:
+        index = faiss.read_index(str(path))
+    except RuntimeError:
+        return [f"index: {path.name} is unreadable"]
+    if index.ntotal != len(ids):
+        return [f"index: {index.ntotal} vectors, the database has {len(ids)} faces"]
+    if len(ids) and not np.array_equal(np.sort(faiss.vector_to_array(index.id_map)), np.sort(ids)):
+        return ["index: face ids differ from the database's"]
+    if len(ids) and not np.allclose(index.reconstruct_batch(ids), vectors, atol=1e-6):
+        return ["index: vectors differ from the database's embeddings"]
+    return []
+
+
 def _save(index, path: Path) -> None:
     """Write ``index`` to ``path`` atomically and remove indexes of older generations."""
     import faiss

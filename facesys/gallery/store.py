@@ -354,6 +354,38 @@ class GalleryStore:
             self.db.execute("DELETE FROM meta WHERE key IN ('verify_threshold', 'identify_threshold')")
             self._bump_generation()
 
+    def check(self) -> list[str]:
+        """Problems found in the database (empty when healthy): SQLite's integrity check, embeddings
+        of the wrong size, not finite or not unit length, faces of another model, crops that are not
+        JPEG, people without faces."""
+        problems = [f"sqlite: {row[0]}" for row in self.db.execute("PRAGMA integrity_check") if row[0] != "ok"]
+        meta = self.meta()
+        dim, model_id = int(meta.get("dim", 0)), meta.get("model_id")
+        for face_id, blob, face_model, crop in self.db.execute("SELECT id, embedding, model_id, substr(crop, 1, 2) FROM faces"):
+            if len(blob) != 4 * dim:
+                problems.append(f"face {face_id}: embedding has {len(blob) // 4} values, the gallery's dimension is {dim}")
+                continue
+            vector = np.frombuffer(blob, "<f4")
+            if not np.isfinite(vector).all():
+                problems.append(f"face {face_id}: embedding is not finite")
+            elif abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+                problems.append(f"face {face_id}: embedding is not unit length ({np.linalg.norm(vector):.4f})")
+            if face_model != model_id:
+                problems.append(f"face {face_id}: made by {face_model}, the gallery's model is {model_id}")
+            if crop != b"\xff\xd8":
+                problems.append(f"face {face_id}: stored crop is not a JPEG")
+        for (name,) in self.db.execute("SELECT name FROM people WHERE id NOT IN (SELECT person_id FROM faces)"):
+            problems.append(f"person {name!r} has no face")
+        return problems
+
+    def remove_empty_people(self) -> int:
+        """Delete people left without faces; returns how many."""
+        with self.transaction():
+            count = self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)").rowcount
+            if count:
+                self._bump_generation()
+        return count
+
     def stats(self) -> dict[str, object]:
         meta = self.meta()
         people = self.db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
