@@ -16,7 +16,7 @@ from facesys.errors import FacesysError, GalleryError, ImageError, NoFaceError
 from facesys.gallery.store import DB_NAME, GalleryStore, NewFace, check_name
 from facesys.images import ImageInput, describe, load_image
 from facesys.match import Identification, Verification, identify_threshold, rank_people, verify
-from facesys.quality import QualityRules, check_chip, pick_enrollment_face
+from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
 
 DEFAULT_MODEL = "dlib-resnet"
 # Stored crops: the face box plus this fraction of its size on every side, the face at most
@@ -354,7 +354,9 @@ class FaceSystem:
             store = self._open_for_writing(store)
             warning = self._confusion_warning(store, name, embedding)
             crop, origin = face_crop(image, face.box)
-            new = NewFace(describe(source), sha, face.box, face.landmarks, face.score, crop, origin, embedding)
+            new = NewFace(
+                describe(source), sha, face.box, face.landmarks, face.score, crop, origin, embedding, sharpness(chip[0])
+            )
             face_id = store.add_face(name, new, self.embedder.model_id)
             record(EnrollResult(describe(source), name, "enrolled", face_id=face_id, warning=warning))
         return store

@@ -1,6 +1,6 @@
 """The gallery's source of truth: one SQLite database (WAL mode) in the gallery folder.
 
-Tables (schema version 1):
+Tables (schema version 2; older galleries are migrated when opened):
 
 - ``meta(key, value)``: schema_version, model_id (``name@sha256[:16]``), model_name,
   weights_sha256, dim, metric, generation (bumped by every change, so derived data can tell it is
@@ -10,13 +10,15 @@ Tables (schema version 1):
   embedding, model_id, created_at)``: one enrolled photo each. ``box`` and ``landmarks`` are JSON in
   source pixels; ``crop`` is a JPEG of the face with a wide margin, model-independent, so any model
   can re-align from it (``crop pixel = (source pixel - crop_origin[:2]) * crop_origin[2]``);
-  ``embedding`` is float32 little-endian bytes of length ``dim``.
+  ``embedding`` is float32 little-endian bytes of length ``dim``; ``sharpness`` is the enrollment
+  quality measure (NULL for faces enrolled before schema version 2).
 
 Every change is one transaction; nothing here imports torch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import time
@@ -29,7 +31,7 @@ import numpy as np
 
 from facesys.errors import GalleryError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
 MAX_NAME_LENGTH = 200
@@ -53,10 +55,15 @@ CREATE TABLE IF NOT EXISTS faces (
     crop_origin TEXT NOT NULL,
     embedding BLOB NOT NULL,
     model_id TEXT NOT NULL,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    sharpness REAL
 );
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 """
+# Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
+_MIGRATIONS: dict[int, list[str]] = {
+    1: ["ALTER TABLE faces ADD COLUMN sharpness REAL"],  # v2: the enrollment photo's sharpness
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,7 @@ class FaceRecord:
 @dataclass(frozen=True)
 class NewFace:
     """A face to enroll: source path, image sha256, box (4,), landmarks (5, 2), detection score,
-    JPEG crop bytes, crop origin (x0, y0, scale) and a (dim,) float32 unit embedding."""
+    JPEG crop bytes, crop origin (x0, y0, scale), a (dim,) float32 unit embedding and the chip's sharpness."""
 
     source: str
     image_sha256: str
@@ -88,6 +95,7 @@ class NewFace:
     crop_jpeg: bytes
     crop_origin: tuple[float, float, float]
     embedding: np.ndarray
+    sharpness: float | None = None
 
 
 def check_name(name: str) -> str:
@@ -147,6 +155,18 @@ class GalleryStore:
                 f"{self.path}: gallery schema version {version} is newer than this facesys supports "
                 f"({SCHEMA_VERSION}); upgrade facesys"
             )
+        if version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring an older gallery to SCHEMA_VERSION, all steps in one transaction."""
+        with self.transaction():
+            version = int(self.meta()["schema_version"])  # another process may have migrated it
+            while version < SCHEMA_VERSION:
+                for statement in _MIGRATIONS[version]:
+                    self.db.execute(statement)
+                version += 1
+            self._set_meta({"schema_version": version})
 
     def close(self) -> None:
         self.db.close()
@@ -159,16 +179,25 @@ class GalleryStore:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE, so writers queue instead of failing)."""
+        """One write transaction (BEGIN IMMEDIATE, so writers queue instead of failing).
+
+        Any SQLite failure (read-only or full disk, I/O error, constraint) rolls everything back
+        and becomes one GalleryError naming the database.
+        """
         try:
             self.db.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
+        except sqlite3.Error as exc:
             raise GalleryError(f"{self.path}: cannot write to the gallery ({exc})") from None
         try:
             yield self.db
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.IntegrityError):
+                raise GalleryError(f"{self.path}: change refused by the database ({exc})") from None
+            if isinstance(exc, sqlite3.Error):
+                raise GalleryError(f"{self.path}: cannot write to the gallery ({exc}); nothing was changed") from None
             raise
 
     # -- metadata -----------------------------------------------------------------------------
@@ -241,7 +270,7 @@ class GalleryStore:
             (person_id,) = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
             cursor = self.db.execute(
                 "INSERT INTO faces(person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
-                "model_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "model_id, created_at, sharpness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     person_id,
                     face.source,
@@ -254,6 +283,7 @@ class GalleryStore:
                     np.asarray(face.embedding, "<f4").tobytes(),
                     model_id,
                     time.time(),
+                    face.sharpness,
                 ),
             )
             self._bump_generation()

@@ -56,7 +56,7 @@ def test_faces_people_and_embeddings(store):
 
 def test_same_photo_twice_is_refused_by_the_database(store):
     store.add_face("Ann", face(1), MODEL)
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(GalleryError, match="refused by the database"):
         store.add_face("Bob", face(1), MODEL)
     assert store.people() == [("Ann", 1)]
 
@@ -141,3 +141,37 @@ def test_removed_person_leaves_no_bytes_behind(store):
     assert victim.embedding.astype("<f4").tobytes() not in data
     assert victim.crop_jpeg not in data
     assert face(8).crop_jpeg in data
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE faces (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    source TEXT NOT NULL, image_sha256 TEXT NOT NULL UNIQUE, box TEXT NOT NULL, landmarks TEXT NOT NULL, score REAL NOT NULL,
+    crop BLOB NOT NULL, crop_origin TEXT NOT NULL, embedding BLOB NOT NULL, model_id TEXT NOT NULL, created_at REAL NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1'), ('generation', '1'), ('created_at', '0'),
+    ('model_id', 'test-model@0123456789abcdef'), ('model_name', 'test-model'), ('weights_sha256', 'x'), ('dim', '8'),
+    ('metric', 'euclidean-unit');
+INSERT INTO people VALUES (1, 'Old Timer', 0);
+"""
+
+
+def test_an_older_schema_is_migrated_keeping_its_data(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    db = sqlite3.connect(folder / DB_NAME)
+    db.executescript(V1_SCHEMA)
+    v = face(3).embedding.astype("<f4").tobytes()
+    db.execute(
+        "INSERT INTO faces VALUES (1, 1, '/x.jpg', 'aa', '[0,0,1,1]', '[[0,0],[0,0],[0,0],[0,0],[0,0]]', 0.9, X'FFD8', "
+        "'[0,0,1]', ?, 'test-model@0123456789abcdef', 0)",
+        (v,),
+    )
+    db.commit()
+    db.close()
+    with GalleryStore(folder) as store:
+        assert int(store.meta()["schema_version"]) == SCHEMA_VERSION
+        assert store.people() == [("Old Timer", 1)]
+        assert store.embeddings()[1][0].tobytes() == v
+        store.add_face("New", face(4), MODEL)  # the migrated table takes new rows (with sharpness)
+        assert store.check() == []
