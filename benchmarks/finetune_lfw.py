@@ -11,8 +11,8 @@ Every photo is degraded by --condition (e.g. lowres:32: the 150x150 chip down-sc
 back) for training, selection and report alike. The two accumulation modes get the same memory
 budget (micro-batch), the same effective batch P x K and the same number of optimizer steps.
 
-Prints a table and writes benchmarks/results/finetune_lfw.json; each run's log and checkpoints
-go to benchmarks/results/finetune/<arm>/.
+Prints a table and writes benchmarks/results/finetune_lfw_<condition>.json; each run's log and
+checkpoints go to benchmarks/results/finetune/<condition>/<arm>/.
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def main() -> None:
     results = {"pretrained": score(embedder.model, evaluation, pairs)}
     accum_steps = args.people * args.per_person // args.micro_batch
     for mode in ("naive", "exact"):
-        out = RESULTS / "finetune" / mode
+        out = RESULTS / "finetune" / args.condition.replace(":", "") / mode
         shutil.rmtree(out, ignore_errors=True)
         config = TrainConfig(
             out=str(out),
@@ -155,7 +155,8 @@ def main() -> None:
             f"{100 * r['report_tar_at_far_1e-2']:8.2f}%"
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "finetune_lfw.json").write_text(json.dumps({"setup": setup, "results": results}, indent=2))
+    name = f"finetune_lfw_{args.condition.replace(':', '')}.json"
+    (RESULTS / name).write_text(json.dumps({"setup": setup, "results": results}, indent=2))
 
 
 if __name__ == "__main__":
