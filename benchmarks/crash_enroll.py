@@ -78,27 +78,32 @@ def run_trial(gallery: Path, name: str, photos: list[Path], delay: float) -> dic
     }
 
 
-def prepare(gallery: Path, photos: list[Path]) -> dict[str, int]:
-    """An existing gallery with two earlier people, enrolled normally."""
+def prepare(gallery: Path, earlier: list[Path], timing: list[Path]) -> tuple[dict[str, int], float]:
+    """An existing gallery with earlier people, enrolled normally; returns them and how long an
+    uninterrupted enrollment of ``timing`` photos takes (the kills are spread over that time)."""
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    subprocess.run(enroll_command(gallery, "Earlier One", photos[:2]), check=False, capture_output=True, env=env)
-    subprocess.run(enroll_command(gallery, "Earlier Two", photos[2:4]), check=False, capture_output=True, env=env)
+    subprocess.run(enroll_command(gallery, "Earlier One", earlier[:2]), check=False, capture_output=True, env=env)
+    started = time.perf_counter()
+    subprocess.run(enroll_command(gallery, "Earlier Two", timing), check=False, capture_output=True, env=env)
+    duration = time.perf_counter() - started
     from facesys.gallery.store import GalleryStore
 
     with GalleryStore(gallery) as store:
-        return dict(store.people())
+        return dict(store.people()), duration
 
 
-def run(trials: int, workdir: Path, seed: int = 0, photos_per_trial: int = 12, max_delay: float = 9.0) -> dict:
+def run(trials: int, workdir: Path, seed: int = 0, photos_per_trial: int = 24) -> dict:
+    """``trials`` killed enrollments of ``photos_per_trial`` LFW photos each, the kill time drawn
+    uniformly over the duration of an uninterrupted run (so every phase gets hit)."""
     lfw = DATA / "lfw"
-    pool = sorted(lfw.glob("*/*_0001.jpg"))[:400]
+    pool = sorted(lfw.glob("*/*_0001.jpg"))[:600]
     rng = random.Random(seed)
     gallery = workdir / "gallery"
-    earlier = prepare(gallery, pool[:4])
+    earlier, duration = prepare(gallery, pool[:2], pool[2 : 2 + photos_per_trial])
     rows = []
     for trial in range(trials):
-        photos = rng.sample(pool[4:], photos_per_trial)
-        rows.append(run_trial(gallery, f"Trial {trial}", photos, rng.uniform(0.3, max_delay)))
+        photos = rng.sample(pool[2 + photos_per_trial :], photos_per_trial)
+        rows.append(run_trial(gallery, f"Trial {trial}", photos, rng.uniform(0.2, duration)))
         kept = {name: rows[-1]["people"].get(name) for name in earlier}
         if kept != earlier:
             rows[-1]["problems"].append(f"earlier people changed: {kept} != {earlier}")
@@ -106,6 +111,7 @@ def run(trials: int, workdir: Path, seed: int = 0, photos_per_trial: int = 12, m
     print(file=sys.stderr)
     return {
         "trials": trials,
+        "uninterrupted_run_s": round(duration, 1),
         "killed": sum(r["killed"] for r in rows),
         "reported_enrollments": sum(r["reported_done"] for r in rows),
         "lost_enrollments": sum(r["lost"] for r in rows),
@@ -125,6 +131,7 @@ def main() -> None:
     shutil.rmtree(args.workdir, ignore_errors=True)
     args.workdir.mkdir(parents=True)
     result = run(args.trials, args.workdir, args.seed)
+    print(f"kill times uniform in [0.2, {result['uninterrupted_run_s']}] s (an uninterrupted run of 24 photos)")
     print(f"{'trials':>7} {'killed mid-run':>15} {'enrollments reported':>21} {'lost':>5} {'corrupt galleries':>18}")
     r = result
     counts = f"{r['trials']:7d} {r['killed']:15d} {r['reported_enrollments']:21d}"

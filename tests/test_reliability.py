@@ -22,7 +22,7 @@ def test_killed_enrollments_lose_nothing(tmp_path):
     data_path("lfw")
     from crash_enroll import run
 
-    result = run(trials=4, workdir=tmp_path, seed=1, photos_per_trial=8, max_delay=7.0)
+    result = run(trials=4, workdir=tmp_path, seed=1, photos_per_trial=8)
     assert result["killed"] >= 2, result  # the delays must actually interrupt runs
     assert result["lost_enrollments"] == 0 and result["corrupt_galleries"] == 0, [r["problems"] for r in result["rows"]]
     assert result["reported_enrollments"] > 0
