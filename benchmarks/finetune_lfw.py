@@ -29,11 +29,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
+from facesys.datasets import people_in
 from facesys.embed import Embedder
 from facesys.evaluate.pairs import people_in_pairs, read_lfw_pairs
 from facesys.evaluate.protocol import accuracy_at, best_threshold, kfold_accuracy
 from facesys.evaluate.roc import roc_curve
-from facesys.train.data import build_chips, degrade, person_folders
+from facesys.train.data import build_chips, degrade
 from facesys.train.trainer import TrainConfig, Trainer
 
 
@@ -92,7 +93,7 @@ def main() -> None:
     lfw = DATA / "lfw"
     pairs = read_lfw_pairs(lfw / "pairs.txt")
     late = people_in_pairs([p for p in pairs if p.fold >= 5])
-    train_files = {n: f for n, f in person_folders(lfw, max_photos=args.max_photos).items() if n not in late and len(f) >= 2}
+    train_files = {n: f for n, f in people_in(lfw, max_photos=args.max_photos).items() if n not in late and len(f) >= 2}
     embedder = Embedder()
     cache = RESULTS / "cache"
     started = time.perf_counter()

@@ -9,26 +9,11 @@ from pathlib import Path
 import click
 
 from facesys.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Settings, emit_json, error_line, main
+from facesys.datasets import images_in, people_in
 from facesys.errors import ImageError, NoFaceError
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 PEOPLE_FOLDER = "people"
-
-
-def visible(path: Path) -> bool:
-    """Names starting with '_' or '.' are never people or photos."""
-    return not path.name.startswith(("_", "."))
-
-
-def images_in(folder: Path) -> list[Path]:
-    """The image files directly inside ``folder``, sorted."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and visible(p) and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
-def people_folders(root: Path) -> list[tuple[str, Path]]:
-    """(person name, folder) for every visible sub-folder of ``root``."""
-    return [(p.name, p) for p in sorted(root.iterdir()) if p.is_dir() and visible(p)]
 
 
 def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
@@ -68,14 +53,14 @@ def enroll(settings: Settings, inputs: tuple[str, ...], name: str | None, sync: 
             raise click.UsageError("--name needs photos or folders to enroll")
         items = [(name, path) for path in expand_inputs(inputs)]
     elif len(inputs) == 1 and Path(inputs[0]).is_dir():
-        items = [(person, path) for person, folder in people_folders(Path(inputs[0])) for path in images_in(folder)]
+        items = [(person, path) for person, photos in people_in(Path(inputs[0])).items() for path in photos]
     elif not inputs:
         root = settings.gallery_path() / PEOPLE_FOLDER
         if not root.is_dir():
             raise click.UsageError(
                 f"nothing to enroll: give photos with --name, a folder of people, or put photos in {root}/<name>/"
             )
-        items = [(person, path.resolve()) for person, folder in people_folders(root) for path in images_in(folder)]
+        items = [(person, path.resolve()) for person, photos in people_in(root).items() for path in photos]
         if sync:
             removed = system.forget_missing_photos(root)
             if removed and not settings.quiet:

@@ -65,8 +65,9 @@ def train(
     from tqdm import tqdm
 
     from facesys.cli.evaluate import read_pairs
+    from facesys.datasets import people_in
     from facesys.embed import Embedder
-    from facesys.train.data import build_chips, degrade, person_folders
+    from facesys.train.data import build_chips, degrade
     from facesys.train.trainer import TrainConfig, Trainer
 
     options["freeze"] = None if options["freeze"] == "none" else options["freeze"]
@@ -76,7 +77,7 @@ def train(
     embedder = Embedder(config.model, device=settings.device, weights=settings.weights)
     cache = Path(out) / "chip-cache"
     progress = lambda items: settings.progress(items, unit="batch")  # noqa: E731
-    chips = build_chips(embedder, person_folders(Path(data), max_photos=max_photos), face, cache, progress)
+    chips = build_chips(embedder, people_in(Path(data), max_photos=max_photos), face, cache, progress)
     chips.chips = degrade(chips.chips, condition)
     val_chips, pairs = None, None
     if val_pairs:

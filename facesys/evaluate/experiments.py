@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesys.datasets import people_in
 from facesys.errors import FacesysError, ImageError
 from facesys.evaluate.identification import GenuineProbe, dir_at, identification_metrics, rejection_rate
 from facesys.evaluate.pairs import Pair
@@ -182,14 +183,7 @@ def split_identification(
     ``enroll`` photos (sorted) and up to ``max_probes`` of the rest are genuine probes.
     Folders whose names start with '_' or '.' are not people.
     """
-    suffixes = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
-    if not root.is_dir():
-        raise FacesysError(f"{root}: not a folder of people")
-    people = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-        photos = sorted(f for f in folder.iterdir() if f.suffix.lower() in suffixes and not f.name.startswith(("_", ".")))
-        if len(photos) >= max(min_photos, enroll + 1):
-            people[folder.name] = photos
+    people = {name: photos for name, photos in people_in(root).items() if len(photos) >= max(min_photos, enroll + 1)}
     if len(people) < 2:
         raise FacesysError(f"{root}: fewer than 2 people with at least {max(min_photos, enroll + 1)} photos")
     names = sorted(people)

@@ -15,10 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facesys.errors import FacesysError, ImageError
+from facesys.errors import ImageError
 from facesys.images import load_image
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm"}
 
 
 @dataclass
@@ -35,20 +33,6 @@ class ChipSet:
 
     def index_of(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.paths)}
-
-
-def person_folders(root: Path, people: set[str] | None = None, max_photos: int | None = None) -> dict[str, list[Path]]:
-    """name -> sorted photos, for the visible sub-folders of ``root`` (optionally only ``people``)."""
-    if not root.is_dir():
-        raise FacesysError(f"{root}: not a folder of people")
-    out = {}
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
-        if people is not None and folder.name not in people:
-            continue
-        photos = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(("_", ".")))
-        if photos:
-            out[folder.name] = photos[:max_photos] if max_photos else photos
-    return out
 
 
 def build_chips(embedder, files: dict[str, list[Path]], face: str, cache_dir: Path | None, progress=lambda x: x) -> ChipSet:

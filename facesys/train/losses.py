@@ -17,10 +17,16 @@ from __future__ import annotations
 
 import torch
 
+# Anchors (or anchor-positive pairs) handled at once by batch-all and semi-hard: bounds their memory
+# to O(chunk x N) instead of O(N^3) / O(N^2 K) for the large effective batches of exact accumulation.
+CHUNK = 256
+
 
 def pairwise_distances(embeddings: torch.Tensor) -> torch.Tensor:
-    """(N, N) Euclidean distances; the diagonal is exactly 0 and the gradient is finite there."""
-    squared = (embeddings.unsqueeze(1) - embeddings.unsqueeze(0)).pow(2).sum(-1)
+    """(N, N) Euclidean distances from the Gram matrix (O(N^2) memory); the diagonal is exactly 0
+    and the gradient is finite there."""
+    norms = embeddings.pow(2).sum(1)
+    squared = (norms.unsqueeze(1) + norms.unsqueeze(0) - 2.0 * embeddings @ embeddings.T).clamp_min(0.0)
     eye = torch.eye(len(embeddings), dtype=torch.bool, device=embeddings.device)
     return torch.where(eye, torch.zeros_like(squared), squared.clamp_min(1e-12).sqrt())
 
@@ -46,30 +52,34 @@ def semi_hard(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.
     d = pairwise_distances(embeddings)
     positive, negative = _masks(labels)
     anchors, positives = positive.nonzero(as_tuple=True)
-    if not len(anchors):
-        return embeddings.sum() * 0.0
-    d_ap = d[anchors, positives].unsqueeze(1)  # (T, 1)
-    d_an = d[anchors]  # (T, N)
-    is_negative = negative[anchors]
-    semi = is_negative & (d_an > d_ap) & (d_an < d_ap + margin)
-    nearest_semi = torch.where(semi, d_an, torch.full_like(d_an, float("inf"))).amin(1)
-    farthest = torch.where(is_negative, d_an, torch.full_like(d_an, -1.0)).amax(1)
-    chosen = torch.where(semi.any(1), nearest_semi, farthest)
-    keep = is_negative.any(1)
-    if not keep.any():
-        return embeddings.sum() * 0.0
-    return torch.relu(d_ap.squeeze(1) - chosen + margin)[keep].mean()
+    total, count = embeddings.sum() * 0.0, 0
+    for start in range(0, len(anchors), CHUNK):
+        a, p = anchors[start : start + CHUNK], positives[start : start + CHUNK]
+        d_ap = d[a, p].unsqueeze(1)  # (T, 1)
+        d_an = d[a]  # (T, N)
+        is_negative = negative[a]
+        semi = is_negative & (d_an > d_ap) & (d_an < d_ap + margin)
+        nearest_semi = torch.where(semi, d_an, torch.full_like(d_an, float("inf"))).amin(1)
+        farthest = torch.where(is_negative, d_an, torch.full_like(d_an, -1.0)).amax(1)
+        chosen = torch.where(semi.any(1), nearest_semi, farthest)
+        keep = is_negative.any(1)
+        total = total + torch.relu(d_ap.squeeze(1) - chosen + margin)[keep].sum()
+        count += int(keep.sum())
+    return total / count if count else total
 
 
 def batch_all(embeddings: torch.Tensor, labels: torch.Tensor, margin: float = 0.2) -> torch.Tensor:
     d = pairwise_distances(embeddings)
     positive, negative = _masks(labels)
-    triplet = positive.unsqueeze(2) & negative.unsqueeze(1)  # (anchor, positive, negative)
-    losses = torch.relu(d.unsqueeze(2) - d.unsqueeze(1) + margin)[triplet]
-    active = losses > 1e-16
-    if not active.any():
-        return embeddings.sum() * 0.0
-    return losses[active].mean()
+    total, active = embeddings.sum() * 0.0, 0
+    for start in range(0, len(embeddings), CHUNK):
+        rows = slice(start, start + CHUNK)
+        triplet = positive[rows].unsqueeze(2) & negative[rows].unsqueeze(1)  # (anchor, positive, negative)
+        losses = torch.relu(d[rows].unsqueeze(2) - d[rows].unsqueeze(1) + margin)[triplet]
+        hit = losses > 1e-16
+        total = total + losses[hit].sum()
+        active += int(hit.sum())
+    return total / active if active else total
 
 
 LOSSES = {"batch-hard": batch_hard, "semi-hard": semi_hard, "batch-all": batch_all}

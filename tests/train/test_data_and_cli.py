@@ -9,7 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from facesys.cli import main
-from facesys.train.data import build_chips, degrade, person_folders
+from facesys.datasets import people_in
+from facesys.train.data import build_chips, degrade
 from tests.conftest import data_path
 
 
@@ -27,7 +28,7 @@ def test_degrade_conditions():
 
 
 def test_chips_are_built_once_and_cached(embedder, tmp_path):
-    files = person_folders(data_path("face_recognition"))
+    files = people_in(data_path("face_recognition"))
     assert "_multi_face" not in files and "barack_obama" in files
     first = build_chips(embedder, files, "largest", tmp_path)
     assert first.chips.shape[1:] == (150, 150, 3) and len(first) >= 20

@@ -52,3 +52,22 @@ def test_no_valid_triplet_gives_zero_with_a_gradient():
 def test_unknown_loss_name():
     with pytest.raises(ValueError, match="unknown loss"):
         get_loss("quadruplet")
+
+
+def test_chunking_does_not_change_the_losses_or_gradients(monkeypatch):
+    import facesys.train.losses as losses
+
+    torch.manual_seed(0)
+    x = torch.nn.functional.normalize(torch.randn(30, 8, dtype=torch.float64), dim=1)
+    labels = torch.arange(10).repeat_interleave(3)
+    for fn in (losses.semi_hard, losses.batch_all):
+        whole = x.clone().requires_grad_(True)
+        expected = fn(whole, labels)
+        expected.backward()
+        monkeypatch.setattr(losses, "CHUNK", 7)
+        chunked = x.clone().requires_grad_(True)
+        value = fn(chunked, labels)
+        value.backward()
+        monkeypatch.setattr(losses, "CHUNK", 256)
+        assert value.item() == pytest.approx(expected.item(), rel=1e-12)
+        torch.testing.assert_close(chunked.grad, whole.grad)
