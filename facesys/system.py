@@ -130,6 +130,7 @@ class FaceSystem:
         self.threshold_override = threshold
         self.target_fpir = target_fpir
         self._embedder = embedder
+        self._index = None  # the last FaceIndex loaded, reused while the store's generation is unchanged
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -378,9 +379,12 @@ class FaceSystem:
         return None
 
     def _refresh_index(self, store: GalleryStore):
+        """The index of the store's current generation (kept in memory between identify calls)."""
         from facesys.gallery.index import FaceIndex
 
-        return FaceIndex.for_store(store)
+        if self._index is None or self._index.generation != store.generation:
+            self._index = FaceIndex.for_store(store)
+        return self._index
 
     # -- decisions ----------------------------------------------------------------------------
 
@@ -408,13 +412,11 @@ class FaceSystem:
 
     def identify(self, image: ImageInput, top_k: int = 3) -> list[Identification]:
         """Every face in the photo, largest first, named or unknown (name None)."""
-        from facesys.gallery.index import FaceIndex
-
         pixels = load_image(image)
         faces = self.embedder.detector.detect([pixels])[0]
         with self._store() as store:
             self._check_model(store)
-            index = FaceIndex.for_store(store)
+            index = self._refresh_index(store)
             threshold = self._identify_threshold(store, len(index))
         if not faces:
             return []

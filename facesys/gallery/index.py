@@ -28,9 +28,10 @@ def build_index(ids: np.ndarray, vectors: np.ndarray):
 class FaceIndex:
     """Nearest-neighbour search over a gallery's faces; distances are Euclidean (not squared)."""
 
-    def __init__(self, index, names_by_id: dict[int, str]):
+    def __init__(self, index, names_by_id: dict[int, str], generation: int = -1):
         self.index = index
         self.names_by_id = names_by_id
+        self.generation = generation  # the store's generation this index was built from
 
     @classmethod
     def for_store(cls, store: GalleryStore) -> FaceIndex:
@@ -51,7 +52,7 @@ class FaceIndex:
         if index is None:
             index = build_index(ids, vectors)
             _save(index, path)
-        return cls(index, names_by_id)
+        return cls(index, names_by_id, generation)
 
     def __len__(self) -> int:
         return int(self.index.ntotal)
