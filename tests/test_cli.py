@@ -78,7 +78,8 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
 def test_unknown_model_and_bad_arguments():
     result = run_process("--model", "nope", "embed", "x.jpg")
     assert result.returncode == 2 and "unknown model 'nope'" in result.stderr and "Traceback" not in result.stderr
-    result = run_process("embed")
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    result = run_process("--device", "tpu", "embed", "x.jpg")
-    assert result.returncode == 2
+    for args, message in ((["embed"], "Missing argument 'IMAGES...'"), (["--device", "tpu", "embed", "x.jpg"], "'--device'")):
+        result = run_process(*args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        (line,) = result.stderr.strip().splitlines()  # one line, naming the problem
+        assert line.startswith("facesys: error: ") and message in line

@@ -23,7 +23,26 @@ EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR, EXIT_REJECTED = 0, 1, 2, 3
 
 
 class FacesysGroup(click.Group):
-    """A click group that turns facesys errors into one line on stderr and exit code 2."""
+    """A click group that turns facesys errors and bad arguments into one line on stderr and exit code 2."""
+
+    def main(self, *args, **kwargs):
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as exc:  # a bare group: show its help
+            click.echo(exc.ctx.get_help())
+            sys.exit(EXIT_OK)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "facesys"
+            click.echo(f"facesys: error: {exc.format_message()} (see '{command} --help')", err=True)
+            sys.exit(EXIT_ERROR)
+        except click.ClickException as exc:
+            click.echo(f"facesys: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("facesys: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else EXIT_OK)
 
     def invoke(self, ctx: click.Context):
         try:
