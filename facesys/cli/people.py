@@ -78,11 +78,10 @@ def enroll(settings: Settings, inputs: tuple[str, ...], name: str | None, sync: 
             emit_json({"event": "photo", **result.to_dict()})
         elif result.status == "error":
             error_line(result.reason)
-        elif result.status != "enrolled" or result.warning:
-            if result.status == "rejected":
-                click.echo(f"rejected {result.source} ({result.name}): {result.reason}")
-            elif result.status == "duplicate" and settings.verbose:
-                click.echo(f"skipped {result.source} ({result.name}): {result.reason}")
+        elif result.status == "rejected":
+            click.echo(f"rejected {result.source} ({result.name}): {result.reason}")
+        elif result.status == "duplicate" and settings.verbose:
+            click.echo(f"skipped {result.source} ({result.name}): {result.reason}")
         if result.warning:
             click.echo(f"warning: {result.source}: {result.warning}", err=True)
 
