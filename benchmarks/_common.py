@@ -11,20 +11,9 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("FACESYS_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 
+from facesys.evaluate.experiments import nearest_to_centre  # noqa: E402
 from facesys.evaluate.pairs import people_in_pairs, read_lfw_pairs  # noqa: E402
 from facesys.models.dlib_model import dlib_model_files  # noqa: E402
-
-
-def nearest_to_centre(boxes, shape) -> int:
-    """Index of the box (x1, y1, x2, y2) whose centre is nearest the image centre.
-
-    LFW's labelled person is the centred face; other faces in the photo are bystanders.
-    """
-    h, w = shape[:2]
-    return min(
-        range(len(boxes)),
-        key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - w / 2) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - h / 2) ** 2,
-    )
 
 
 def lfw_pair_people(pairs_file: Path) -> set[str]:

@@ -23,21 +23,17 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import DATA, RESULTS, nearest_to_centre
+from _common import DATA, RESULTS
 
 from facesys.embed import Embedder
+from facesys.evaluate.experiments import EmbeddingCache
 from facesys.evaluate.pairs import read_lfw_pairs
 from facesys.evaluate.protocol import accuracy_at, best_threshold
 
 
 def embed_files(embedder: Embedder, files: list[Path]) -> dict[Path, np.ndarray | None]:
     """The embedding of the face nearest each LFW image's centre (None where no face is found)."""
-    vectors: dict[Path, np.ndarray | None] = {}
-    for start in range(0, len(files), 64):
-        chunk = files[start : start + 64]
-        for f, faces in zip(chunk, embedder.embed(chunk), strict=True):
-            vectors[f] = faces[nearest_to_centre([face.box for face in faces], (250, 250))].embedding if faces else None
-    return vectors
+    return EmbeddingCache(embedder, face="center").embed(files)
 
 
 def far_table(vectors: dict[Path, np.ndarray | None], rates=(1e-1, 1e-2, 1e-3, 1e-4, 1e-5)) -> list[list[float]]:

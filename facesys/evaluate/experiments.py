@@ -27,12 +27,21 @@ MISSING_DISTANCE = 2.0
 FAR_POINTS = (1e-1, 1e-2, 1e-3)
 
 
+def nearest_to_centre(boxes, shape) -> int:
+    """Index of the box (x1, y1, x2, y2) whose centre is nearest the centre of an image of ``shape``.
+
+    LFW's labelled person is the centred face; other faces in the photo are bystanders.
+    """
+    h, w = shape[:2]
+    return min(
+        range(len(boxes)),
+        key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - w / 2) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - h / 2) ** 2,
+    )
+
+
 def pick_face(faces, shape, rule: str):
     """The face to use: ``largest`` (first) or ``center`` (nearest the image centre, LFW's convention)."""
-    if rule == "largest":
-        return faces[0]
-    h, w = shape[:2]
-    return min(faces, key=lambda f: ((f.box[0] + f.box[2]) / 2 - w / 2) ** 2 + ((f.box[1] + f.box[3]) / 2 - h / 2) ** 2)
+    return faces[0] if rule == "largest" else faces[nearest_to_centre([f.box for f in faces], shape)]
 
 
 @dataclass
@@ -206,19 +215,19 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, d
 
     ``default_threshold(faces_in_gallery)`` gives the open-set threshold facesys would use.
     """
-    from facesys.gallery.index import build_index
+    from facesys.gallery.index import FaceIndex, build_index
     from facesys.match import rank_people
 
     photos = [p for ps in split.enrolled.values() for p in ps]
     vectors = cache.embed(photos + [p for _, p in split.genuine] + [p for _, p in split.impostor])
     gallery = [(name, vectors[p]) for name, ps in split.enrolled.items() for p in ps if vectors[p] is not None]
     ids = np.arange(len(gallery), dtype=np.int64)
-    index = build_index(ids, np.stack([v for _, v in gallery]).astype(np.float32))
     names_by_id = {i: name for i, (name, _) in enumerate(gallery)}
+    index = FaceIndex(build_index(ids, np.stack([v for _, v in gallery]).astype(np.float32)), names_by_id)
 
     def ranked(vector) -> list[tuple[str, float]]:
-        squared, found = index.search(vector[None].astype(np.float32), len(gallery))
-        return [(c.name, c.distance) for c in rank_people(np.sqrt(np.maximum(squared[0], 0)), found[0], names_by_id, top_k=5)]
+        distances, found = index.search(vector[None], len(gallery))
+        return [(c.name, c.distance) for c in rank_people(distances[0], found[0], names_by_id, top_k=5)]
 
     genuine = [GenuineProbe(name, ranked(vectors[p]) if vectors[p] is not None else []) for name, p in split.genuine]
     impostor_best = np.array([ranked(vectors[p])[0][1] if vectors[p] is not None else np.inf for _, p in split.impostor])
