@@ -75,13 +75,14 @@ def verify(a: np.ndarray, b: np.ndarray, threshold: float, threshold_source: str
 def rank_people(distances: np.ndarray, face_ids: np.ndarray, names_by_id: dict[int, str], top_k: int) -> list[Candidate]:
     """The ``top_k`` people nearest a probe, each scored by their best face.
 
-    ``distances`` and ``face_ids``: (k,) search results (face id -1 = no result).
+    ``distances`` and ``face_ids``: (k,) search results (face id -1 = no result); faces missing
+    from ``names_by_id`` (removed meanwhile) are skipped.
     """
     best: dict[str, float] = {}
     for d, face_id in zip(distances.tolist(), face_ids.tolist(), strict=True):
-        if face_id < 0:
+        name = names_by_id.get(face_id)
+        if name is None:
             continue
-        name = names_by_id[face_id]
         best[name] = min(d, best.get(name, math.inf))
     ranked = sorted(best.items(), key=lambda item: item[1])[:top_k]
     return [Candidate(name, d) for name, d in ranked]

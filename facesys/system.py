@@ -21,6 +21,7 @@ from facesys.quality import QualityRules, check_chip, pick_enrollment_face, shar
 DEFAULT_MODEL = "dlib-resnet"
 # Stored crops: the face box plus this fraction of its size on every side, the face at most
 # CROP_FACE_PX pixels across, JPEG quality CROP_QUALITY. Enough for any model to re-align.
+CONFUSION_NEIGHBOURS = 32  # enrolled faces compared with a new photo for the confusion warning
 CROP_MARGIN = 0.6
 CROP_FACE_PX = 224
 CROP_QUALITY = 95
@@ -302,11 +303,13 @@ class FaceSystem:
         items = list(items)
         # A gallery is created only when its first face is added: bad input leaves no trace.
         store = self._store() if self._gallery_exists() else None
+        recent: list[tuple[str, np.ndarray]] = []  # faces added by this call, not yet in the index
         try:
             if store is not None:
                 self._check_model(store)
+                self._refresh_index(store)
             for start in range(0, len(items), batch_size):
-                store = self._enroll_batch(store, items[start : start + batch_size], record)
+                store = self._enroll_batch(store, items[start : start + batch_size], record, recent)
             if store is not None and report.count("enrolled"):
                 self._refresh_index(store)
         finally:
@@ -324,7 +327,9 @@ class FaceSystem:
             store.set_model(embedder.model_id, embedder.source, embedder.model.weights_sha256, embedder.spec.embedding_dim)
         return store
 
-    def _enroll_batch(self, store: GalleryStore | None, batch: list[tuple[str, ImageInput]], record) -> GalleryStore | None:
+    def _enroll_batch(
+        self, store: GalleryStore | None, batch: list[tuple[str, ImageInput]], record, recent: list[tuple[str, np.ndarray]]
+    ) -> GalleryStore | None:
         """Enroll one batch of (name, photo); returns the store (opened when the first face is added)."""
         loaded = []
         for name, source in batch:
@@ -353,26 +358,32 @@ class FaceSystem:
                 continue
             embedding = self.embedder.embed_chips(chip)[0]
             store = self._open_for_writing(store)
-            warning = self._confusion_warning(store, name, embedding)
+            warning = self._confusion_warning(store, name, embedding, recent)
             crop, origin = face_crop(image, face.box)
             new = NewFace(
                 describe(source), sha, face.box, face.landmarks, face.score, crop, origin, embedding, sharpness(chip[0])
             )
             face_id = store.add_face(name, new, self.embedder.model_id)
+            recent.append((name, embedding))
             record(EnrollResult(describe(source), name, "enrolled", face_id=face_id, warning=warning))
         return store
 
-    def _confusion_warning(self, store: GalleryStore, name: str, embedding: np.ndarray) -> str | None:
-        """A warning when the new photo is nearer another enrolled person than its own."""
-        ids, vectors, names = store.embeddings()
-        if not len(ids):
-            return None
-        distances = np.linalg.norm(vectors - embedding, axis=1)
-        own = [d for d, n in zip(distances, names, strict=True) if n == name]
-        others = [(d, n) for d, n in zip(distances, names, strict=True) if n != name]
+    def _confusion_warning(
+        self, store: GalleryStore, name: str, embedding: np.ndarray, recent: list[tuple[str, np.ndarray]]
+    ) -> str | None:
+        """A warning when the new photo is nearer another enrolled person than its own: among the
+        index's nearest faces (loaded when this enrollment began) and the faces ``recent``ly added."""
+        nearest: list[tuple[float, str]] = []
+        if self._index is not None and len(self._index):
+            distances, ids = self._index.search(embedding[None], k=CONFUSION_NEIGHBOURS)
+            names = store.names_of(ids[0])
+            nearest = [(d, names[i]) for d, i in zip(distances[0].tolist(), ids[0].tolist(), strict=True) if i in names]
+        nearest += [(float(np.linalg.norm(vector - embedding)), other) for other, vector in recent]
+        others = [(d, n) for d, n in nearest if n != name]
         if not others:
             return None
         best_other, other_name = min(others)
+        own = [d for d, n in nearest if n == name]
         threshold, _ = self._verify_threshold(store)
         if best_other <= threshold and (not own or best_other < min(own)):
             return f"this photo looks more like {other_name!r} (distance {best_other:.3f}) than like {name!r}"
@@ -414,17 +425,18 @@ class FaceSystem:
         """Every face in the photo, largest first, named or unknown (name None)."""
         pixels = load_image(image)
         faces = self.embedder.detector.detect([pixels])[0]
+        vectors = self.embedder.embed_chips(self.embedder.chips(pixels, faces)) if faces else None
         with self._store() as store:
             self._check_model(store)
             index = self._refresh_index(store)
             threshold = self._identify_threshold(store, len(index))
-        if not faces:
-            return []
-        vectors = self.embedder.embed_chips(self.embedder.chips(pixels, faces))
-        distances, ids = index.search(vectors, k=min(len(index), max(64, 16 * top_k)))
+            if not faces:
+                return []
+            distances, ids = index.search(vectors, k=min(len(index), max(64, 16 * top_k)))
+            names = store.names_of(ids)
         results = []
         for face, d, i in zip(faces, distances, ids, strict=True):
-            candidates = rank_people(d, i, index.names_by_id, top_k)
+            candidates = rank_people(d, i, names, top_k)
             best = candidates[0] if candidates else None
             named = best is not None and best.distance <= threshold
             results.append(
@@ -445,19 +457,24 @@ class FaceSystem:
 
         from facesys.align import align_face
         from facesys.embed import Embedder
+        from facesys.gallery.index import rebuild_index
 
         embedder = Embedder(model, device=self.device, weights=self.weights)
         template = np.asarray(embedder.spec.template)
         with self._store() as store:
-            vectors = {}
+            vectors, pending = {}, {}  # pending: face id -> chip, embedded 1,024 at a time
             for face_id, jpeg, (x0, y0, scale), landmarks in store.crops():
                 crop = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                 points = (np.asarray(landmarks) - [x0, y0]) * scale
-                chip = align_face(crop, points, template, embedder.spec.input_size)
-                vectors[face_id] = embedder.embed_chips(chip[None])[0]
+                pending[face_id] = align_face(crop, points, template, embedder.spec.input_size)
+                if len(pending) == 1024:
+                    vectors.update(zip(pending, embedder.embed_chips(np.stack(list(pending.values()))), strict=True))
+                    pending = {}
+            if pending:
+                vectors.update(zip(pending, embedder.embed_chips(np.stack(list(pending.values()))), strict=True))
             store.replace_embeddings(
                 embedder.model_id, model, embedder.model.weights_sha256, embedder.spec.embedding_dim, vectors
             )
-            self._refresh_index(store)
+            self._index = rebuild_index(store)
         self._embedder = embedder
         return len(vectors)

@@ -223,7 +223,7 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, d
     gallery = [(name, vectors[p]) for name, ps in split.enrolled.items() for p in ps if vectors[p] is not None]
     ids = np.arange(len(gallery), dtype=np.int64)
     names_by_id = {i: name for i, (name, _) in enumerate(gallery)}
-    index = FaceIndex(build_index(ids, np.stack([v for _, v in gallery]).astype(np.float32)), names_by_id)
+    index = FaceIndex(build_index(ids, np.stack([v for _, v in gallery]).astype(np.float32)))
 
     def ranked(vector) -> list[tuple[str, float]]:
         distances, found = index.search(vector[None], len(gallery))

@@ -4,7 +4,9 @@ Tables (schema version 2; older galleries are migrated when opened):
 
 - ``meta(key, value)``: schema_version, model_id (``name@sha256[:16]``), model_name,
   weights_sha256, dim, metric, generation (bumped by every change, so derived data can tell it is
-  stale), created_at, and optional calibrated thresholds (verify_threshold, identify_threshold).
+  stale), last_face_id (face ids are never reused, so a derived index can be updated by id),
+  created_at, optional calibrated thresholds (verify_threshold, identify_threshold) and the
+  forced FAISS index kind (index_kind; absent = chosen by size).
 - ``people(id, name UNIQUE, created_at)``: names are stored verbatim.
 - ``faces(id, person_id, source, image_sha256 UNIQUE, box, landmarks, score, crop, crop_origin,
   embedding, model_id, created_at)``: one enrolled photo each. ``box`` and ``landmarks`` are JSON in
@@ -268,10 +270,12 @@ class GalleryStore:
                 raise GalleryError(f"{self.folder}: gallery model is {self.model_id}, not {model_id}")
             self.db.execute("INSERT OR IGNORE INTO people(name, created_at) VALUES (?, ?)", (name, time.time()))
             (person_id,) = self.db.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
-            cursor = self.db.execute(
-                "INSERT INTO faces(person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
-                "model_id, created_at, sharpness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            face_id = self._next_face_id()
+            self.db.execute(
+                "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
+                "model_id, created_at, sharpness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
+                    face_id,
                     person_id,
                     face.source,
                     face.image_sha256,
@@ -287,7 +291,16 @@ class GalleryStore:
                 ),
             )
             self._bump_generation()
-            return int(cursor.lastrowid)
+            return face_id
+
+    def _next_face_id(self) -> int:
+        """A face id never used before in this gallery (SQLite alone would reuse a deleted highest id)."""
+        (last,) = self.db.execute(
+            "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_face_id'), 0), "
+            "COALESCE((SELECT MAX(id) FROM faces), 0))"
+        ).fetchone()
+        self._set_meta({"last_face_id": last + 1})
+        return last + 1
 
     def remove_person(self, name: str) -> int:
         """Delete a person and all their faces; returns how many faces went. GalleryError if unknown."""
@@ -363,6 +376,44 @@ class GalleryStore:
             np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dim) if rows else np.zeros((0, dim), np.float32)
         )
         return ids, vectors.astype(np.float32), [r[2] for r in rows]
+
+    def face_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+
+    def face_ids(self) -> np.ndarray:
+        """(N,) int64 ids of every face, ascending."""
+        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM faces ORDER BY id")), np.int64)
+
+    def vectors(self, face_ids: np.ndarray) -> np.ndarray:
+        """(len(face_ids), dim) float32 embeddings of these faces, in the order given."""
+        dim = int(self.meta().get("dim", 0))
+        out = np.zeros((len(face_ids), dim), np.float32)
+        position = {int(face_id): i for i, face_id in enumerate(face_ids)}
+        for start in range(0, len(face_ids), 500):
+            chunk = [int(i) for i in face_ids[start : start + 500]]
+            query = f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(chunk))})"
+            for face_id, blob in self.db.execute(query, chunk):
+                out[position[face_id]] = np.frombuffer(blob, "<f4")
+        return out
+
+    def names_of(self, face_ids: np.ndarray) -> dict[int, str]:
+        """Face id -> person name for those of ``face_ids`` that exist."""
+        names: dict[int, str] = {}
+        ids = sorted({int(i) for i in np.ravel(face_ids) if i >= 0})
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT f.id, p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.id IN ({marks})"
+            names.update(self.db.execute(query, chunk).fetchall())
+        return names
+
+    def index_kind(self) -> str:
+        """The FAISS index kind forced for this gallery, or ``auto``."""
+        return self.meta().get("index_kind", "auto")
+
+    def set_index_kind(self, kind: str) -> None:
+        with self.transaction():
+            self._set_meta({"index_kind": kind})
 
     def crops(self) -> Iterator[tuple[int, bytes, list[float], list[list[float]]]]:
         """(face id, JPEG crop, crop origin, landmarks in source pixels) of every face."""
