@@ -120,13 +120,14 @@ class FaceSystem:
         model: str | None = None,
         device: str = "cpu",
         weights: str | None = None,
+        precision: str = "auto",
         quality: QualityRules | None = None,
         threshold: float | None = None,
         target_fpir: float = 0.01,
         embedder=None,
     ):
         self.gallery = Path(gallery) if gallery is not None else default_gallery()
-        self.requested_model, self.device, self.weights = model, device, weights
+        self.requested_model, self.device, self.weights, self.precision = model, device, weights, precision
         self.quality = quality or QualityRules()
         self.threshold_override = threshold
         self.target_fpir = target_fpir
@@ -154,7 +155,7 @@ class FaceSystem:
             from facesys.embed import Embedder
 
             model = self.requested_model or self._gallery_model() or DEFAULT_MODEL
-            self._embedder = Embedder(model, device=self.device, weights=self.weights)
+            self._embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
         return self._embedder
 
     def _check_model(self, store: GalleryStore) -> None:
@@ -459,7 +460,7 @@ class FaceSystem:
         from facesys.embed import Embedder
         from facesys.gallery.index import rebuild_index
 
-        embedder = Embedder(model, device=self.device, weights=self.weights)
+        embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
         template = np.asarray(embedder.spec.template)
         with self._store() as store:
             vectors, pending = {}, {}  # pending: face id -> chip, embedded 1,024 at a time

@@ -18,6 +18,12 @@ def run(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
+def torch_sees_a_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def run_process(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "facesys.cli", *args], capture_output=True, text=True, timeout=300)
 
@@ -78,7 +84,10 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path):
 def test_unknown_model_and_bad_arguments():
     result = run_process("--model", "nope", "embed", "x.jpg")
     assert result.returncode == 2 and "unknown model 'nope'" in result.stderr and "Traceback" not in result.stderr
-    for args, message in ((["embed"], "Missing argument 'IMAGES...'"), (["--device", "tpu", "embed", "x.jpg"], "'--device'")):
+    cases = [(["embed"], "Missing argument 'IMAGES...'"), (["--device", "tpu", "embed", "x.jpg"], "--device tpu: not a device")]
+    if not torch_sees_a_gpu():
+        cases.append((["--device", "cuda", "embed", "x.jpg"], "--device cuda: no CUDA GPU is available"))
+    for args, message in cases:
         result = run_process(*args)
         assert result.returncode == 2 and "Traceback" not in result.stderr
         (line,) = result.stderr.strip().splitlines()  # one line, naming the problem

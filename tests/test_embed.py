@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from facesys.images import load_image
 from tests.conftest import data_path
 
 
@@ -55,3 +56,24 @@ def _first_face(embedder):
 
     image = load_image(data_path("lfw", "AJ_Cook", "AJ_Cook_0001.jpg"))
     return image, embedder.detector.detect([image])[0][:1]
+
+
+def test_reduced_precision_keeps_every_embedding_within_cosine_0999(embedder):
+    from facesys.embed import Embedder
+
+    lfw = data_path("lfw")
+    people = sorted(p for p in lfw.iterdir() if p.is_dir())[:400:20]
+    images = [load_image(next(person.iterdir())) for person in people]
+    detections = embedder.detector.detect(images)
+    chips = np.concatenate([embedder.chips(image, faces[:1]) for image, faces in zip(images, detections, strict=True)])
+    assert len(chips) >= 15
+    reference = Embedder(precision="fp32", detector=embedder.detector).embed_chips(chips)
+    for precision in ("bf16", "fp16"):
+        low = Embedder(precision=precision, detector=embedder.detector).embed_chips(chips)
+        np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
+        assert np.sum(low * reference, axis=1).min() >= 0.999
+        assert not np.array_equal(low, reference)  # the network really ran in 16 bits
+
+
+def test_auto_precision_is_fp32_on_the_cpu(embedder):
+    assert embedder.precision == "fp32"

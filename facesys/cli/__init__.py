@@ -77,19 +77,23 @@ def emit_json(document: dict) -> None:
 class Settings:
     """Global options shared by every command."""
 
-    def __init__(self, model: str | None, weights: str | None, device: str, gallery: str | None, verbose: bool, quiet: bool):
-        self.model, self.weights, self.device, self.gallery = model, weights, device, gallery
+    def __init__(
+        self, model: str | None, weights: str | None, device: str, precision: str, gallery: str | None, verbose: bool, quiet: bool
+    ):
+        self.model, self.weights, self.device, self.precision, self.gallery = model, weights, device, precision, gallery
         self.verbose, self.quiet = verbose, quiet
 
     def embedder(self, flip: bool = False):
         from facesys.embed import Embedder
 
-        return Embedder(self.model or "dlib-resnet", device=self.device, weights=self.weights, flip=flip)
+        model = self.model or "dlib-resnet"
+        return Embedder(model, device=self.device, weights=self.weights, flip=flip, precision=self.precision)
 
     def system(self, threshold: float | None = None):
         from facesys.system import FaceSystem
 
-        return FaceSystem(self.gallery, model=self.model, device=self.device, weights=self.weights, threshold=threshold)
+        options = {"device": self.device, "weights": self.weights, "precision": self.precision, "threshold": threshold}
+        return FaceSystem(self.gallery, model=self.model, **options)
 
     def gallery_path(self) -> Path:
         from facesys.system import default_gallery
@@ -111,16 +115,30 @@ class Settings:
     help="Model name (see 'facesys models') or checkpoint path. Default: the gallery's, else dlib-resnet.",
 )
 @click.option("--weights", type=click.Path(dir_okay=False), help="Local weights file for the model.")
-@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N", help="Where the networks run.")
+@click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
+    default="auto",
+    show_default=True,
+    help="Network precision; auto = bf16 on a GPU, fp32 on the CPU.",
+)
 @click.option("--gallery", type=click.Path(file_okay=False), envvar="FACESYS_GALLERY", help="Gallery folder (default ./gallery).")
 @click.option("-v", "--verbose", is_flag=True, help="More detail; tracebacks on errors.")
 @click.option("-q", "--quiet", is_flag=True, help="Only results and errors.")
 @click.pass_context
 def main(
-    ctx: click.Context, model: str | None, weights: str | None, device: str, gallery: str | None, verbose: bool, quiet: bool
+    ctx: click.Context,
+    model: str | None,
+    weights: str | None,
+    device: str,
+    precision: str,
+    gallery: str | None,
+    verbose: bool,
+    quiet: bool,
 ) -> None:
     """facesys: offline face verification and recognition."""
-    ctx.obj = Settings(model, weights, device, gallery, verbose, quiet)
+    ctx.obj = Settings(model, weights, device, precision, gallery, verbose, quiet)
 
 
 from facesys.cli import embed, evaluate, gallery, models, people, train  # noqa: E402  (registers the commands)

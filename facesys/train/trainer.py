@@ -97,6 +97,7 @@ class Trainer:
     ):
         from torch.nn.parallel import DistributedDataParallel
 
+        from facesys.devices import check_device
         from facesys.models import create_model
 
         self.config = config
@@ -106,7 +107,7 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         self.train, self.val_chips, self.val_pairs = train, val_chips, val_pairs or []
         torch.manual_seed(config.seed)
-        self.model = create_model(config.model, weights=config.weights, device=config.device)
+        self.model = create_model(config.model, weights=config.weights, device=check_device(config.device))
         self.trainable = freeze_until(self.model, config.freeze)
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         if not parameters:
