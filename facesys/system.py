@@ -258,6 +258,23 @@ class FaceSystem:
             self._refresh_index(store)
         return result
 
+    def index(self, kind: str | None = None) -> dict:
+        """The gallery's search index (kind, faces, forced kind, build or load seconds); ``kind``
+        (auto, flat, ivf, hnsw) forces a kind first and rebuilds the index as that kind."""
+        import time
+
+        from facesys.gallery.index import INDEX_KINDS
+
+        if kind is not None and kind not in INDEX_KINDS:
+            raise FacesysError(f"--kind {kind}: choose from {', '.join(INDEX_KINDS)}")
+        with self._store() as store:
+            if kind is not None:
+                store.set_index_kind(kind)
+            started = time.perf_counter()
+            index = self._refresh_index(store)
+            seconds = time.perf_counter() - started
+            return {"kind": index.kind, "faces": len(index), "forced": store.index_kind(), "seconds": seconds}
+
     def stats(self) -> dict:
         """People, faces, model, thresholds and sizes of the gallery."""
         with self._store() as store:

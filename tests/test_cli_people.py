@@ -139,6 +139,12 @@ def test_gallery_show_rename_remove_stats(tmp_path, people_dir):
     assert run(gallery, "gallery", "rename", "Joe Biden", "Joseph R. Biden").exit_code == 0
     stats = json_lines(run(gallery, "gallery", "stats", "--json").output)[0]
     assert stats["people"] == 2 and stats["faces"] == 4 and stats["model_id"].startswith("dlib-resnet@")
+    index = json_lines(run(gallery, "gallery", "index", "--json").output)[0]
+    assert (index["kind"], index["faces"], index["forced"]) == ("flat", 4, "auto")
+    index = json_lines(run(gallery, "gallery", "index", "--kind", "hnsw", "--json").output)[0]
+    assert (index["kind"], index["faces"], index["forced"]) == ("hnsw", 4, "hnsw")
+    found = json_lines(run(gallery, "identify", "--json", str(people_dir / "Barack Obama" / "obama.jpg")).output)
+    assert found[0]["faces"][0]["name"] == "Barack Obama"
     assert run(gallery, "gallery", "remove", "Joseph R. Biden").exit_code == 0
     missing = run(gallery, "gallery", "show", "Joseph R. Biden")
     assert missing.exit_code == 2 and "no person named" in missing.output
@@ -147,8 +153,9 @@ def test_gallery_show_rename_remove_stats(tmp_path, people_dir):
 def test_gallery_commands_do_not_import_torch(gallery):
     code = (
         "import sys; from facesys.cli import main\n"
-        f"try: main(['--gallery', {str(gallery)!r}, 'gallery', 'list'])\n"
-        "except SystemExit: pass\n"
+        f"for command in ('list', 'index', 'stats'):\n"
+        f"    try: main(['--gallery', {str(gallery)!r}, 'gallery', command])\n"
+        "    except SystemExit: pass\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

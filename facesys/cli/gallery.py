@@ -1,4 +1,4 @@
-"""``facesys gallery``: look after the gallery (list, show, remove, rename, stats, reindex)."""
+"""``facesys gallery``: look after the gallery (list, show, remove, rename, stats, index, reindex, check, ...)."""
 
 from __future__ import annotations
 
@@ -91,6 +91,24 @@ def reindex(settings: Settings, model: str) -> None:
     settings.model = None  # the gallery's current model does not matter here
     count = settings.system().reindex(model)
     click.echo(f"re-embedded {count} face{'s' if count != 1 else ''} with {model}")
+
+
+@gallery.command("index")
+@click.option(
+    "--kind",
+    type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    help="Force this index kind (auto: exact up to 50,000 faces, ivf above) and rebuild it.",
+)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def index_command(settings: Settings, kind: str | None, as_json: bool) -> None:
+    """Show the search index (kind, faces), or force its kind with --kind."""
+    info = settings.system().index(kind)
+    if as_json:
+        emit_json(info | {"seconds": round(info["seconds"], 3)})
+        return
+    setting, seconds = info["forced"], info["seconds"]
+    click.echo(f"index: {info['kind']} over {info['faces']} faces (kind setting: {setting}); ready in {seconds:.2f} s")
 
 
 @gallery.command()
