@@ -49,8 +49,9 @@ def ivf_cells(faces: int) -> int:
 
 
 def ivf_probes(cells: int) -> int:
-    """Cells searched per query (nprobe): 4 * sqrt(cells), e.g. 256 of 4,096 for 1M faces."""
-    return min(cells, round(4 * math.sqrt(cells)))
+    """Cells searched per query (nprobe): 4 * sqrt(cells) and at least 256 (e.g. 256 of 1,024 for
+    100k faces, 256 of 4,096 for 1M), or all of them."""
+    return min(cells, max(256, round(4 * math.sqrt(cells))))
 
 
 def build_index(ids: np.ndarray, vectors: np.ndarray, kind: str = "flat"):
