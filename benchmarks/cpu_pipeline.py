@@ -118,7 +118,7 @@ def _summary(photos: int, faces: int, load_s: float, detect_s: float, embed_s: f
 
 
 def cli_times(photos: list[Path], repeats: int = 3) -> dict:
-    """Wall seconds of new ``facesys`` processes (``python -m facesys``)."""
+    """Wall seconds of new ``facesys`` processes (``python -m facesys.cli``, what the ``facesys`` script runs)."""
     with tempfile.TemporaryDirectory() as folder:
         gallery = Path(folder) / "gallery"
         commands = {
@@ -127,7 +127,7 @@ def cli_times(photos: list[Path], repeats: int = 3) -> dict:
             "facesys gallery stats": ["--gallery", str(gallery), "gallery", "stats"],
         }
         subprocess.run(
-            [sys.executable, "-m", "facesys", "--gallery", str(gallery), "enroll", "--name", "someone", str(photos[0])],
+            [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "enroll", "--name", "someone", str(photos[0])],
             check=True,
             capture_output=True,
         )
@@ -136,7 +136,7 @@ def cli_times(photos: list[Path], repeats: int = 3) -> dict:
             seconds = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                done = subprocess.run([sys.executable, "-m", "facesys", *arguments], capture_output=True, cwd=ROOT)
+                done = subprocess.run([sys.executable, "-m", "facesys.cli", *arguments], capture_output=True, cwd=ROOT)
                 seconds.append(round(time.perf_counter() - started, 3))
                 if done.returncode not in (0, 1):
                     raise SystemExit(f"{name} failed: {done.stderr.decode()}")
