@@ -1,4 +1,5 @@
-"""Face detection: MTCNN (facenet-pytorch) -> boxes, scores and 5 landmarks per face, batched.
+"""Face detection: MTCNN (facenet-pytorch's weights, our batched driver) -> boxes, scores and 5 landmarks
+per face, batched.
 
 Images of equal size are detected together in one batch; large photos are down-scaled for
 detection (``max_side``) and the results mapped back to the original pixels.
@@ -30,7 +31,8 @@ class Detection:
 
 
 class FaceDetector:
-    """MTCNN from facenet-pytorch (its weights ship in the wheel; nothing is downloaded).
+    """MTCNN over facenet-pytorch's weights (they ship in its wheel; nothing is downloaded), run by
+    ``facesys.mtcnn.BatchedMTCNN``, which gives facenet-pytorch's results with the whole batch on the device.
 
     ``min_face_size`` in pixels of the (possibly down-scaled) detection image; ``thresholds`` are
     MTCNN's three stage thresholds; detections below ``min_score`` (MTCNN's final probability) are
@@ -48,9 +50,9 @@ class FaceDetector:
         max_side: int = 1600,
         batch_size: int = 16,
     ):
-        from facenet_pytorch import MTCNN
+        from facesys.mtcnn import BatchedMTCNN
 
-        self.mtcnn = MTCNN(keep_all=True, min_face_size=min_face_size, thresholds=list(thresholds), device=device)
+        self.mtcnn = BatchedMTCNN(device=device, min_face_size=min_face_size, thresholds=thresholds)
         self.min_score = min_score
         self.max_side = max_side
         self.batch_size = batch_size
@@ -66,8 +68,7 @@ class FaceDetector:
             for start in range(0, len(indices), self.batch_size):
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([scaled[i][0] for i in chunk])
-                boxes, scores, points = self.mtcnn.detect(batch, landmarks=True)
-                for i, b, s, p in zip(chunk, boxes, scores, points, strict=True):
+                for i, (b, s, p) in zip(chunk, self.mtcnn.detect(batch), strict=True):
                     results[i] = _to_detections(b, s, p, scaled[i][1], self.min_score)
         return results
 
@@ -81,9 +82,7 @@ class FaceDetector:
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
 
-def _to_detections(boxes, scores, points, factor: float, min_score: float) -> list[Detection]:
-    if boxes is None:
-        return []
+def _to_detections(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, factor: float, min_score: float) -> list[Detection]:
     faces = [
         Detection(np.asarray(b, np.float32) * factor, float(s), np.asarray(p, np.float32) * factor)
         for b, s, p in zip(boxes, scores, points, strict=True)
