@@ -168,6 +168,14 @@ def test_confusing_enrollment_photo_warns(small_system):
     assert "looks more like 'Barack Obama'" in report.results[0].warning
 
 
+def test_confusion_warning_sees_faces_enrolled_earlier_in_the_same_call(small_system):
+    obama = data_path("face_recognition", "barack_obama")
+    report = small_system.enroll_many([("Barack Obama", obama / "obama.jpg"), ("Not Obama", obama / "obama_small.jpg")])
+    assert [r.status for r in report.results] == ["enrolled", "enrolled"]
+    assert report.results[0].warning is None
+    assert "looks more like 'Barack Obama'" in report.results[1].warning
+
+
 def test_calibrated_gallery_threshold_changes_verify(small_system):
     obama_biden(small_system)
     fr = data_path("face_recognition")
