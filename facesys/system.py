@@ -441,33 +441,39 @@ class FaceSystem:
 
     def identify(self, image: ImageInput, top_k: int = 3) -> list[Identification]:
         """Every face in the photo, largest first, named or unknown (name None)."""
-        pixels = load_image(image)
-        faces = self.embedder.detector.detect([pixels])[0]
-        vectors = self.embedder.embed_chips(self.embedder.chips(pixels, faces)) if faces else None
+        return self.identify_many([load_image(image)], top_k)[0]
+
+    def identify_many(self, images: list[np.ndarray], top_k: int = 3) -> list[list[Identification]]:
+        """:meth:`identify` for several decoded (H, W, 3) uint8 RGB images at once: one batched
+        detection, one network pass over all their faces, one index search."""
+        detections = self.embedder.detector.detect(images)
+        chips = [self.embedder.chips(image, faces) for image, faces in zip(images, detections, strict=True) if faces]
+        vectors = self.embedder.embed_chips(np.concatenate(chips)) if chips else None
         with self._store() as store:
             self._check_model(store)
             index = self._refresh_index(store)
             threshold = self._identify_threshold(store, len(index))
-            if not faces:
-                return []
+            if vectors is None:
+                return [[] for _ in images]
             distances, ids = index.search(vectors, k=min(len(index), max(64, 16 * top_k)))
             names = store.names_of(ids)
-        results = []
-        for face, d, i in zip(faces, distances, ids, strict=True):
-            candidates = rank_people(d, i, names, top_k)
-            best = candidates[0] if candidates else None
-            named = best is not None and best.distance <= threshold
-            results.append(
-                Identification(
-                    face.box.tolist(),
-                    face.score,
-                    best.name if named else None,
-                    best.distance if best else None,
-                    threshold,
-                    candidates,
-                )
-            )
-        return results
+        answers = iter(zip(distances, ids, strict=True))
+        return [[self._identification(face, *next(answers), names, threshold, top_k) for face in faces] for faces in detections]
+
+    @staticmethod
+    def _identification(face, distances, ids, names: dict[int, str], threshold: float, top_k: int) -> Identification:
+        """One face's answer from its search results (``distances``, ``ids``: (k,))."""
+        candidates = rank_people(distances, ids, names, top_k)
+        best = candidates[0] if candidates else None
+        named = best is not None and best.distance <= threshold
+        return Identification(
+            face.box.tolist(),
+            face.score,
+            best.name if named else None,
+            best.distance if best else None,
+            threshold,
+            candidates,
+        )
 
     def reindex(self, model: str) -> int:
         """Re-embed every stored face with ``model`` from the stored crops; returns the faces done."""

@@ -168,6 +168,23 @@ def test_confusing_enrollment_photo_warns(small_system):
     assert "looks more like 'Barack Obama'" in report.results[0].warning
 
 
+def test_identify_many_answers_as_identify_one_by_one(small_system):
+    from facesys.images import load_image
+
+    obama_biden(small_system)
+    photos = [
+        data_path("face_recognition", "_multi_face", "two_people.jpg"),
+        data_path("bad_inputs", "no_face", "coffee.png"),
+        data_path("face_recognition", "barack_obama", "obama3.jpg"),
+    ]
+    together = small_system.identify_many([load_image(p) for p in photos])
+    alone = [small_system.identify(p) for p in photos]
+    assert [len(faces) for faces in together] == [2, 0, 1]
+    for many, one in zip(together, alone, strict=True):
+        assert [(f.name, f.box) for f in many] == [(f.name, f.box) for f in one]
+        np.testing.assert_allclose([f.distance for f in many], [f.distance for f in one], atol=1e-5)
+
+
 def test_confusion_warning_sees_faces_enrolled_earlier_in_the_same_call(small_system):
     obama = data_path("face_recognition", "barack_obama")
     report = small_system.enroll_many([("Barack Obama", obama / "obama.jpg"), ("Not Obama", obama / "obama_small.jpg")])

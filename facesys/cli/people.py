@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import click
@@ -12,8 +13,21 @@ from facesys.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Sett
 from facesys.datasets import images_in, people_in
 from facesys.errors import ImageError, NoFaceError
 
+IDENTIFY_BATCH = 16  # photos or video frames detected and embedded together
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 PEOPLE_FOLDER = "people"
+
+
+def batches(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive lists of ``size`` items (the last may be shorter); itertools.batched from Python 3.12."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def expand_inputs(paths: tuple[str, ...]) -> list[Path]:
@@ -166,27 +180,33 @@ def identify(
     if annotate and (len(paths) != 1 or paths[0].suffix.lower() in VIDEO_SUFFIXES):
         raise click.UsageError("--annotate takes exactly one input photo")
     failed = 0
+    pending: list[tuple[Path, object]] = []  # (path, decoded photo) waiting for one batched identify
+
+    def flush() -> None:
+        for (path, image), faces in zip(pending, system.identify_many([i for _, i in pending], top_k), strict=True):
+            show(settings, faces, str(path), as_json)
+            if annotate:
+                draw(image, faces, annotate)
+        pending.clear()
+
     for path in settings.progress(paths):
         try:
             if path.suffix.lower() in VIDEO_SUFFIXES:
-                for frame_number, seconds, frame in video_frames(path, every):
-                    show(
-                        settings,
-                        system.identify(frame, top_k),
-                        str(path),
-                        as_json,
-                        {"frame": frame_number, "time_s": round(seconds, 3)},
-                    )
+                flush()
+                for chunk in batches(video_frames(path, every), IDENTIFY_BATCH):
+                    answers = system.identify_many([frame for *_, frame in chunk], top_k)
+                    for (frame_number, seconds, _), faces in zip(chunk, answers, strict=True):
+                        show(settings, faces, str(path), as_json, {"frame": frame_number, "time_s": round(seconds, 3)})
                 continue
-            image = load_image(path)
-            faces = system.identify(image, top_k)
+            pending.append((path, load_image(path)))
         except (ImageError, NoFaceError) as exc:  # a bad input; gallery and model errors stop the command
+            flush()  # keep the output in input order
             failed += 1
             error_line(str(exc))
             continue
-        show(settings, faces, str(path), as_json)
-        if annotate:
-            draw(image, faces, annotate)
+        if len(pending) == IDENTIFY_BATCH:
+            flush()
+    flush()
     sys.exit(EXIT_ERROR if failed else EXIT_OK)
 
 
