@@ -270,6 +270,7 @@ class FaceSystem:
         with self._store() as store:
             if kind is not None:
                 store.set_index_kind(kind)
+                self._index = None  # the kind changed, the generation did not
             started = time.perf_counter()
             index = self._refresh_index(store)
             seconds = time.perf_counter() - started

@@ -185,6 +185,15 @@ def test_identify_many_answers_as_identify_one_by_one(small_system):
         np.testing.assert_allclose([f.distance for f in many], [f.distance for f in one], atol=1e-5)
 
 
+def test_forcing_the_index_kind_applies_at_once(small_system):
+    obama_biden(small_system)
+    photo = data_path("face_recognition", "_multi_face", "two_people.jpg")
+    assert small_system.index()["kind"] == "flat"
+    assert small_system.index("hnsw")["kind"] == "hnsw"
+    assert {f.name for f in small_system.identify(photo)} == {"Barack Obama", "Joe Biden"}
+    assert small_system.index("auto")["kind"] == "flat"
+
+
 def test_confusion_warning_sees_faces_enrolled_earlier_in_the_same_call(small_system):
     obama = data_path("face_recognition", "barack_obama")
     report = small_system.enroll_many([("Barack Obama", obama / "obama.jpg"), ("Not Obama", obama / "obama_small.jpg")])
