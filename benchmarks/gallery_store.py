@@ -1,0 +1,90 @@
+"""A large gallery through the real store: how long its FAISS index takes to build, to load, and to
+follow a change (faces added and a person removed) — the work ``facesys identify`` or ``enroll``
+does on a gallery of that size.
+
+    python benchmarks/gallery_store.py                 # 1M faces, ~2 min on 2 cores, ~1.5 GB of disk
+    python benchmarks/gallery_store.py --faces 100000
+
+Faces are random unit vectors (search quality is benchmarks/gallery_search.py's business), four per
+person, written with SQLite's synchronous=OFF to fill the database quickly (facesys itself always
+writes with FULL). Writes benchmarks/results/gallery_store.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS
+
+from facesys.gallery.index import FaceIndex, index_problems
+from facesys.gallery.store import GalleryStore, NewFace
+
+MODEL = "random@0"
+
+
+def new_face(number: int, vector: np.ndarray) -> NewFace:
+    return NewFace(
+        source=f"/photos/{number}.jpg",
+        image_sha256=f"{number:064x}",
+        box=np.array([0, 0, 100, 100.0]),
+        landmarks=np.zeros((5, 2)),
+        score=0.99,
+        crop_jpeg=b"\xff\xd8",
+        crop_origin=(0.0, 0.0, 1.0),
+        embedding=vector,
+    )
+
+
+def timed(function):
+    started = time.perf_counter()
+    result = function()
+    return result, round(time.perf_counter() - started, 2)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--faces", type=int, default=1_000_000)
+    parser.add_argument("--out", type=Path, default=RESULTS / "gallery_store.json")
+    args = parser.parse_args()
+
+    vectors = np.random.default_rng(0).normal(size=(args.faces + 10, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    steps = {}
+    with tempfile.TemporaryDirectory() as folder, GalleryStore(Path(folder) / "gallery", create=True) as store:
+        store.set_model(MODEL, "random", "0" * 64, 128)
+        store.db.execute("PRAGMA synchronous=OFF")
+        _, steps["fill the database"] = timed(
+            lambda: [store.add_face(f"p{i // 4}", new_face(i, vectors[i]), MODEL) for i in range(args.faces)]
+        )
+        index, steps["first search: build the index"] = timed(lambda: FaceIndex.for_store(store))
+        kind = index.kind
+        _, steps["load the saved index"] = timed(lambda: FaceIndex.for_store(store))
+        for i in range(args.faces, args.faces + 10):
+            store.add_face("newcomer", new_face(i, vectors[i]), MODEL)
+        store.remove_person("p0")
+        index, steps["follow 10 added + 4 removed faces"] = timed(lambda: FaceIndex.for_store(store))
+        problems, steps["gallery check of the index"] = timed(lambda: index_problems(store))
+        index_mb = sum(p.stat().st_size for p in store.folder.glob("index-*.faiss")) / 2**20
+    if problems:
+        raise SystemExit(f"index disagrees with the store: {problems}")
+
+    print(f"{args.faces:,} faces, index kind {kind}, index file {index_mb:.0f} MB")
+    print("\n| step | seconds |\n|---|---|")
+    for step, seconds in steps.items():
+        print(f"| {step} | {seconds} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    report = {"faces": args.faces, "kind": kind, "index_mb": round(index_mb), "seconds": steps, "after_change_faces": len(index)}
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
