@@ -488,15 +488,19 @@ class FaceSystem:
         template = np.asarray(embedder.spec.template)
         with self._store() as store:
             vectors, pending = {}, {}  # pending: face id -> chip, embedded 1,024 at a time
+
+            def embed_pending() -> None:
+                vectors.update(zip(pending, embedder.embed_chips(np.stack(list(pending.values()))), strict=True))
+                pending.clear()
+
             for face_id, jpeg, (x0, y0, scale), landmarks in store.crops():
                 crop = cv2.cvtColor(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
                 points = (np.asarray(landmarks) - [x0, y0]) * scale
                 pending[face_id] = align_face(crop, points, template, embedder.spec.input_size)
                 if len(pending) == 1024:
-                    vectors.update(zip(pending, embedder.embed_chips(np.stack(list(pending.values()))), strict=True))
-                    pending = {}
+                    embed_pending()
             if pending:
-                vectors.update(zip(pending, embedder.embed_chips(np.stack(list(pending.values()))), strict=True))
+                embed_pending()
             store.replace_embeddings(
                 embedder.model_id, model, embedder.model.weights_sha256, embedder.spec.embedding_dim, vectors
             )
