@@ -6,6 +6,7 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,7 +14,11 @@ from facesys.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Sett
 from facesys.datasets import images_in, people_in
 from facesys.errors import ImageError, NoFaceError
 
-IDENTIFY_BATCH = 16  # photos or video frames detected and embedded together
+if TYPE_CHECKING:
+    import numpy as np
+
+IDENTIFY_BATCH = 16  # photos or video frames detected and embedded together...
+IDENTIFY_BATCH_BYTES = 300_000_000  # ...unless their decoded pixels pass this many bytes (large photos)
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 PEOPLE_FOLDER = "people"
 
@@ -180,7 +185,7 @@ def identify(
     if annotate and (len(paths) != 1 or paths[0].suffix.lower() in VIDEO_SUFFIXES):
         raise click.UsageError("--annotate takes exactly one input photo")
     failed = 0
-    pending: list[tuple[Path, object]] = []  # (path, decoded photo) waiting for one batched identify
+    pending: list[tuple[Path, np.ndarray]] = []  # (path, decoded photo) waiting for one batched identify
 
     def flush() -> None:
         for (path, image), faces in zip(pending, system.identify_many([i for _, i in pending], top_k), strict=True):
@@ -204,7 +209,7 @@ def identify(
             failed += 1
             error_line(str(exc))
             continue
-        if len(pending) == IDENTIFY_BATCH:
+        if len(pending) == IDENTIFY_BATCH or sum(image.size for _, image in pending) > IDENTIFY_BATCH_BYTES:
             flush()
     flush()
     sys.exit(EXIT_ERROR if failed else EXIT_OK)
