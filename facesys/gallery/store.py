@@ -386,26 +386,24 @@ class GalleryStore:
 
     def vectors(self, face_ids: np.ndarray) -> np.ndarray:
         """(len(face_ids), dim) float32 embeddings of these faces, in the order given."""
-        dim = int(self.meta().get("dim", 0))
-        out = np.zeros((len(face_ids), dim), np.float32)
+        out = np.zeros((len(face_ids), int(self.meta().get("dim", 0))), np.float32)
         position = {int(face_id): i for i, face_id in enumerate(face_ids)}
-        for start in range(0, len(face_ids), 500):
-            chunk = [int(i) for i in face_ids[start : start + 500]]
-            query = f"SELECT id, embedding FROM faces WHERE id IN ({','.join('?' * len(chunk))})"
-            for face_id, blob in self.db.execute(query, chunk):
-                out[position[face_id]] = np.frombuffer(blob, "<f4")
+        for face_id, blob in self._rows_of_faces("SELECT f.id, f.embedding", face_ids):
+            out[position[face_id]] = np.frombuffer(blob, "<f4")
         return out
 
     def names_of(self, face_ids: np.ndarray) -> dict[int, str]:
         """Face id -> person name for those of ``face_ids`` that exist."""
-        names: dict[int, str] = {}
+        return dict(self._rows_of_faces("SELECT f.id, p.name", face_ids))
+
+    def _rows_of_faces(self, select: str, face_ids: np.ndarray) -> Iterator[tuple]:
+        """Rows of ``select`` (over faces f joined to people p) for the existing faces among ``face_ids``
+        (-1 = none), queried 500 ids at a time."""
         ids = sorted({int(i) for i in np.ravel(face_ids) if i >= 0})
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT f.id, p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.id IN ({marks})"
-            names.update(self.db.execute(query, chunk).fetchall())
-        return names
+            where = f"WHERE f.id IN ({','.join('?' * len(chunk))})"
+            yield from self.db.execute(f"{select} FROM faces f JOIN people p ON p.id = f.person_id {where}", chunk)
 
     def index_kind(self) -> str:
         """The FAISS index kind forced for this gallery, or ``auto``."""
