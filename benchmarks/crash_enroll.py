@@ -36,8 +36,8 @@ def enroll_command(gallery: Path, name: str, photos: list[Path]) -> list[str]:
 
 def run_trial(gallery: Path, name: str, photos: list[Path], delay: float) -> dict:
     """One killed enrollment; returns what it reported and what the checks found."""
-    from facesys.gallery.index import FaceIndex, index_problems
-    from facesys.gallery.store import GalleryStore
+    from facesys.gallery.index import sync
+    from facesys.gallery.store.sqlite import SQLiteStore
 
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     process = subprocess.Popen(
@@ -58,13 +58,13 @@ def run_trial(gallery: Path, name: str, photos: list[Path], delay: float) -> dic
     present: set[int] = set()
     people: dict[str, int] = {}
     try:
-        with GalleryStore(gallery) as store:
+        with SQLiteStore(gallery) as store:
             problems += store.check()
             present = {f.id for f in store.faces()}
             if done - present:
                 problems.append(f"reported but missing: faces {sorted(done - present)}")
-            FaceIndex.for_store(store)  # loads the saved index or rebuilds a stale one
-            problems += index_problems(store)
+            sync.synced(store, store.folder)  # loads the saved index or rebuilds a stale one
+            problems += sync.problems(store, store.folder)
             people = dict(store.people())
     except Exception as exc:  # any failure to open is exactly what this benchmark looks for
         problems.append(f"gallery does not open: {type(exc).__name__}: {exc}")
@@ -86,9 +86,9 @@ def prepare(gallery: Path, earlier: list[Path], timing: list[Path]) -> tuple[dic
     started = time.perf_counter()
     subprocess.run(enroll_command(gallery, "Earlier Two", timing), check=False, capture_output=True, env=env)
     duration = time.perf_counter() - started
-    from facesys.gallery.store import GalleryStore
+    from facesys.gallery.store.sqlite import SQLiteStore
 
-    with GalleryStore(gallery) as store:
+    with SQLiteStore(gallery) as store:
         return dict(store.people()), duration
 
 

@@ -32,7 +32,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
-from facesys.gallery.index import EXACT_UP_TO, FaceIndex, build_index, choose_kind, remove_ids
+from facesys.gallery.index.faiss_index import EXACT_UP_TO, FaissIndex, build_index, choose_kind, remove_ids
 
 
 class IdentityModel:
@@ -120,7 +120,7 @@ def measure_kind(kind: str, ids, vectors, queries, exact_people, person_of, knob
     import faiss
 
     started = time.perf_counter()
-    index = FaceIndex(build_index(ids, vectors, kind))
+    index = FaissIndex(build_index(ids, vectors, kind))
     build_s = time.perf_counter() - started
     result = {"kind": kind, "build_s": round(build_s, 2), "index_mb": round(len(faiss.serialize_index(index.index)) / 2**20, 1)}
 

@@ -24,8 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS
 
-from facesys.gallery.index import FaceIndex, index_problems
-from facesys.gallery.store import GalleryStore, NewFace
+from facesys.gallery.index import sync
+from facesys.gallery.store import NewFace
+from facesys.gallery.store.sqlite import SQLiteStore
 
 MODEL = "random@0"
 
@@ -58,21 +59,21 @@ def main() -> None:
     vectors = np.random.default_rng(0).normal(size=(args.faces + 10, 128)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     steps = {}
-    with tempfile.TemporaryDirectory() as folder, GalleryStore(Path(folder) / "gallery", create=True) as store:
+    with tempfile.TemporaryDirectory() as folder, SQLiteStore(Path(folder) / "gallery", create=True) as store:
         store.set_model(MODEL, "random", "0" * 64, 128)
         store.db.execute("PRAGMA synchronous=OFF")
         _, steps["fill the database"] = timed(
             lambda: [store.add_face(f"p{i // 4}", new_face(i, vectors[i]), MODEL) for i in range(args.faces)]
         )
-        index, steps["first search: build the index"] = timed(lambda: FaceIndex.for_store(store))
+        index, steps["first search: build the index"] = timed(lambda: sync.synced(store, store.folder))
         kind = index.kind
-        _, steps["load the saved index"] = timed(lambda: FaceIndex.for_store(store))
+        _, steps["load the saved index"] = timed(lambda: sync.synced(store, store.folder))
         for i in range(args.faces, args.faces + 10):
             store.add_face("newcomer", new_face(i, vectors[i]), MODEL)
         store.remove_person("p0")
-        index, steps["follow 10 added + 4 removed faces"] = timed(lambda: FaceIndex.for_store(store))
-        problems, steps["gallery check of the index"] = timed(lambda: index_problems(store))
-        index_mb = sum(p.stat().st_size for p in store.folder.glob("index-*.faiss")) / 2**20
+        index, steps["follow 10 added + 4 removed faces"] = timed(lambda: sync.synced(store, store.folder))
+        problems, steps["gallery check of the index"] = timed(lambda: sync.problems(store, store.folder))
+        index_mb = sum(p.stat().st_size for p in store.folder.glob("index-*")) / 2**20
     if problems:
         raise SystemExit(f"index disagrees with the store: {problems}")
 

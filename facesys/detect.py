@@ -78,7 +78,7 @@ class FaceDetector:
         if longest <= self.max_side:
             return image, 1.0
         factor = longest / self.max_side
-        size = (round(image.shape[1] / factor), round(image.shape[0] / factor))
+        size = (max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor)))  # a 1 x 4000 strip stays >= 1 px
         return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
 
@@ -89,3 +89,27 @@ def _to_detections(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, fa
         if s >= min_score
     ]
     return sorted(faces, key=lambda f: -(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+
+def nearest_to_centre(boxes, shape) -> int:
+    """Index of the box (x1, y1, x2, y2) whose centre is nearest the centre of an image of ``shape``.
+
+    LFW's labelled person is the centred face; other faces in the photo are bystanders.
+    """
+    h, w = shape[:2]
+    return min(
+        range(len(boxes)),
+        key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - w / 2) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - h / 2) ** 2,
+    )
+
+
+def pick_faces(faces: list[Detection], shape, select: str) -> list[Detection]:
+    """The faces to use among ``faces`` (largest first) of an image of ``shape``: ``all`` of them,
+    the ``largest``, or the one nearest the image ``center`` (LFW's convention); [] when none."""
+    if select == "all" or not faces:
+        return list(faces)
+    if select == "largest":
+        return [faces[0]]
+    if select == "center":
+        return [faces[nearest_to_centre([f.box for f in faces], shape)]]
+    raise ValueError(f"select={select!r}: choose from all, largest, center")

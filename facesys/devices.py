@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import re
 
+from facesys.config import PRECISIONS
 from facesys.errors import FacesysError
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 def check_device(device: str) -> str:
@@ -20,21 +19,25 @@ def check_device(device: str) -> str:
     if device == "cpu":
         return device
     if not re.fullmatch(r"cuda(:\d+)?", device):
-        raise FacesysError(f"--device {device}: not a device; use cpu, cuda or cuda:N")
+        raise FacesysError(f"device {device!r}: not a device; use cpu, cuda or cuda:N", parameter="device")
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if count == 0:
-        raise FacesysError(f"--device {device}: no CUDA GPU is available to torch {torch.__version__} here; use --device cpu")
+        raise FacesysError(
+            f"device {device!r}: no CUDA GPU is available to torch {torch.__version__} here; use the cpu", parameter="device"
+        )
     if int(device.partition(":")[2] or 0) >= count:
-        raise FacesysError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+        raise FacesysError(
+            f"device {device!r}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}", parameter="device"
+        )
     return device
 
 
 def resolve_precision(precision: str, device: str) -> str:
     """``fp32``, ``bf16`` or ``fp16`` for ``precision`` on ``device`` (``auto`` chooses)."""
     if precision not in PRECISIONS:
-        raise FacesysError(f"--precision {precision}: choose from {', '.join(PRECISIONS)}")
+        raise FacesysError(f"precision {precision!r}: choose from {', '.join(PRECISIONS)}", parameter="precision")
     if precision != "auto":
         return precision
     if device.startswith("cuda"):

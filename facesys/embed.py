@@ -1,30 +1,44 @@
-"""Embedder: images -> faces with box, landmarks, detection score and a unit embedding.
+"""Embedder: the one face pipeline. Images -> faces with box, landmarks, detection score and a
+unit embedding.
 
-The flow is image -> MTCNN detections -> chips aligned to the model's template -> batched
-network -> L2-normalised float32 vectors.
+The flow is image -> MTCNN detections -> face selection (all, largest, centre) -> chips aligned to
+the model's template -> batched network -> L2-normalised float32 vectors. Every entry point
+(embed, enroll, verify, identify, evaluation, training data) goes through ``Embedder.faces`` /
+``Embedder.face_batches``; turning a stored face crop back into a chip lives here too.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
 from facesys.align import align_faces
-from facesys.detect import Detection, FaceDetector
-from facesys.images import ImageInput, load_image
+from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, FACE_SELECTIONS, PHOTO_BATCH
+from facesys.detect import Detection, FaceDetector, pick_faces
+from facesys.errors import FacesysError, ImageError
+from facesys.images import ImageInput, describe, load_image
+
+Tag = TypeVar("Tag")
+# What the pipeline accepts as one image: a path, array or PIL image, or a zero-argument callable
+# that returns an (H, W, 3) uint8 array (loaded only when its batch is processed; may raise).
+ImageSource = ImageInput | Callable[[], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Face:
     """A detected face: ``box`` (4,) x1, y1, x2, y2 pixels; ``landmarks`` (5, 2) x, y pixels;
-    ``score`` MTCNN's detection probability; ``embedding`` (D,) float32 with unit L2 norm.
+    ``score`` MTCNN's detection probability; ``embedding`` (D,) float32 with unit L2 norm (None
+    when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for.
     """
 
     box: np.ndarray
     landmarks: np.ndarray
     score: float
-    embedding: np.ndarray
+    embedding: np.ndarray | None
+    chip: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """JSON-ready: box and landmarks rounded to 0.1 pixel, embedding as a list of floats."""
@@ -32,8 +46,26 @@ class Face:
             "box": [round(float(v), 1) for v in self.box],
             "landmarks": [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks],
             "score": round(self.score, 4),
-            "embedding": [float(v) for v in self.embedding],
+            "embedding": None if self.embedding is None else [float(v) for v in self.embedding],
         }
+
+
+@dataclass(frozen=True)
+class ImageFaces:
+    """One image through the pipeline: ``source`` names it; ``faces`` are the selected faces
+    (largest first); ``detections`` every face found; ``image`` the decoded (H, W, 3) uint8 RGB
+    pixels; ``error`` says why the image could not be used (then faces and detections are empty)."""
+
+    source: str
+    faces: list[Face]
+    detections: list[Detection]
+    image: np.ndarray | None = field(default=None, repr=False)
+    error: str | None = None
+
+    @property
+    def found(self) -> int:
+        """How many faces the image has."""
+        return len(self.detections)
 
 
 class Embedder:
@@ -48,11 +80,11 @@ class Embedder:
 
     def __init__(
         self,
-        model: str = "dlib-resnet",
+        model: str = DEFAULT_MODEL,
         device: str = "cpu",
         weights: str | None = None,
         flip: bool = False,
-        batch_size: int = 64,
+        batch_size: int = CHIP_BATCH,
         detector: FaceDetector | None = None,
         precision: str = "auto",
     ):
@@ -79,6 +111,19 @@ class Embedder:
         """``name@sha256-prefix`` of the weights, e.g. ``dlib-resnet@1a2b...``."""
         return self.model.model_id
 
+    @property
+    def model_info(self):
+        """The ModelInfo a gallery records for this embedder's embeddings."""
+        from facesys.gallery.gallery import ModelInfo
+
+        return ModelInfo(self.model_id, self.source, self.model.weights_sha256, self.spec.embedding_dim)
+
+    def embed_crops(self, crops: list[tuple[bytes, list[float], list[list[float]]]]) -> np.ndarray:
+        """(N, D) unit embeddings of stored faces: (JPEG crop, crop origin, landmarks) each."""
+        size = self.spec.input_size
+        chips = [self.chip_from_crop(*crop) for crop in crops]
+        return self.embed_chips(np.stack(chips) if chips else np.zeros((0, size, size, 3), np.uint8))
+
     def chips(self, image: np.ndarray, detections: list[Detection]) -> np.ndarray:
         """(N, S, S, 3) uint8 chips aligned to this model's template."""
         return align_faces(image, [d.landmarks for d in detections], self._template, self.spec.input_size)
@@ -103,6 +148,120 @@ class Embedder:
                 out[start : start + len(batch)] = vectors.cpu().numpy()
         return out
 
+    def chip_from_crop(self, jpeg: bytes, origin: list[float], landmarks: list[list[float]]) -> np.ndarray:
+        """The (S, S, 3) uint8 chip of a stored face: its JPEG crop, the crop's origin (x0, y0, scale)
+        in the source photo and the face's (5, 2) landmarks in source pixels."""
+        import cv2
+
+        pixels = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        if pixels is None:
+            raise ImageError("stored face crop is not a decodable JPEG")
+        x0, y0, scale = origin
+        points = (np.asarray(landmarks, np.float64) - [x0, y0]) * scale
+        return self.chips(cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB), [Detection(np.zeros(4), 1.0, points)])[0]
+
+    def faces(
+        self,
+        images: Iterable[ImageSource],
+        select: str = "all",
+        errors: str = "raise",
+        keep_chips: bool = False,
+        embed: bool = True,
+    ) -> list[ImageFaces]:
+        """Each image through the pipeline, in order (see :meth:`face_batches` for the options)."""
+        return [
+            result
+            for batch in self.face_batches(((None, i) for i in images), select, errors, keep_chips, embed)
+            for _, result in batch
+        ]
+
+    def face_batches(
+        self,
+        items: Iterable[tuple[Tag, ImageSource]],
+        select: str = "all",
+        errors: str = "raise",
+        keep_chips: bool = False,
+        embed: bool = True,
+    ) -> Iterator[list[tuple[Tag, ImageFaces]]]:
+        """(tag, image) items -> batches of (tag, ImageFaces), in input order.
+
+        Images are decoded lazily, ``PHOTO_BATCH`` at a time (fewer when their pixels pass
+        ``BATCH_BYTES``): one batched detection and one network pass per batch. ``select``:
+        ``all`` faces, the ``largest``, or the one nearest the ``center``; ``errors``: ``raise``
+        the ImageError of an unusable image, or ``collect`` it in ``ImageFaces.error`` and go on;
+        ``keep_chips`` keeps each face's aligned chip; ``embed=False`` stops at the chips.
+        """
+        if select not in FACE_SELECTIONS:
+            raise FacesysError(f"select={select!r}: choose from {', '.join(FACE_SELECTIONS)}")
+        if errors not in ERROR_POLICIES:
+            raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
+        pending: list[tuple[Tag, str, np.ndarray | None, str | None]] = []
+        size = 0
+        for tag, source in items:
+            name = str(source) if callable(source) else describe(source)
+            image, error = None, None
+            try:
+                image = source() if callable(source) else load_image(source)
+            except ImageError as exc:
+                if errors == "raise":
+                    raise
+                error = str(exc)
+            pending.append((tag, name, image, error))
+            size += 0 if image is None else image.nbytes
+            if len(pending) >= PHOTO_BATCH or size > BATCH_BYTES:
+                yield self._run(pending, select, errors, keep_chips, embed)
+                pending, size = [], 0
+        if pending:
+            yield self._run(pending, select, errors, keep_chips, embed)
+
+    def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool) -> list[tuple]:
+        """One batch: detect, select, align, embed."""
+        decoded = [i for i, (_, _, image, _) in enumerate(pending) if image is not None]
+        found = dict(
+            zip(decoded, self._detect([pending[i][2] for i in decoded], [pending[i][1] for i in decoded], errors), strict=True)
+        )
+        chosen, chips = {}, []
+        for i in decoded:
+            detections = found[i]
+            if isinstance(detections, str):
+                continue
+            chosen[i] = pick_faces(detections, pending[i][2].shape, select)
+            chips.append(self.chips(pending[i][2], chosen[i]))
+        size = self.spec.input_size
+        chips = np.concatenate(chips) if chips else np.zeros((0, size, size, 3), np.uint8)
+        vectors = self.embed_chips(chips) if embed and len(chips) else None
+        out, offset = [], 0
+        for i, (tag, name, image, error) in enumerate(pending):
+            detections = found.get(i, [])
+            if isinstance(detections, str):
+                out.append((tag, ImageFaces(name, [], [], image, detections)))
+                continue
+            faces = []
+            for d in chosen.get(i, []):
+                vector = None if vectors is None else vectors[offset]
+                faces.append(Face(d.box, d.landmarks, d.score, vector, chips[offset] if keep_chips else None))
+                offset += 1
+            out.append((tag, ImageFaces(name, faces, detections if error is None else [], image, error)))
+        return out
+
+    def _detect(self, images: list[np.ndarray], names: list[str], errors: str) -> list[list[Detection] | str]:
+        """Detections of each image; when the batch fails, each image alone, so one bad image
+        costs only its own answer (its entry is then the error message)."""
+        try:
+            return self.detector.detect(images)
+        except Exception:  # opencv or torch refusing one odd image must not sink the batch
+            pass
+        results: list[list[Detection] | str] = []
+        for image, name in zip(images, names, strict=True):
+            try:
+                results.append(self.detector.detect([image])[0])
+            except Exception as exc:
+                message = f"{name}: face detection failed on this image ({type(exc).__name__})"
+                if errors == "raise":
+                    raise ImageError(message) from None
+                results.append(message)
+        return results
+
     def embed(self, images: list[ImageInput] | ImageInput) -> list[list[Face]]:
         """Faces of each image (paths, arrays or PIL images), largest first; [] where none.
 
@@ -110,12 +269,4 @@ class Embedder:
         """
         if not isinstance(images, (list, tuple)):
             images = [images]
-        arrays = [load_image(image) for image in images]
-        detections = self.detector.detect(arrays)
-        chips = [self.chips(image, faces) for image, faces in zip(arrays, detections, strict=True)]
-        vectors = self.embed_chips(np.concatenate(chips)) if chips else np.zeros((0, self.spec.embedding_dim))
-        results, offset = [], 0
-        for faces in detections:
-            results.append([Face(d.box, d.landmarks, d.score, vectors[offset + i]) for i, d in enumerate(faces)])
-            offset += len(faces)
-        return results
+        return [result.faces for result in self.faces(images)]

@@ -8,7 +8,16 @@ from __future__ import annotations
 
 
 class FacesysError(Exception):
-    """Base class of every error facesys raises on purpose."""
+    """Base class of every error facesys raises on purpose.
+
+    ``parameter`` names the argument the problem is about (``gallery``, ``model``, ``device``,
+    ``precision``, ``threshold``), so a shell around the library can say which of its own
+    options to change (the CLI adds its flag; a service would name its field).
+    """
+
+    def __init__(self, message: str = "", parameter: str | None = None):
+        super().__init__(message)
+        self.parameter = parameter
 
 
 class ImageError(FacesysError):

@@ -20,6 +20,8 @@ from facesys.errors import ImageError
 # Largest image decoded, in pixels (about 15,000 x 10,000): far above any camera, far below what
 # would exhaust memory. Larger declared sizes are refused before decoding.
 MAX_PIXELS = 150_000_000
+# Largest file read as an image, in bytes: far above any photo; checked before reading anything.
+MAX_FILE_BYTES = 256 * 2**20
 
 ImageInput = str | os.PathLike | np.ndarray | Image.Image
 
@@ -90,9 +92,14 @@ def _open_checked(path: Path) -> Image.Image:
         raise ImageError(f"{name}: no such file")
     if path.is_dir():
         raise ImageError(f"{name}: is a directory, not an image")
+    if not path.is_file():
+        raise ImageError(f"{name}: not a regular file")
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise ImageError(f"{name}: empty file")
+        if size > MAX_FILE_BYTES:
+            raise ImageError(f"{name}: file is {size:,} bytes; images of at most {MAX_FILE_BYTES:,} bytes are read")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)

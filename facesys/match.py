@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-DEFAULT_TARGET_FPIR = 0.01
+from facesys.config import DEFAULT_TARGET_FPIR
 
 
 @dataclass(frozen=True)
@@ -106,3 +106,32 @@ def identify_threshold(
     rates = np.log10([rate for rate, _ in far_table])[::-1]
     thresholds = np.array([t for _, t in far_table])[::-1]
     return float(min(verify_threshold, np.interp(wanted, rates, thresholds)))
+
+
+@dataclass(frozen=True)
+class ThresholdPolicy:
+    """Where thresholds come from, strongest first: an ``override`` (a caller's argument), the
+    gallery's ``calibrated`` values ({"verify": t | None, "identify": t | None}), the model's
+    default ``model_threshold`` and its ``far_table``; ``target_fpir`` for the open-set one."""
+
+    override: float | None
+    calibrated: dict[str, float | None]
+    model_threshold: float
+    far_table: tuple[tuple[float, float], ...]
+    target_fpir: float = DEFAULT_TARGET_FPIR
+
+    def verify(self) -> tuple[float, str]:
+        """(threshold, where it came from: argument, gallery or model default)."""
+        if self.override is not None:
+            return self.override, "argument"
+        if self.calibrated.get("verify") is not None:
+            return float(self.calibrated["verify"]), "gallery"
+        return self.model_threshold, "model default"
+
+    def identify(self, faces_in_gallery: int) -> float:
+        """The open-set threshold for a gallery of ``faces_in_gallery`` faces."""
+        if self.override is not None:
+            return self.override
+        if self.calibrated.get("identify") is not None:
+            return float(self.calibrated["identify"])
+        return identify_threshold(self.far_table, faces_in_gallery, self.verify()[0], self.target_fpir)

@@ -14,16 +14,96 @@ import traceback
 from pathlib import Path
 
 import click
+from click.core import ParameterSource
 
 from facesys import __version__
+from facesys.config import DEFAULT_GALLERY, DEFAULT_MODEL, DEVICE_FORMS, GALLERY_ENV, PRECISIONS
 from facesys.errors import FacesysError
 
 JSON_SCHEMA_VERSION = 1
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR, EXIT_REJECTED = 0, 1, 2, 3
 
 
+# The global options, defined once: (parameter declarations, settings shared by the root group and
+# the leaf commands, settings of the root group's copy only). The root group reads the environment
+# and the defaults; a leaf command's copy only overrides what is given after the command name.
+GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
+    (
+        ("--model",),
+        {"help": f"Model name (see 'facesys models') or checkpoint path. Default: the gallery's, else {DEFAULT_MODEL}."},
+        {"envvar": "FACESYS_MODEL"},
+    ),
+    (("--weights",), {"type": click.Path(dir_okay=False), "help": "Local weights file for the model."}, {}),
+    (
+        ("--device",),
+        {"metavar": "|".join(DEVICE_FORMS), "help": "Where the networks run."},
+        {"default": "cpu", "show_default": True},
+    ),
+    (
+        ("--precision",),
+        {"type": click.Choice(PRECISIONS), "help": "Network precision; auto = bf16 on a GPU, fp32 on the CPU."},
+        {"default": "auto", "show_default": True},
+    ),
+    (
+        ("--gallery",),
+        {"type": click.Path(file_okay=False), "help": f"Gallery folder (default ./{DEFAULT_GALLERY})."},
+        {"envvar": GALLERY_ENV},
+    ),
+    (("-v", "--verbose"), {"is_flag": True, "help": "More detail; tracebacks on errors."}, {}),
+    (("-q", "--quiet"), {"is_flag": True, "help": "Only results and errors."}, {}),
+]
+GLOBAL_PREFIX = "global_"  # a leaf command's copy of --model is the parameter "global_model"
+
+
+def global_options(function):
+    """Decorator: the global options on the root group (values become its callback's arguments)."""
+    for declarations, shared, root_only in reversed(GLOBAL_OPTIONS):
+        function = click.option(*declarations, **shared, **root_only)(function)
+    return function
+
+
+def _store_global(ctx: click.Context, param: click.Parameter, value):
+    """A global option given after the command name: it overrides the root group's value in Settings."""
+    if ctx.get_parameter_source(param.name) is ParameterSource.COMMANDLINE:
+        settings = ctx.find_object(Settings)
+        if settings is not None:
+            setattr(settings, param.name.removeprefix(GLOBAL_PREFIX), value)
+    return value
+
+
+def add_global_options(command: click.Command) -> None:
+    """Let ``command`` (a leaf) accept the global options after its name, hidden from its help but for a
+    note. An option string the command already defines keeps the command's own meaning."""
+    if getattr(command, "_facesys_global_options", False):
+        return
+    command._facesys_global_options = True
+    taken = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    added = []
+    for declarations, shared, _ in GLOBAL_OPTIONS:
+        free = [opt for opt in declarations if opt not in taken]
+        if not free:
+            continue
+        name = GLOBAL_PREFIX + declarations[-1].lstrip("-")
+        command.params.append(click.Option([*free, name], hidden=True, expose_value=False, callback=_store_global, **shared))
+        added.append(free[0])
+    if added:
+        note = f"Global options ({', '.join(added)}) may also follow the command name; see 'facesys --help'."
+        command.epilog = f"{command.epilog}\n\n{note}" if command.epilog else note
+
+
 class FacesysGroup(click.Group):
-    """A click group that turns facesys errors and bad arguments into one line on stderr and exit code 2."""
+    """A click group that turns facesys errors and bad arguments into one line on stderr and exit code 2.
+
+    Its leaf commands also accept the global options after their name (``add_global_options``), and
+    its sub-groups are FacesysGroups too unless they say otherwise.
+    """
+
+    group_class = type
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not isinstance(cmd, click.Group):
+            add_global_options(cmd)
+        super().add_command(cmd, name)
 
     def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
@@ -48,7 +128,7 @@ class FacesysGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FacesysError as exc:
-            fail(ctx, str(exc))
+            fail(ctx, str(exc) + FLAG_HINTS.get(getattr(exc, "parameter", None) or "", ""))
         except KeyboardInterrupt:
             click.echo("facesys: interrupted", err=True)
             sys.exit(130)
@@ -56,8 +136,19 @@ class FacesysGroup(click.Group):
             fail(ctx, "out of memory")
 
 
+# What to change on the command line when the library names a parameter (FacesysError.parameter).
+FLAG_HINTS = {
+    "gallery": f" (choose another with --gallery DIR or ${GALLERY_ENV})",
+    "model": " (choose the model with --model NAME, or re-embed the gallery: facesys gallery reindex --model NAME)",
+    "device": " (--device cpu|cuda|cuda:N)",
+    "precision": " (--precision " + "|".join(PRECISIONS) + ")",
+    "threshold": " (--threshold T, a distance between 0 and 2)",
+}
+
+
 def fail(ctx: click.Context, message: str) -> None:
-    if ctx.find_root().params.get("verbose"):
+    settings = ctx.find_object(Settings)
+    if settings.verbose if settings is not None else ctx.find_root().params.get("verbose"):
         traceback.print_exc()
     click.echo(f"facesys: error: {message}", err=True)
     sys.exit(EXIT_ERROR)
@@ -86,7 +177,7 @@ class Settings:
     def embedder(self, flip: bool = False):
         from facesys.embed import Embedder
 
-        model = self.model or "dlib-resnet"
+        model = self.model or DEFAULT_MODEL
         return Embedder(model, device=self.device, weights=self.weights, flip=flip, precision=self.precision)
 
     def system(self, threshold: float | None = None):
@@ -109,23 +200,7 @@ class Settings:
 
 @click.group(cls=FacesysGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="facesys")
-@click.option(
-    "--model",
-    envvar="FACESYS_MODEL",
-    help="Model name (see 'facesys models') or checkpoint path. Default: the gallery's, else dlib-resnet.",
-)
-@click.option("--weights", type=click.Path(dir_okay=False), help="Local weights file for the model.")
-@click.option("--device", default="cpu", show_default=True, metavar="cpu|cuda|cuda:N", help="Where the networks run.")
-@click.option(
-    "--precision",
-    type=click.Choice(["auto", "fp32", "bf16", "fp16"]),
-    default="auto",
-    show_default=True,
-    help="Network precision; auto = bf16 on a GPU, fp32 on the CPU.",
-)
-@click.option("--gallery", type=click.Path(file_okay=False), envvar="FACESYS_GALLERY", help="Gallery folder (default ./gallery).")
-@click.option("-v", "--verbose", is_flag=True, help="More detail; tracebacks on errors.")
-@click.option("-q", "--quiet", is_flag=True, help="Only results and errors.")
+@global_options
 @click.pass_context
 def main(
     ctx: click.Context,

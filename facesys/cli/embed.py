@@ -7,7 +7,6 @@ import sys
 import click
 
 from facesys.cli import EXIT_ERROR, EXIT_OK, JSON_SCHEMA_VERSION, Settings, error_line, main
-from facesys.errors import FacesysError
 
 
 @main.command()
@@ -23,21 +22,21 @@ def embed(settings: Settings, images: tuple[str, ...], as_json: bool, flip: bool
     """
     import json
 
-    from facesys.images import load_image
-
     embedder = settings.embedder(flip=flip)
     results, failed = [], 0
-    for path in settings.progress(images):
-        try:
-            faces = embedder.embed([load_image(path)])[0]
-        except FacesysError as exc:
-            failed += 1
-            error_line(str(exc))
-            results.append({"file": path, "error": str(exc)})
-            continue
-        results.append({"file": path, "faces": [face.to_dict() for face in faces]})
-        if not as_json:
-            print_faces(path, faces)
+    progress = settings.progress(images)
+    for batch in embedder.face_batches(((path, path) for path in images), select="all", errors="collect"):
+        progress.update(len(batch))
+        for path, result in batch:
+            if result.error:
+                failed += 1
+                error_line(result.error)
+                results.append({"file": path, "error": result.error})
+                continue
+            results.append({"file": path, "faces": [face.to_dict() for face in result.faces]})
+            if not as_json:
+                print_faces(path, result.faces)
+    progress.close()
     if as_json:
         click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, "model": embedder.model_id, "images": results}))
     sys.exit(EXIT_ERROR if failed else EXIT_OK)

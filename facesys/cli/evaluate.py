@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 from pathlib import Path
 
 import click
 
-from facesys.cli import FacesysGroup, Settings, emit_json, main
+from facesys.cli import JSON_SCHEMA_VERSION, FacesysGroup, Settings, emit_json, main
 from facesys.errors import FacesysError
 
 FACE_RULE = click.Choice(["largest", "center"])
 FACE_HELP = "Which face of a photo with several: the largest, or the one nearest the centre (LFW's convention)."
-
-
-def read_pairs(pairs: str, data: str | None):
-    """Pairs from an LFW pairs.txt or a CSV (by extension), images under ``data``."""
-    from facesys.evaluate.pairs import read_csv_pairs, read_lfw_pairs
-
-    if not Path(pairs).is_file():
-        raise FacesysError(f"{pairs}: pairs file not found")
-    reader = read_csv_pairs if pairs.lower().endswith(".csv") else read_lfw_pairs
-    return reader(pairs, data)
 
 
 def cache_for(settings: Settings, face: str, embedder=None):
@@ -33,12 +25,46 @@ def cache_for(settings: Settings, face: str, embedder=None):
     )
 
 
-def write_json(path: str | None, document: dict) -> None:
-    if path:
-        try:
-            Path(path).write_text(json.dumps({"schema_version": 1, **document}, indent=2))
-        except OSError as exc:
-            raise FacesysError(f"{path}: cannot write ({exc.strerror})") from None
+JSON_HELP = "Print the full report as one JSON object on stdout instead of the text (see docs/json.md)."
+REPORT_HELP = "Also write the full report (the --json document) to this file."
+
+
+def finite(value):
+    """``value`` with NaN and infinities (e.g. the fold accuracy of a single fold) as None: valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(item) for item in value]
+    return value
+
+
+def check_report_path(path: str | None) -> None:
+    """Fail before a long run, not after it, when the report cannot be written where asked."""
+    if path and not Path(path).resolve().parent.is_dir():
+        raise FacesysError(f"{path}: cannot write the report (no folder {Path(path).parent})")
+
+
+def write_report(path: str, document: dict) -> None:
+    """``document`` as JSON in ``path``: written to a temporary file beside it, then renamed over it."""
+    target = Path(path)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        temporary.write_text(json.dumps({"schema_version": JSON_SCHEMA_VERSION, **document}, indent=2, ensure_ascii=False) + "\n")
+        os.replace(temporary, target)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise FacesysError(f"{path}: cannot write the report ({exc.strerror})") from None
+
+
+def output_report(document: dict, as_json: bool, report_file: str | None) -> None:
+    """The report's JSON form: on stdout with --json, in a file with --report."""
+    document = finite(document)
+    if report_file:
+        write_report(report_file, document)
+    if as_json:
+        emit_json(document)
 
 
 @main.group(cls=FacesysGroup, name="eval")
@@ -49,15 +75,27 @@ def evaluate() -> None:
 @evaluate.command("pairs")
 @click.option("--data", type=click.Path(file_okay=False), help="Image folder (default: the pairs file's folder).")
 @click.option(
-    "--pairs", "pairs_file", required=True, type=click.Path(), help="LFW pairs.txt, or a CSV file_a,file_b,same[,fold]."
+    "--pairs",
+    "pairs_file",
+    required=True,
+    type=click.Path(),
+    help="LFW pairs.txt, or a CSV file_a,file_b,same[,fold] (header optional).",
 )
 @click.option("--face", type=FACE_RULE, default="largest", show_default=True, help=FACE_HELP)
 @click.option("--flip", is_flag=True, help="Flip test-time augmentation.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Save the ROC curve (PNG, SVG or PDF).")
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), help=REPORT_HELP)
 @click.pass_obj
 def eval_pairs(
-    settings: Settings, data: str | None, pairs_file: str, face: str, flip: bool, plot: str | None, json_out: str | None
+    settings: Settings,
+    data: str | None,
+    pairs_file: str,
+    face: str,
+    flip: bool,
+    plot: str | None,
+    as_json: bool,
+    report_file: str | None,
 ) -> None:
     """Verification accuracy by the k-fold protocol, ROC AUC, EER and TAR@FAR.
 
@@ -65,11 +103,22 @@ def eval_pairs(
     accuracy printed is the mean of the held-out accuracies. Each image is embedded once.
     """
     from facesys.evaluate.experiments import MISSING_DISTANCE, evaluate_pairs
+    from facesys.evaluate.pairs import read_pairs
 
+    check_report_path(report_file)
     pairs = read_pairs(pairs_file, data)
     cache = cache_for(settings, face, settings.embedder(flip=flip))
     report = evaluate_pairs(cache, pairs)
     model = cache.embedder.model_id
+    for path in cache.missing()[:10]:
+        click.echo(f"  no face: {path}" + (f" ({cache.unreadable[path]})" if path in cache.unreadable else ""), err=True)
+    if plot:
+        from facesys.evaluate.plot import plot_roc
+
+        plot_roc({model + (" +flip" if flip else ""): report.roc}, plot, title=f"ROC, {Path(pairs_file).name}")
+    output_report({"model": model, "flip": flip, "face": face, **report.to_dict()}, as_json, report_file)
+    if as_json:
+        return
     click.echo(f"model {model}{' +flip' if flip else ''}; {report.pairs} pairs in {report.folds} folds; {report.images} images")
     if report.folds > 1:
         mean, std = 100 * report.accuracy_mean, 100 * report.accuracy_std
@@ -82,14 +131,10 @@ def eval_pairs(
         f"no face found in {report.images_without_face} image(s), unreadable {report.unreadable_images}; "
         f"their {report.pairs_with_missing_face} pair(s) were scored as 'different' (distance {MISSING_DISTANCE})"
     )
-    for path in cache.missing()[:10]:
-        click.echo(f"  no face: {path}" + (f" ({cache.unreadable[path]})" if path in cache.unreadable else ""), err=True)
     if plot:
-        from facesys.evaluate.plot import plot_roc
-
-        plot_roc({model + (" +flip" if flip else ""): report.roc}, plot, title=f"ROC, {Path(pairs_file).name}")
         click.echo(f"ROC curve saved to {plot}")
-    write_json(json_out, {"model": model, "flip": flip, "face": face, **report.to_dict()})
+    if report_file:
+        click.echo(f"report saved to {report_file}")
 
 
 @evaluate.command("identify")
@@ -106,7 +151,8 @@ def eval_pairs(
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--face", type=FACE_RULE, default="largest", show_default=True, help=FACE_HELP)
-@click.option("--json", "json_out", type=click.Path(dir_okay=False), help="Write the full report as JSON.")
+@click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
+@click.option("--report", "report_file", type=click.Path(dir_okay=False), help=REPORT_HELP)
 @click.pass_obj
 def eval_identify(
     settings: Settings,
@@ -117,7 +163,8 @@ def eval_identify(
     unknown_share: float,
     seed: int,
     face: str,
-    json_out: str | None,
+    as_json: bool,
+    report_file: str | None,
 ) -> None:
     """Open-set identification on a temporary gallery built from DATA.
 
@@ -128,10 +175,15 @@ def eval_identify(
     from facesys.evaluate.experiments import evaluate_identification, split_identification
     from facesys.match import identify_threshold
 
+    check_report_path(report_file)
     split = split_identification(Path(data), enroll_count, min_photos, max_probes, unknown_share, seed)
     cache = cache_for(settings, face)
     spec = cache.embedder.spec
     result = evaluate_identification(cache, split, lambda faces: identify_threshold(spec.far_table, faces, spec.threshold))
+    document = {"model": cache.embedder.model_id, "data": data, "enroll": enroll_count, "seed": seed, **result}
+    output_report(document, as_json, report_file)
+    if as_json:
+        return
     r = result
     click.echo(f"model {cache.embedder.model_id}")
     click.echo(f"{r['people_enrolled']} people enrolled ({r['faces_enrolled']} faces, K={enroll_count})")
@@ -146,13 +198,18 @@ def eval_identify(
         f"{rejected:.2f}% of unknown people's probes rejected"
     )
     click.echo(f"no face found in {result['images_without_face']} image(s): {result['missing_face_policy']}")
-    write_json(json_out, {"model": cache.embedder.model_id, "data": data, "enroll": enroll_count, "seed": seed, **result})
+    if report_file:
+        click.echo(f"report saved to {report_file}")
 
 
 @main.command()
 @click.option("--data", type=click.Path(file_okay=False), help="Image folder (default: the pairs file's folder).")
 @click.option(
-    "--pairs", "pairs_file", required=True, type=click.Path(), help="LFW pairs.txt, or a CSV file_a,file_b,same[,fold]."
+    "--pairs",
+    "pairs_file",
+    required=True,
+    type=click.Path(),
+    help="LFW pairs.txt, or a CSV file_a,file_b,same[,fold] (header optional).",
 )
 @click.option(
     "--far",
@@ -168,7 +225,7 @@ def eval_identify(
     type=click.Choice(["verify", "identify"]),
     help="Store the threshold in the gallery for verify or identify.",
 )
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object on stdout (see docs/json.md).")
 @click.pass_obj
 def calibrate(
     settings: Settings, data: str | None, pairs_file: str, far: float, face: str, save_as: str | None, as_json: bool
@@ -179,11 +236,12 @@ def calibrate(
     uses it from then on (``--threshold`` still overrides it).
     """
     from facesys.evaluate.experiments import calibrate_threshold
+    from facesys.evaluate.pairs import read_pairs
 
     pairs = read_pairs(pairs_file, data)
     system = settings.system()  # its model: --model, else the gallery's, else the default
     if save_as:
-        system.stats()  # fail before the long run when there is no gallery to save into
+        system.gallery.stats()  # fail before the long run when there is no gallery to save into
     cache = cache_for(settings, face, system.embedder)
     result = calibrate_threshold(cache, pairs, far)
     if save_as:
@@ -198,4 +256,4 @@ def calibrate(
     if result["resolution_far"] > far:
         click.echo(f"warning: {result['different_pairs']} different-person pairs cannot measure FAR {far:g} reliably", err=True)
     if save_as:
-        click.echo(f"saved in {system.gallery} as the {save_as} threshold")
+        click.echo(f"saved in {system.gallery.location} as the {save_as} threshold")

@@ -8,6 +8,14 @@ import click
 
 from facesys.cli import FacesysGroup, Settings, emit_json, main
 from facesys.errors import FacesysError
+from facesys.gallery.index import INDEX_KINDS
+
+
+def open_gallery(settings: Settings):
+    """The Gallery the global options point at (no model is loaded)."""
+    from facesys.gallery import Gallery
+
+    return Gallery(settings.gallery)
 
 
 @main.group(cls=FacesysGroup)
@@ -20,7 +28,10 @@ def gallery() -> None:
 @click.pass_obj
 def list_people(settings: Settings, as_json: bool) -> None:
     """Everyone enrolled, with their number of photos."""
-    people = settings.system().people()
+    gallery = open_gallery(settings)
+    if not gallery.exists():
+        click.echo(f"{gallery.location}: no gallery here; 0 people", err=True)
+    people = gallery.people()
     if as_json:
         emit_json({"people": [{"name": name, "faces": count} for name, count in people]})
         return
@@ -36,7 +47,7 @@ def list_people(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def show(settings: Settings, name: str, as_json: bool) -> None:
     """NAME's enrolled photos: face id, source, box, detection score, date."""
-    faces = settings.system().faces(name)
+    faces = open_gallery(settings).faces(name)
     if as_json:
         rows = [
             {"face_id": f.id, "source": f.source, "box": f.box, "score": round(f.score, 4), "created_at": f.created_at}
@@ -56,7 +67,7 @@ def show(settings: Settings, name: str, as_json: bool) -> None:
 @click.pass_obj
 def remove(settings: Settings, name: str) -> None:
     """Forget NAME: their embeddings, face crops and index entries are erased."""
-    count = settings.system().remove(name)
+    count = open_gallery(settings).remove(name)
     click.echo(f"removed {name} ({count} photo{'s' if count != 1 else ''})")
 
 
@@ -66,7 +77,7 @@ def remove(settings: Settings, name: str) -> None:
 @click.pass_obj
 def rename(settings: Settings, old: str, new: str) -> None:
     """Rename OLD to NEW (nobody is re-embedded)."""
-    settings.system().rename(old, new)
+    open_gallery(settings).rename(old, new)
     click.echo(f"renamed {old} -> {new}")
 
 
@@ -75,7 +86,7 @@ def rename(settings: Settings, old: str, new: str) -> None:
 @click.pass_obj
 def stats(settings: Settings, as_json: bool) -> None:
     """Size, model and thresholds of the gallery."""
-    values = settings.system().stats()
+    values = open_gallery(settings).stats()
     if as_json:
         emit_json(values)
         return
@@ -96,14 +107,14 @@ def reindex(settings: Settings, model: str) -> None:
 @gallery.command("index")
 @click.option(
     "--kind",
-    type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    type=click.Choice(INDEX_KINDS),
     help="Force this index kind (auto: exact up to 50,000 faces, ivf above) and rebuild it.",
 )
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def index_command(settings: Settings, kind: str | None, as_json: bool) -> None:
     """Show the search index (kind, faces), or force its kind with --kind."""
-    info = settings.system().index(kind)
+    info = open_gallery(settings).index_info(kind)
     if as_json:
         emit_json(info | {"seconds": round(info["seconds"], 3)})
         return
@@ -115,7 +126,7 @@ def index_command(settings: Settings, kind: str | None, as_json: bool) -> None:
 @click.pass_obj
 def check(settings: Settings) -> None:
     """Check the database (integrity, embeddings, model) and the index against it. Exit 2 on problems."""
-    problems = settings.system().check()
+    problems = open_gallery(settings).check()
     for problem in problems:
         click.echo(f"problem: {problem}")
     if problems:
@@ -127,7 +138,7 @@ def check(settings: Settings) -> None:
 @click.pass_obj
 def repair(settings: Settings) -> None:
     """Rebuild derived data (the index) and drop people left without faces."""
-    for line in settings.system().repair():
+    for line in open_gallery(settings).repair():
         click.echo(line)
 
 
@@ -136,7 +147,7 @@ def repair(settings: Settings) -> None:
 @click.pass_obj
 def export_command(settings: Settings, path: str) -> None:
     """Write the whole gallery to PATH: a zip of JSON, embeddings (.npy) and face crops (JPEG)."""
-    count = settings.system().export(path)
+    count = open_gallery(settings).export(path)
     click.echo(f"exported {count} face{'s' if count != 1 else ''} to {path}")
 
 
@@ -145,5 +156,5 @@ def export_command(settings: Settings, path: str) -> None:
 @click.pass_obj
 def import_command(settings: Settings, path: str) -> None:
     """Add the faces of an export (same model, or an empty gallery); photos already present are skipped."""
-    added, skipped = settings.system().import_(path)
+    added, skipped = open_gallery(settings).import_(path)
     click.echo(f"imported {added} face{'s' if added != 1 else ''}; skipped {skipped} already present")

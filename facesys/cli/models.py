@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from facesys.cli import JSON_SCHEMA_VERSION, FacesysGroup, Settings, main
+from facesys.config import DEFAULT_MODEL
 
 
 @main.group(cls=FacesysGroup, invoke_without_command=True)
@@ -36,7 +37,7 @@ def models(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps({"schema_version": JSON_SCHEMA_VERSION, "models": rows}))
         return
     for row in rows:
-        default = " (default)" if row["name"] == "dlib-resnet" else ""
+        default = " (default)" if row["name"] == DEFAULT_MODEL else ""
         click.echo(
             f"{row['name']}{default}: {row['dim']}-D, {row['input_size']}x{row['input_size']} chips, threshold {row['threshold']}"
         )

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from facesys.cli import Settings, main
+from facesys.config import DEFAULT_MODEL
 
 
 @main.command()
@@ -64,15 +65,15 @@ def train(
     """
     from tqdm import tqdm
 
-    from facesys.cli.evaluate import read_pairs
     from facesys.datasets import people_in
     from facesys.embed import Embedder
+    from facesys.evaluate.pairs import read_pairs
     from facesys.train.data import build_chips, degrade
     from facesys.train.trainer import TrainConfig, Trainer
 
     options["freeze"] = None if options["freeze"] == "none" else options["freeze"]
     config = TrainConfig(
-        out=out, model=settings.model or "dlib-resnet", weights=settings.weights, device=settings.device, **options
+        out=out, model=settings.model or DEFAULT_MODEL, weights=settings.weights, device=settings.device, **options
     )
     embedder = Embedder(config.model, device=settings.device, weights=settings.weights)
     cache = Path(out) / "chip-cache"

@@ -14,34 +14,16 @@ from pathlib import Path
 import numpy as np
 
 from facesys.datasets import people_in
-from facesys.errors import FacesysError, ImageError
+from facesys.errors import FacesysError
 from facesys.evaluate.identification import GenuineProbe, dir_at, identification_metrics, rejection_rate
 from facesys.evaluate.pairs import Pair
 from facesys.evaluate.protocol import kfold_accuracy
 from facesys.evaluate.roc import roc_curve
-from facesys.images import load_image
 
 # A pair with a missing face gets the largest possible distance between unit vectors: it is
 # always called "different" (a miss for a same-person pair, a hit for a different-person pair).
 MISSING_DISTANCE = 2.0
 FAR_POINTS = (1e-1, 1e-2, 1e-3)
-
-
-def nearest_to_centre(boxes, shape) -> int:
-    """Index of the box (x1, y1, x2, y2) whose centre is nearest the centre of an image of ``shape``.
-
-    LFW's labelled person is the centred face; other faces in the photo are bystanders.
-    """
-    h, w = shape[:2]
-    return min(
-        range(len(boxes)),
-        key=lambda i: ((boxes[i][0] + boxes[i][2]) / 2 - w / 2) ** 2 + ((boxes[i][1] + boxes[i][3]) / 2 - h / 2) ** 2,
-    )
-
-
-def pick_face(faces, shape, rule: str):
-    """The face to use: ``largest`` (first) or ``center`` (nearest the image centre, LFW's convention)."""
-    return faces[0] if rule == "largest" else faces[nearest_to_centre([f.box for f in faces], shape)]
 
 
 @dataclass
@@ -63,24 +45,10 @@ class EmbeddingCache:
         todo = sorted({Path(p) for p in paths} - self.vectors.keys())
         batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         for batch in self.progress(batches):
-            images = []
-            for path in batch:
-                try:
-                    images.append((path, load_image(path)))
-                except ImageError as exc:
-                    self.unreadable[path] = str(exc)
-                    self.vectors[path] = None
-            detections = self.embedder.detector.detect([image for _, image in images])
-            chips, owners = [], []
-            for (path, image), faces in zip(images, detections, strict=True):
-                if not faces:
-                    self.vectors[path] = None
-                    continue
-                chips.append(self.embedder.chips(image, [pick_face(faces, image.shape, self.face)]))
-                owners.append(path)
-            if chips:
-                for path, vector in zip(owners, self.embedder.embed_chips(np.concatenate(chips)), strict=True):
-                    self.vectors[path] = vector
+            for path, result in zip(batch, self.embedder.faces(batch, select=self.face, errors="collect"), strict=True):
+                if result.error:
+                    self.unreadable[path] = result.error
+                self.vectors[path] = result.faces[0].embedding if result.faces else None
         return self.vectors
 
     def missing(self) -> list[Path]:
@@ -215,7 +183,7 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, d
 
     ``default_threshold(faces_in_gallery)`` gives the open-set threshold facesys would use.
     """
-    from facesys.gallery.index import FaceIndex, build_index
+    from facesys.gallery.index import index_class
     from facesys.match import rank_people
 
     photos = [p for ps in split.enrolled.values() for p in ps]
@@ -223,7 +191,7 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, d
     gallery = [(name, vectors[p]) for name, ps in split.enrolled.items() for p in ps if vectors[p] is not None]
     ids = np.arange(len(gallery), dtype=np.int64)
     names_by_id = {i: name for i, (name, _) in enumerate(gallery)}
-    index = FaceIndex(build_index(ids, np.stack([v for _, v in gallery]).astype(np.float32)))
+    index = index_class().build(ids, np.stack([v for _, v in gallery]).astype(np.float32), "flat")
 
     def ranked(vector) -> list[tuple[str, float]]:
         distances, found = index.search(vector[None], len(gallery))

@@ -1,4 +1,4 @@
-"""Pair lists: LFW's ``pairs.txt`` format and a simple CSV (``file_a,file_b,same[,fold]``)."""
+"""Pair lists: LFW's ``pairs.txt`` format and a simple CSV (``file_a,file_b,same[,fold]``, header optional)."""
 
 from __future__ import annotations
 
@@ -55,32 +55,80 @@ def read_lfw_pairs(pairs_file: str | Path, image_root: str | Path | None = None)
     return pairs
 
 
-def read_csv_pairs(csv_file: str | Path, image_root: str | Path | None = None, folds: int = 10) -> list[Pair]:
-    """Pairs from a CSV with columns ``file_a,file_b,same[,fold]`` (an optional header line).
+CSV_COLUMNS = ("file_a", "file_b", "same", "fold")  # their positions in a CSV without a header
+REQUIRED_CSV_COLUMNS = CSV_COLUMNS[:3]
+POSITIONAL = {name: position for position, name in enumerate(CSV_COLUMNS)}
+TRUTHY = {"1", "true", "yes", "y", "t"}
+FALSY = {"0", "false", "no", "n", "f"}
 
-    Relative paths are resolved against ``image_root`` (default: the CSV's folder). Without a fold
-    column, pairs are spread over ``folds`` folds round-robin.
+
+def _csv_columns(csv_file: Path, first_row: list[str]) -> tuple[dict[str, int], bool]:
+    """(column -> position, whether ``first_row`` is a header line).
+
+    A header names ``file_a``, ``file_b``, ``same`` and optionally ``fold``, in any order and any
+    case (other columns are ignored), and they are read by name. A first row that is not a pair
+    but names none of these is a header of other names: the columns are read by position.
+    """
+    names = [cell.strip().lower() for cell in first_row]
+    known = [name for name in names if name in CSV_COLUMNS]
+    if not known:
+        same = names[2] if len(names) >= 3 else ""
+        return POSITIONAL, same not in TRUTHY | FALSY
+    twice = sorted({name for name in known if known.count(name) > 1})
+    if twice:
+        raise FacesysError(f"{csv_file}: the header names the column(s) {', '.join(twice)} more than once")
+    missing = [name for name in REQUIRED_CSV_COLUMNS if name not in known]
+    if missing:
+        raise FacesysError(
+            f"{csv_file}: the header lacks the column(s) {', '.join(missing)} (needed: file_a, file_b, same; optional: fold)"
+        )
+    return {name: names.index(name) for name in known}, True
+
+
+def read_csv_pairs(csv_file: str | Path, image_root: str | Path | None = None, folds: int = 10) -> list[Pair]:
+    """Pairs from a CSV with columns ``file_a,file_b,same[,fold]``.
+
+    A header line is optional. With one, the columns are found by name (in any order and any case;
+    other columns are ignored); without one, they are read in that order. ``same`` is 1/0,
+    true/false or yes/no. Relative paths are resolved against ``image_root`` (default: the CSV's
+    folder). Without a fold column, pairs are spread over ``folds`` folds round-robin.
     """
     csv_file = Path(csv_file)
     root = Path(image_root) if image_root else csv_file.parent
-    truthy = {"1", "true", "yes", "y", "t"}
-    falsy = {"0", "false", "no", "n", "f"}
-    pairs = []
-    with open(csv_file, newline="") as f:
-        for number, row in enumerate(csv.reader(f), start=1):
-            if not row:
-                continue
-            same = row[2].strip().lower() if len(row) >= 3 else ""
-            if number == 1 and same not in truthy | falsy:
-                continue  # a header line
-            if same not in truthy | falsy:
-                raise FacesysError(f"{csv_file}: line {number}: expected file_a,file_b,same[,fold]")
-            try:
-                fold = int(row[3]) if len(row) > 3 and row[3].strip() else len(pairs) % folds
-            except ValueError:
-                raise FacesysError(f"{csv_file}: line {number}: fold {row[3]!r} is not an integer") from None
-            pairs.append(Pair(root / row[0].strip(), root / row[1].strip(), same in truthy, fold))
+    pairs: list[Pair] = []
+    columns: dict[str, int] | None = None
+    try:
+        with open(csv_file, newline="") as f:
+            for number, row in enumerate(csv.reader(f), start=1):
+                if not any(cell.strip() for cell in row):
+                    continue
+                if columns is None:  # the first line: a header, or already a pair
+                    row[0] = row[0].removeprefix("\ufeff")  # a byte-order mark, as spreadsheets write one
+                    columns, header = _csv_columns(csv_file, row)
+                    if header:
+                        continue
+                cell = {name: row[i].strip() if i < len(row) else "" for name, i in columns.items()}
+                same = cell["same"].lower()
+                if same not in TRUTHY | FALSY or not cell["file_a"] or not cell["file_b"]:
+                    raise FacesysError(f"{csv_file}: line {number}: expected file_a,file_b,same[,fold]")
+                try:
+                    fold = int(cell["fold"]) if cell.get("fold") else len(pairs) % folds
+                except ValueError:
+                    raise FacesysError(f"{csv_file}: line {number}: fold {cell['fold']!r} is not an integer") from None
+                pairs.append(Pair(root / cell["file_a"], root / cell["file_b"], same in TRUTHY, fold))
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not a text file"
+        raise FacesysError(f"{csv_file}: cannot read pairs file ({reason})") from None
     return pairs
+
+
+def read_pairs(pairs_file: str | Path, image_root: str | Path | None = None) -> list[Pair]:
+    """Pairs from an LFW ``pairs.txt`` or a CSV (by the ``.csv`` extension), images under ``image_root``
+    (default: the pairs file's folder)."""
+    if not Path(pairs_file).is_file():
+        raise FacesysError(f"{pairs_file}: pairs file not found")
+    reader = read_csv_pairs if str(pairs_file).lower().endswith(".csv") else read_lfw_pairs
+    return reader(pairs_file, image_root)
 
 
 def people_in_pairs(pairs: list[Pair]) -> set[str]:

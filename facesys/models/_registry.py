@@ -64,9 +64,11 @@ def register_model(spec: ModelSpec) -> ModelSpec:
 
 
 def list_models() -> list[str]:
-    """Names of the registered models, the default first."""
+    """Names of the registered models, the default (facesys.config.DEFAULT_MODEL) first."""
+    from facesys.config import DEFAULT_MODEL
+
     _load_builtin_models()
-    return list(_REGISTRY)
+    return sorted(_REGISTRY, key=lambda name: name != DEFAULT_MODEL)  # stable: the others in registration order
 
 
 def get_model_spec(name: str) -> ModelSpec:

@@ -15,9 +15,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from facesys.errors import ImageError
-from facesys.images import load_image
-
 
 @dataclass
 class ChipSet:
@@ -37,8 +34,6 @@ class ChipSet:
 
 def build_chips(embedder, files: dict[str, list[Path]], face: str, cache_dir: Path | None, progress=lambda x: x) -> ChipSet:
     """Detect and align every photo once (cached in ``cache_dir``); photos with no face are skipped."""
-    from facesys.evaluate.experiments import pick_face
-
     spec = embedder.spec
     flat = [(name, str(path)) for name, paths in files.items() for path in paths]
     key = hashlib.sha256(json.dumps([flat, spec.template, spec.input_size, face]).encode()).hexdigest()[:16]
@@ -51,15 +46,10 @@ def build_chips(embedder, files: dict[str, list[Path]], face: str, cache_dir: Pa
     chips, labels, paths = [], [], []
     batches = [flat[i : i + 32] for i in range(0, len(flat), 32)]
     for batch in progress(batches):
-        images = []
-        for name, path in batch:
-            try:
-                images.append((name, path, load_image(path)))
-            except ImageError:
-                continue
-        for (name, path, image), faces in zip(images, embedder.detector.detect([im for *_, im in images]), strict=True):
-            if faces:
-                chips.append(embedder.chips(image, [pick_face(faces, image.shape, face)])[0])
+        results = embedder.faces([path for _, path in batch], select=face, errors="collect", keep_chips=True, embed=False)
+        for (name, path), result in zip(batch, results, strict=True):
+            if result.faces:
+                chips.append(result.faces[0].chip)
                 labels.append(label_of[name])
                 paths.append(path)
     result = ChipSet(np.stack(chips), np.array(labels), names, paths)

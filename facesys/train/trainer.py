@@ -17,6 +17,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from facesys.config import DEFAULT_MODEL
 from facesys.errors import FacesysError
 from facesys.evaluate.pairs import Pair
 from facesys.evaluate.protocol import accuracy_at, best_threshold, kfold_accuracy
@@ -36,7 +37,7 @@ class TrainConfig:
     """Everything a run depends on (saved in its checkpoints). P x K = micro_batch x accum_steps x world."""
 
     out: str
-    model: str = "dlib-resnet"
+    model: str = DEFAULT_MODEL
     weights: str | None = None
     people: int = 32
     per_person: int = 4

@@ -9,19 +9,23 @@ import numpy as np
 import pytest
 
 from facesys.errors import GalleryError
-from facesys.gallery.index import FaceIndex, index_problems
+from facesys.gallery.index import sync
 from facesys.gallery.portable import export_gallery, import_gallery
-from facesys.gallery.store import DB_NAME, GalleryStore
-from tests.gallery.test_store import MODEL, face
+from facesys.gallery.store.sqlite import DB_NAME, SQLiteStore
+from tests.gallery.conftest import MODEL, face
+
+
+def index_problems(store):
+    return sync.problems(store, store.folder)
 
 
 @pytest.fixture()
 def filled(tmp_path):
-    store = GalleryStore(tmp_path / "g", create=True)
+    store = SQLiteStore(tmp_path / "g", create=True)
     store.set_model(MODEL, "test-model", "0" * 64, 8)
     for seed in range(6):
         store.add_face(["Zoë", "'; DROP TABLE people; --", "Bob"][seed % 3], face(seed), MODEL)
-    FaceIndex.for_store(store)
+    sync.synced(store, store.folder)
     yield store
     store.close()
 
@@ -50,7 +54,7 @@ def test_check_finds_damaged_rows_and_a_stale_index(filled):
         assert expected in problems
     # The rows changed behind the store's back (no generation bump): the index check compares vectors.
     assert index_problems(filled) == ["index: vectors differ from the database's embeddings"]
-    (path,) = filled.folder.glob("index-*.faiss")
+    (path,) = filled.folder.glob("index-*")
     path.unlink()
     assert "no index for generation" in index_problems(filled)[0]
 
@@ -61,7 +65,7 @@ def test_export_import_round_trip(filled, tmp_path):
     with zipfile.ZipFile(out) as archive:
         names = set(archive.namelist())
     assert {"manifest.json", "embeddings.npy", "crops/0.jpg"} <= names
-    with GalleryStore(tmp_path / "copy", create=True) as copy:
+    with SQLiteStore(tmp_path / "copy", create=True) as copy:
         assert import_gallery(copy, out) == (6, 0)
         assert copy.people() == filled.people()
         np.testing.assert_array_equal(copy.embeddings()[1], filled.embeddings()[1])
@@ -71,7 +75,7 @@ def test_export_import_round_trip(filled, tmp_path):
 def test_import_refuses_another_model_and_bad_files(filled, tmp_path):
     out = tmp_path / "backup.zip"
     export_gallery(filled, out)
-    with GalleryStore(tmp_path / "other", create=True) as other:
+    with SQLiteStore(tmp_path / "other", create=True) as other:
         other.set_model("another@ffff", "another", "f" * 64, 8)
         with pytest.raises(GalleryError, match="export holds test-model"):
             import_gallery(other, out)
@@ -87,15 +91,15 @@ def test_import_refuses_another_model_and_bad_files(filled, tmp_path):
 
 
 def test_repair_rebuilds_the_index_and_drops_empty_people(filled, tmp_path):
-    from facesys.system import FaceSystem
+    from facesys.gallery import Gallery
 
-    for path in filled.folder.glob("index-*.faiss"):
+    for path in filled.folder.glob("index-*"):
         path.write_bytes(b"broken")
     db = sqlite3.connect(filled.folder / DB_NAME)
     db.execute("INSERT INTO people(name, created_at) VALUES ('Ghost', 0)")
     db.commit()
     db.close()
-    system = FaceSystem(filled.folder)
-    assert any("unreadable" in p for p in system.check())
-    assert system.repair() == ["removed 1 person(s) without faces", "rebuilt the index"]
-    assert system.check() == []
+    gallery = Gallery(filled.folder)
+    assert any("unreadable" in p for p in gallery.check())
+    assert gallery.repair() == ["removed 1 person(s) without faces", "rebuilt the index"]
+    assert gallery.check() == []

@@ -1,0 +1,40 @@
+"""Defaults in one place: the default model, where the gallery lives, choices offered by the CLI,
+limits and batch sizes. Library code and the CLI both read them from here (the CLI builds its
+``click.Choice`` lists from these tuples), so a default is never written twice.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_MODEL = "dlib-resnet"  # used when neither the caller nor the gallery names a model
+DEFAULT_GALLERY = "gallery"  # folder, relative to the current directory
+GALLERY_ENV = "FACESYS_GALLERY"  # environment variable naming the gallery
+
+DEVICE_FORMS = ("cpu", "cuda", "cuda:N")  # what --device accepts (N: a CUDA device number)
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FACE_SELECTIONS = ("all", "largest", "center")  # which faces of a photo Embedder.faces returns
+ERROR_POLICIES = ("raise", "collect")  # what Embedder.faces does with an unreadable image
+
+# Open-set identification: the false-identification rate the computed threshold aims at.
+DEFAULT_TARGET_FPIR = 0.01
+
+# Batching: photos (or video frames) detected and embedded together, unless their decoded pixels
+# pass BATCH_BYTES (a folder of huge photos must not take gigabytes); chips per network pass.
+PHOTO_BATCH = 16
+BATCH_BYTES = 300_000_000
+CHIP_BATCH = 64
+
+# Stored crops: the face box plus CROP_MARGIN of its size on every side, the face at most
+# CROP_FACE_PX pixels across, JPEG quality CROP_QUALITY. Enough for any model to re-align.
+CROP_MARGIN = 0.6
+CROP_FACE_PX = 224
+CROP_QUALITY = 95
+
+CONFUSION_NEIGHBOURS = 32  # enrolled faces compared with a new photo for the confusion warning
+
+
+def default_gallery() -> Path:
+    """``$FACESYS_GALLERY``, else ``gallery/`` in the current directory."""
+    return Path(os.environ.get(GALLERY_ENV, DEFAULT_GALLERY))

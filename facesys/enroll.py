@@ -1,0 +1,246 @@
+"""Enrollment: photos of named people -> checked faces committed to a gallery, one photo per
+transaction, each with a per-photo answer (enrolled, duplicate, rejected or error).
+
+A photo is refused before it is decoded when its name is not a valid person's name, it is not a
+readable file within the size limit, or it is enrolled already (also earlier in the same run);
+after detection when it fails the quality gates (facesys/quality.py). A face nearer another
+enrolled person than the named one is enrolled with a warning (the confusion check searches the
+gallery's index, which follows every face committed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP_QUALITY
+from facesys.datasets import images_in, people_in
+from facesys.errors import FacesysError, ImageError
+from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
+from facesys.images import MAX_FILE_BYTES, ImageInput, describe, load_image
+from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
+
+PEOPLE_FOLDER = "people"  # <gallery>/people/<name>/*.jpg: photos a bare `facesys enroll` picks up
+
+
+def people_folder(gallery) -> Path:
+    """The gallery's own folder of people's photos."""
+    return Path(gallery.location) / PEOPLE_FOLDER
+
+
+def enrollment_items(inputs: list[Path], name: str | None, gallery) -> list[tuple[str, Path]]:
+    """(name, photo) pairs to enroll: ``inputs`` (photos and folders of photos) of ``name``; or,
+    without a name, one folder with a sub-folder per person; or, with no inputs, the gallery's
+    people folder. FacesysError when the inputs cannot be read that way or ``name`` cannot name
+    a person (checked here, before any model is loaded)."""
+    from facesys.media import expand_inputs
+
+    if name is not None:
+        name = normalize_name(name)
+        existing = gallery.spelling_of(name)
+        if existing not in (None, name):
+            raise NameConflictError(f"{name!r}: a person named {existing!r} exists already; use that exact name", existing)
+
+    for path in inputs:
+        if not path.exists():
+            raise FacesysError(f"{path}: no such file or folder")
+    if name is not None:
+        return [(name, path) for path in expand_inputs(inputs, videos=False).files]
+    if not inputs:
+        root = people_folder(gallery)
+        if not root.is_dir():
+            raise FacesysError(f"nothing to enroll: give photos and a name, a folder of people, or put photos in {root}/<name>/")
+        return [(person, path.resolve()) for person, photos in people_in(root).items() for path in photos]
+    if len(inputs) == 1 and inputs[0].is_dir():
+        items = [(person, path) for person, photos in people_in(inputs[0]).items() for path in photos]
+        if not items and images_in(inputs[0]):
+            raise FacesysError(
+                f"{inputs[0]}: holds {len(images_in(inputs[0]))} photo(s) but no sub-folder per person; "
+                "to enroll them as one person, give the person's name"
+            )
+        return items
+    raise FacesysError("without a name, give one folder that holds a sub-folder per person")
+
+
+@dataclass(frozen=True)
+class EnrollResult:
+    """What happened to one enrollment photo: status is enrolled, duplicate, rejected or error."""
+
+    source: str
+    name: str
+    status: str
+    reason: str | None = None
+    face_id: int | None = None
+    warning: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass
+class EnrollReport:
+    results: list[EnrollResult] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.results)
+
+
+def image_sha256(source: ImageInput) -> str:
+    """sha256 of a file's bytes (read in chunks, refused above MAX_FILE_BYTES or when it is not a
+    regular file), or of an array's pixels (so re-enrolling the same photo is detected)."""
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            if not path.is_file():
+                raise ImageError(f"{source}: " + ("no such file" if not path.exists() else "not a regular file"))
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise ImageError(f"{source}: file is {path.stat().st_size:,} bytes; at most {MAX_FILE_BYTES:,} are read")
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            return digest.hexdigest()
+        except OSError as exc:
+            raise ImageError(f"{source}: cannot read ({exc.strerror})") from None
+    return hashlib.sha256(np.ascontiguousarray(load_image(source)).tobytes()).hexdigest()
+
+
+def face_crop(image: np.ndarray, box: np.ndarray) -> tuple[bytes, tuple[float, float, float]]:
+    """A model-independent JPEG crop around ``box`` and its origin (x0, y0, scale)."""
+    import cv2
+
+    x1, y1, x2, y2 = (float(v) for v in box)
+    size = max(x2 - x1, y2 - y1)
+    x0, y0 = max(0, int(x1 - CROP_MARGIN * size)), max(0, int(y1 - CROP_MARGIN * size))
+    xe, ye = min(image.shape[1], int(x2 + CROP_MARGIN * size) + 1), min(image.shape[0], int(y2 + CROP_MARGIN * size) + 1)
+    crop = image[y0:ye, x0:xe]
+    scale = min(1.0, CROP_FACE_PX / max(size, 1.0))
+    if scale < 1.0:
+        crop = cv2.resize(
+            crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))), interpolation=cv2.INTER_AREA
+        )
+    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, CROP_QUALITY])
+    if not ok:
+        raise FacesysError("could not encode the face crop")
+    return encoded.tobytes(), (float(x0), float(y0), scale)
+
+
+@dataclass(frozen=True)
+class _Photo:
+    """A photo that passed the checks made before decoding."""
+
+    name: str
+    source: ImageInput
+    sha256: str
+
+
+class Enrollment:
+    """Enroll (name, photo) pairs with ``embedder`` into ``gallery`` under ``quality`` rules;
+    ``verify_threshold`` decides the confusion warning."""
+
+    def __init__(self, embedder, gallery, quality: QualityRules, verify_threshold: float):
+        self.embedder, self.gallery, self.quality, self.verify_threshold = embedder, gallery, quality, verify_threshold
+
+    def run(
+        self, items: Iterable[tuple[str, ImageInput]], on_result: Callable[[EnrollResult], None] | None = None
+    ) -> EnrollReport:
+        """Enroll every item; each accepted photo is committed on its own before ``on_result``
+        hears of it. Bad photos are reported, never fatal."""
+        report = EnrollReport()
+
+        def record(result: EnrollResult) -> None:
+            report.results.append(result)
+            if on_result:
+                on_result(result)
+
+        photos = self._checked(items, record)
+        for batch in self.embedder.face_batches(
+            ((p, p.source) for p in photos), select="largest", errors="collect", keep_chips=True
+        ):
+            for photo, result in batch:
+                record(self._enroll_one(photo, result))
+        if report.count("enrolled"):
+            with self.gallery.open() as store:
+                self.gallery.refresh(store)  # saved for the next process
+        return report
+
+    def _checked(self, items: Iterable[tuple[str, ImageInput]], record) -> Iterator[_Photo]:
+        """The photos worth decoding; the others are recorded with their reason."""
+        seen: dict[str, str] = {}  # sha256 -> name, for this run
+        spellings: dict[str, str | None] = {}  # name -> the existing person's spelling, if it differs only in case
+        for raw_name, source in items:
+            try:
+                name = normalize_name(raw_name)
+                if name not in spellings:
+                    spellings[name] = self.gallery.spelling_of(name)
+                if spellings[name] not in (None, name):
+                    raise NameConflictError(f"a person named {spellings[name]!r} exists already; use that exact name", name)
+            except FacesysError as exc:
+                record(EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: {exc}"))
+                continue
+            try:
+                sha = image_sha256(source)
+            except FacesysError as exc:
+                record(EnrollResult(describe(source), name, "error", str(exc)))
+                continue
+            owner = seen.get(sha) or self.gallery.owner_of_photo(sha)
+            if owner is not None:
+                record(self._duplicate(describe(source), name, owner))
+                continue
+            seen[sha] = name
+            yield _Photo(name, source, sha)
+
+    @staticmethod
+    def _duplicate(source: str, name: str, owner: str) -> EnrollResult:
+        if owner == name:
+            return EnrollResult(source, name, "duplicate", "this photo is already enrolled")
+        return EnrollResult(source, name, "rejected", f"this photo is already enrolled as {owner!r}")
+
+    def _enroll_one(self, photo: _Photo, result) -> EnrollResult:
+        """Gates, crop, confusion check and commit of one photo through the pipeline."""
+        source = describe(photo.source)
+        if result.error:
+            return EnrollResult(source, photo.name, "error", result.error)
+        detection, reason = pick_enrollment_face(result.detections, self.quality)
+        if detection is None:
+            return EnrollResult(source, photo.name, "rejected", reason)
+        face = result.faces[0]
+        if reason := check_chip(face.chip, self.quality):
+            return EnrollResult(source, photo.name, "rejected", reason)
+        warning = self._confusion_warning(photo.name, face.embedding)
+        crop, origin = face_crop(result.image, face.box)
+        new = NewFace(
+            source, photo.sha256, face.box, face.landmarks, face.score, crop, origin, face.embedding, sharpness(face.chip)
+        )
+        try:
+            (face_id,) = self.gallery.add_faces([(photo.name, new)], self.embedder.model_info)
+        except DuplicatePhotoError as exc:  # another process enrolled the same photo meanwhile
+            return self._duplicate(source, photo.name, exc.owner)
+        except NameConflictError as exc:  # another process created a name that differs only in case
+            return EnrollResult(source, photo.name, "error", f"{source}: {exc}")
+        return EnrollResult(source, photo.name, "enrolled", face_id=face_id, warning=warning)
+
+    def _confusion_warning(self, name: str, embedding: np.ndarray) -> str | None:
+        """A warning when the photo is nearer another enrolled person than its own, among its
+        ``CONFUSION_NEIGHBOURS`` nearest enrolled faces."""
+        if not self.gallery.exists():
+            return None
+        found = self.gallery.search(embedding[None], k=CONFUSION_NEIGHBOURS, save=False)
+        nearest = [
+            (d, found.names[i])
+            for d, i in zip(found.distances[0].tolist(), found.ids[0].tolist(), strict=True)
+            if i in found.names
+        ]
+        others = [(d, n) for d, n in nearest if n != name]
+        if not others:
+            return None
+        best_other, other_name = min(others)
+        own = [d for d, n in nearest if n == name]
+        if best_other <= self.verify_threshold and (not own or best_other < min(own)):
+            return f"this photo looks more like {other_name!r} (distance {best_other:.3f}) than like {name!r}"
+        return None

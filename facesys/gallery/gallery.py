@@ -1,0 +1,301 @@
+"""Gallery: a truth store, the vector index derived from it, and their administration.
+
+Thread-safe: each call opens its own store connection; the in-memory index is shared and guarded
+by a lock (it is brought up to date and searched under it). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facesys.config import default_gallery
+from facesys.errors import GalleryError
+from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
+from facesys.gallery.index import sync as index_sync
+from facesys.gallery.store import NewFace, TruthStore, name_key, open_store, store_exists
+
+THRESHOLD_KINDS = ("verify", "identify")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The model a gallery's embeddings come from: ``model_id`` (name@sha256 prefix), the name or
+    path it was created from, the sha256 of its weights and its embedding dimension."""
+
+    model_id: str
+    name: str
+    weights_sha256: str
+    dim: int
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Search results for Q queries: ``distances`` and ``ids`` (Q, k) (id -1 = none), person
+    ``names`` of the ids found, and the number of faces searched."""
+
+    distances: np.ndarray
+    ids: np.ndarray
+    names: dict[int, str]
+    size: int
+
+
+class Gallery:
+    """The gallery at ``location`` (a folder; default ``$FACESYS_GALLERY`` or ``./gallery``).
+
+    ``index_backend`` names the vector index (see ``facesys.gallery.index.INDEX_BACKENDS``);
+    index files are kept in the gallery folder.
+    """
+
+    def __init__(self, location: str | Path | None = None, index_backend: str = DEFAULT_INDEX_BACKEND):
+        self.location = Path(location) if location is not None else default_gallery()
+        self.index_backend = index_backend
+        self._index: VectorIndex | None = None
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        return f"Gallery({str(self.location)!r})"
+
+    # -- opening --------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return store_exists(self.location)
+
+    def open(self, create: bool = False) -> TruthStore:
+        """The store (a context manager). GalleryError naming the place looked at when there is
+        no gallery and ``create`` is False."""
+        if not create and not self.exists():
+            raise GalleryError(
+                f"{self.location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery"
+            )
+        return open_store(self.location, create=create)
+
+    @property
+    def index_folder(self) -> Path:
+        """Where index files are saved."""
+        return self.location
+
+    def model(self) -> tuple[str, str] | None:
+        """(model id, model name) of the embeddings stored, or None for a new or empty gallery."""
+        if not self.exists():
+            return None
+        with self.open() as store:
+            meta = store.meta()
+        return (meta["model_id"], meta.get("model_name", meta["model_id"])) if "model_id" in meta else None
+
+    def require_model(self, model_id: str) -> None:
+        """GalleryError when the gallery holds embeddings of another model than ``model_id``."""
+        held = self.model()
+        if held is not None and held[0] != model_id:
+            raise GalleryError(
+                f"{self.location}: gallery was built with {held[0]}, not {model_id}; use model {held[1]!r}, "
+                "or re-embed the gallery with the new model (gallery reindex)",
+                parameter="model",
+            )
+
+    # -- people ---------------------------------------------------------------------------------
+
+    def people(self) -> list[tuple[str, int]]:
+        """(name, number of enrolled faces) of everyone; [] when there is no gallery."""
+        if not self.exists():
+            return []
+        with self.open() as store:
+            return store.people()
+
+    def faces(self, name: str):
+        """The enrolled face records of ``name`` (GalleryError if nobody has that name)."""
+        with self.open() as store:
+            records = store.faces(name)
+        if not records:
+            raise GalleryError(f"no person named {name!r} in {self.location}")
+        return records
+
+    def owner_of_photo(self, image_sha256: str) -> str | None:
+        """Who the photo with this sha256 is enrolled as, if anyone."""
+        if not self.exists():
+            return None
+        with self.open() as store:
+            return store.person_of_image(image_sha256)
+
+    def spelling_of(self, name: str) -> str | None:
+        """The enrolled person whose name equals ``name`` ignoring case, as stored, or None."""
+        if not self.exists():
+            return None
+        key = name_key(name)
+        return next((existing for existing, _ in self.people() if name_key(existing) == key), None)
+
+    def add_faces(self, faces: list[tuple[str, NewFace]], model: ModelInfo) -> list[int]:
+        """Store (name, face) pairs in one transaction; the gallery is created (bound to ``model``)
+        with its first face. DuplicatePhotoError when a photo is enrolled already."""
+        with self.open(create=True) as store:
+            if store.model_id is None:
+                store.set_model(model.model_id, model.name, model.weights_sha256, model.dim)
+            return store.add_faces(faces, model.model_id)
+
+    def remove(self, name: str) -> int:
+        """Forget a person: their faces, crops and index entries; returns the faces removed."""
+        with self.open() as store:
+            try:
+                return store.remove_person(name)
+            finally:  # even when erasing freed pages failed, or an earlier removal was killed
+                self.refresh(store)
+
+    def remove_faces(self, face_ids: list[int]) -> None:
+        with self.open() as store:
+            try:
+                store.remove_faces(face_ids)
+            finally:
+                self.refresh(store)
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a person (no re-embedding)."""
+        with self.open() as store:
+            store.rename_person(old, new)
+
+    def forget_missing_photos(self, folder: str | Path, allow_share: float = 1.0) -> int:
+        """Forget faces whose source photo lay under ``folder`` and no longer exists; returns how many.
+        GalleryError (nothing forgotten) when that is more than ``allow_share`` of all faces."""
+        if not self.exists():
+            return 0
+        folder = Path(folder).resolve()
+        with self.open() as store:
+            records = store.faces()
+            gone = [f.id for f in records if Path(f.source).is_relative_to(folder) and not Path(f.source).exists()]
+            if gone and len(gone) > allow_share * len(records):
+                raise GalleryError(
+                    f"{folder}: {len(gone)} of {len(records)} enrolled photos are missing there; "
+                    "refusing to forget them (is the folder unmounted?); force it to forget them anyway"
+                )
+            if gone:
+                store.remove_faces(gone)
+                self.refresh(store)
+        return len(gone)
+
+    # -- search ---------------------------------------------------------------------------------
+
+    def refresh(self, store: TruthStore, save: bool = True) -> VectorIndex:
+        """The index of ``store``'s current state (kept in memory; saved when ``save``)."""
+        with self._lock:
+            self._index = index_sync.synced(store, self.index_folder, self._index, self.index_backend, save)
+            return self._index
+
+    def search(self, vectors: np.ndarray, k: int, store: TruthStore | None = None, save: bool = True) -> Neighbours:
+        """The ``k`` faces nearest each of (Q, D) float32 unit ``vectors`` (Euclidean), with names."""
+        if store is None:
+            with self.open() as opened:
+                return self.search(vectors, k, opened, save)
+        with self._lock:
+            index = self.refresh(store, save)
+            distances, ids = index.search(vectors, k)
+            size = len(index)
+        return Neighbours(distances, ids, store.names_of(ids), size)
+
+    def index_info(self, kind: str | None = None) -> dict:
+        """The search index (kind, faces, kind setting, seconds to get it ready); ``kind`` forces
+        a kind first (``auto`` returns to choosing by size)."""
+        kinds = index_class(self.index_backend).kinds
+        if kind is not None and kind not in kinds:
+            raise GalleryError(f"index kind {kind!r}: choose from {', '.join(kinds)}")
+        with self.open() as store:
+            if kind is not None:
+                store.set_setting(index_sync.INDEX_KIND_SETTING, None if kind == "auto" else kind)
+            started = time.perf_counter()
+            index = self.refresh(store)
+            seconds = time.perf_counter() - started
+            forced = store.setting(index_sync.INDEX_KIND_SETTING) or "auto"
+        return {"kind": index.kind, "faces": len(index), "forced": forced, "seconds": seconds}
+
+    # -- settings -------------------------------------------------------------------------------
+
+    def thresholds(self) -> dict[str, float | None]:
+        """Calibrated ``verify`` and ``identify`` thresholds stored in the gallery (None = not set)."""
+        if not self.exists():
+            return dict.fromkeys(THRESHOLD_KINDS)
+        with self.open() as store:
+            values = {kind: store.setting(f"{kind}_threshold") for kind in THRESHOLD_KINDS}
+        return {kind: None if value is None else float(value) for kind, value in values.items()}
+
+    def set_threshold(self, kind: str, value: float | None) -> None:
+        """Store a calibrated ``verify`` or ``identify`` threshold (None removes it)."""
+        if kind not in THRESHOLD_KINDS:
+            raise GalleryError(f"threshold kind {kind!r}: choose from {', '.join(THRESHOLD_KINDS)}")
+        if value is not None and not (math.isfinite(value) and 0.0 < value <= 2.0):
+            raise GalleryError(f"threshold {value}: must be a distance in (0, 2]")
+        with self.open() as store:
+            store.set_setting(f"{kind}_threshold", value)
+
+    # -- administration -------------------------------------------------------------------------
+
+    def stats(self) -> dict:
+        """People, faces, model, thresholds and sizes of the gallery."""
+        with self.open() as store:
+            stats = store.stats()
+        return stats | {f"{kind}_threshold": value for kind, value in self.thresholds().items()}
+
+    def check(self) -> list[str]:
+        """Problems in the gallery (empty when healthy): the store's own checks, and whether the
+        saved index agrees with it (every id and vector)."""
+        with self.open() as store:
+            return store.check() + index_sync.problems(store, self.index_folder, self.index_backend)
+
+    def repair(self) -> list[str]:
+        """Rebuild everything derived (index), drop people without faces; returns what was done."""
+        done = []
+        with self.open() as store:
+            if any(p.startswith("sqlite:") for p in store.check()):
+                raise GalleryError(f"{self.location}: the database itself is damaged; restore it from an export (gallery import)")
+            if removed := store.remove_empty_people():
+                done.append(f"removed {removed} person(s) without faces")
+            with self._lock:
+                index_sync.clean(self.index_folder)
+                self._index = None
+                self.refresh(store)
+            done.append("rebuilt the index")
+        return done
+
+    def export(self, path: str | Path) -> int:
+        """Write the gallery to a portable zip (facesys/gallery/portable.py); returns the faces written."""
+        from facesys.gallery.portable import export_gallery
+
+        with self.open() as store:
+            return export_gallery(store, path)
+
+    def import_(self, path: str | Path) -> tuple[int, int]:
+        """Add the faces of an export; returns (added, skipped as already present)."""
+        from facesys.gallery.portable import import_gallery
+
+        with self.open(create=True) as store:
+            result = import_gallery(store, path)
+            self.refresh(store)
+        return result
+
+    def reembed(self, model: ModelInfo, embed_crops: Callable[[list[tuple]], np.ndarray]) -> int:
+        """Re-embed every stored face from its crop with ``embed_crops`` ((crop JPEG, crop origin,
+        landmarks) list -> (N, dim) unit vectors) and switch the gallery to ``model``; returns the
+        faces done."""
+        vectors: dict[int, np.ndarray] = {}
+        with self.open() as store:
+            pending: list[tuple[int, tuple]] = []
+
+            def flush() -> None:
+                embedded = embed_crops([crop for _, crop in pending])
+                vectors.update(zip([face_id for face_id, _ in pending], embedded, strict=True))
+                pending.clear()
+
+            for face_id, jpeg, origin, landmarks in store.crops():
+                pending.append((face_id, (jpeg, origin, landmarks)))
+                if len(pending) == 1024:
+                    flush()
+            if pending:
+                flush()
+            store.replace_embeddings(model.model_id, model.name, model.weights_sha256, model.dim, vectors)
+            with self._lock:
+                self._index = None
+                self.refresh(store)
+        return len(vectors)

@@ -1,0 +1,137 @@
+"""What users point facesys at -> images to process: files, folders of photos, videos (every Nth
+frame), each with a name for messages and results.
+
+``media_items`` turns paths into (MediaRef, image source) items for the face pipeline
+(``Embedder.face_batches``); images are decoded only when their batch is processed, and a file
+that cannot be read becomes an item whose loading raises, so it is reported in its place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facesys.datasets import IMAGE_SUFFIXES, visible
+from facesys.errors import ImageError
+from facesys.images import load_image
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+@dataclass(frozen=True)
+class MediaRef:
+    """Where an image came from: a file, or frame ``frame`` (at ``time_s`` seconds) of a video."""
+
+    source: str
+    frame: int | None = None
+    time_s: float | None = None
+
+    def to_dict(self) -> dict:
+        extra = {} if self.frame is None else {"frame": self.frame, "time_s": round(self.time_s or 0.0, 3)}
+        return {"file": self.source, **extra}
+
+
+class LazyImage:
+    """An image source that decodes (or fails) only when called; ``str()`` names it."""
+
+    def __init__(self, name: str, load: Callable[[], np.ndarray]):
+        self.name, self.load = name, load
+
+    def __call__(self) -> np.ndarray:
+        return self.load()
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def is_video(path: Path) -> bool:
+    return path.suffix.lower() in VIDEO_SUFFIXES
+
+
+@dataclass
+class Inputs:
+    """What a list of paths holds: ``files`` to read (photos, and videos when wanted), in order,
+    and what was ``skipped`` in folders, with why."""
+
+    files: list[Path]
+    skipped: list[tuple[Path, str]]
+
+    def summary(self) -> str:
+        """One line: how many photos and videos, and what was skipped."""
+        videos = sum(is_video(p) for p in self.files)
+        line = f"{len(self.files) - videos} photo(s), {videos} video(s)"
+        if self.skipped:
+            shown = ", ".join(f"{p.name} ({why})" for p, why in self.skipped[:5])
+            line += f"; skipped {len(self.skipped)}: {shown}" + (", ..." if len(self.skipped) > 5 else "")
+        return line
+
+
+def expand_inputs(paths, videos: bool = True) -> Inputs:
+    """Files as given; folders replaced by the photos (and ``videos``) directly inside them, sorted.
+    Sub-folders and other files in a folder are skipped and listed; names starting with '_' or
+    '.' are hidden and skipped silently."""
+    inputs = Inputs([], [])
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            inputs.files.append(path)
+            continue
+        for item in sorted(p for p in path.iterdir() if visible(p)):
+            suffix = item.suffix.lower()
+            if item.is_dir():
+                inputs.skipped.append((item, "a folder; sub-folders are not searched"))
+            elif suffix in IMAGE_SUFFIXES or (videos and suffix in VIDEO_SUFFIXES):
+                inputs.files.append(item)
+            elif suffix in VIDEO_SUFFIXES:
+                inputs.skipped.append((item, "a video"))
+            else:
+                inputs.skipped.append((item, "not a supported image type"))
+    return inputs
+
+
+def video_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    """(frame number, seconds, (H, W, 3) uint8 RGB) of every ``every``-th frame of a video."""
+    import cv2
+
+    if not path.is_file():
+        raise ImageError(f"{path}: no such file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise ImageError(f"{path}: cannot open as a video")
+    fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    number = 0
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            if number % every == 0:
+                yield number, number / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            number += 1
+    finally:
+        capture.release()
+    if number == 0:
+        raise ImageError(f"{path}: no frames could be read")
+
+
+def _failed(error: ImageError) -> Callable[[], np.ndarray]:
+    def load() -> np.ndarray:
+        raise error
+
+    return load
+
+
+def media_items(paths: list[Path], every: int = 10) -> Iterator[tuple[MediaRef, LazyImage]]:
+    """(where, image source) for every photo and every ``every``-th video frame of ``paths``."""
+    for path in paths:
+        if not is_video(path):
+            yield MediaRef(str(path)), LazyImage(str(path), lambda path=path: load_image(path))
+            continue
+        try:
+            for number, seconds, frame in video_frames(path, every):
+                yield MediaRef(str(path), number, seconds), LazyImage(f"{path} frame {number}", lambda frame=frame: frame)
+        except ImageError as exc:
+            yield MediaRef(str(path)), LazyImage(str(path), _failed(exc))

@@ -1,0 +1,109 @@
+"""What only the SQLite store does: files, schema versions and migration, read-only volumes, erasure."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from facesys.errors import GalleryError
+from facesys.gallery.store.sqlite import DB_NAME, SCHEMA_VERSION, SQLiteStore
+from tests.gallery.conftest import MODEL, face
+
+
+@pytest.fixture()
+def store(tmp_path):
+    with SQLiteStore(tmp_path / "g", create=True) as s:
+        s.set_model(MODEL, "test-model", "0123456789abcdef" * 4, 8)
+        yield s
+
+
+def test_opening_a_missing_gallery_without_create_fails(tmp_path):
+    with pytest.raises(GalleryError, match="no gallery here"):
+        SQLiteStore(tmp_path / "nothing")
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_a_newer_schema_is_refused_unchanged(tmp_path):
+    folder = tmp_path / "g"
+    SQLiteStore(folder, create=True).close()
+    db = sqlite3.connect(folder / DB_NAME)
+    db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+    db.commit()
+    db.close()
+    before = (folder / DB_NAME).read_bytes()
+    with pytest.raises(GalleryError, match="newer than this facesys"):
+        SQLiteStore(folder)
+    assert (folder / DB_NAME).read_bytes() == before
+
+
+def test_not_a_database_is_a_gallery_error(tmp_path):
+    folder = tmp_path / "g"
+    folder.mkdir()
+    (folder / DB_NAME).write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(GalleryError, match="cannot open gallery database"):
+        SQLiteStore(folder)
+
+
+def test_removed_person_leaves_no_bytes_behind(store):
+    victim = face(7)
+    store.add_face("Victim", victim, MODEL)
+    store.add_face("Other", face(8), MODEL)
+    store.remove_person("Victim")
+    data = b"".join(p.read_bytes() for p in store.folder.glob(DB_NAME + "*"))
+    assert victim.embedding.astype("<f4").tobytes() not in data
+    assert victim.crop_jpeg not in data and b"Victim" not in data
+    assert face(8).crop_jpeg in data
+
+
+def test_a_read_only_file_is_still_read(store):
+    store.add_face("Ann", face(1), MODEL)
+    store.close()
+    store.path.chmod(0o444)
+    store.folder.chmod(0o555)
+    try:
+        with SQLiteStore(store.folder) as again:
+            assert again.people() == [("Ann", 1)]
+            if not again.writable:  # as root, permissions do not stop writes
+                with pytest.raises(GalleryError, match="cannot write"):
+                    again.add_face("Bob", face(2), MODEL)
+    finally:
+        store.folder.chmod(0o755)
+        store.path.chmod(0o644)
+
+
+V1_SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_at REAL NOT NULL);
+CREATE TABLE faces (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
+    source TEXT NOT NULL, image_sha256 TEXT NOT NULL UNIQUE, box TEXT NOT NULL, landmarks TEXT NOT NULL, score REAL NOT NULL,
+    crop BLOB NOT NULL, crop_origin TEXT NOT NULL, embedding BLOB NOT NULL, model_id TEXT NOT NULL, created_at REAL NOT NULL);
+INSERT INTO meta VALUES ('schema_version', '1'), ('generation', '1'), ('created_at', '0'),
+    ('model_id', 'test-model@0123456789abcdef'), ('model_name', 'test-model'), ('weights_sha256', 'x'), ('dim', '8'),
+    ('metric', 'euclidean-unit');
+INSERT INTO people VALUES (1, 'Old Timer', 0);
+"""
+
+
+def test_an_older_schema_is_migrated_keeping_its_data(tmp_path):
+    folder = tmp_path / "old"
+    folder.mkdir()
+    db = sqlite3.connect(folder / DB_NAME)
+    db.executescript(V1_SCHEMA)
+    v = face(3).embedding.astype("<f4").tobytes()
+    db.execute(
+        "INSERT INTO faces VALUES (1, 1, '/x.jpg', 'aa', '[0,0,1,1]', '[[0,0],[0,0],[0,0],[0,0],[0,0]]', 0.9, X'FFD8', "
+        "'[0,0,1]', ?, 'test-model@0123456789abcdef', 0)",
+        (v,),
+    )
+    db.commit()
+    db.close()
+    with SQLiteStore(folder) as store:
+        assert int(store.meta()["schema_version"]) == SCHEMA_VERSION
+        assert store.people() == [("Old Timer", 1)]
+        assert store.embeddings()[1][0].tobytes() == v
+        assert len(store.gallery_id) == 16 and store.changes_since(0) is None  # the log starts at the migration
+        generation = store.generation
+        new = store.add_face("New", face(4), MODEL)  # the migrated tables take new rows (with sharpness, logged)
+        assert store.changes_since(generation).added.tolist() == [new]
+        assert store.check() == []
