@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "FaceSystem": "facesys.system",
     "Embedder": "facesys.embed",
+    "Gallery": "facesys.gallery.gallery",
     "Face": "facesys.embed",
     "FaceDetector": "facesys.detect",
     "load_image": "facesys.images",

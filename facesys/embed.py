@@ -167,11 +167,12 @@ class Embedder:
         errors: str = "raise",
         keep_chips: bool = False,
         embed: bool = True,
+        batch_size: int = PHOTO_BATCH,
     ) -> list[ImageFaces]:
         """Each image through the pipeline, in order (see :meth:`face_batches` for the options)."""
         return [
             result
-            for batch in self.face_batches(((None, i) for i in images), select, errors, keep_chips, embed)
+            for batch in self.face_batches(((None, i) for i in images), select, errors, keep_chips, embed, batch_size)
             for _, result in batch
         ]
 
@@ -182,10 +183,11 @@ class Embedder:
         errors: str = "raise",
         keep_chips: bool = False,
         embed: bool = True,
+        batch_size: int = PHOTO_BATCH,
     ) -> Iterator[list[tuple[Tag, ImageFaces]]]:
         """(tag, image) items -> batches of (tag, ImageFaces), in input order.
 
-        Images are decoded lazily, ``PHOTO_BATCH`` at a time (fewer when their pixels pass
+        Images are decoded lazily, ``batch_size`` at a time (fewer when their pixels pass
         ``BATCH_BYTES``): one batched detection and one network pass per batch. ``select``:
         ``all`` faces, the ``largest``, or the one nearest the ``center``; ``errors``: ``raise``
         the ImageError of an unusable image, or ``collect`` it in ``ImageFaces.error`` and go on;
@@ -208,7 +210,7 @@ class Embedder:
                 error = str(exc)
             pending.append((tag, name, image, error))
             size += 0 if image is None else image.nbytes
-            if len(pending) >= PHOTO_BATCH or size > BATCH_BYTES:
+            if len(pending) >= batch_size or size > BATCH_BYTES:
                 yield self._run(pending, select, errors, keep_chips, embed)
                 pending, size = [], 0
         if pending:

@@ -62,6 +62,26 @@ class Identification:
         }
 
 
+@dataclass(frozen=True)
+class VerifyResult:
+    """``verify``'s answer, with the face used in each photo and how many each photo had."""
+
+    verification: Verification
+    boxes: tuple[list[float], list[float]]
+    faces_found: tuple[int, int]
+
+    def to_dict(self, files: tuple[str, str]) -> dict:
+        v = self.verification
+        return {
+            "same": v.same,
+            "distance": round(v.distance, 4),
+            "threshold": round(v.threshold, 4),
+            "threshold_source": v.threshold_source,
+            "a": {"file": files[0], "box": [round(x, 1) for x in self.boxes[0]], "faces_found": self.faces_found[0]},
+            "b": {"file": files[1], "box": [round(x, 1) for x in self.boxes[1]], "faces_found": self.faces_found[1]},
+        }
+
+
 def distance(a: np.ndarray, b: np.ndarray) -> float:
     """Euclidean distance between two (D,) embeddings."""
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))

@@ -8,6 +8,8 @@ that cannot be read becomes an item whose loading raises, so it is reported in i
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,9 +95,13 @@ def expand_inputs(paths, videos: bool = True) -> Inputs:
 
 
 def video_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarray]]:
-    """(frame number, seconds, (H, W, 3) uint8 RGB) of every ``every``-th frame of a video."""
+    """(frame number, seconds, (H, W, 3) uint8 RGB) of every ``every``-th frame of a video.
+    opencv's and ffmpeg's own log lines are silenced: a bad video is reported once, by us."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # ffmpeg's AV_LOG_QUIET ("moov atom not found" ...)
     import cv2
 
+    with contextlib.suppress(AttributeError):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     if not path.is_file():
         raise ImageError(f"{path}: no such file")
     capture = cv2.VideoCapture(str(path))
@@ -117,6 +123,36 @@ def video_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarra
         raise ImageError(f"{path}: no frames could be read")
 
 
+def animated_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Like :func:`video_frames`, for an animated GIF/WebP/PNG (frame durations from the file)."""
+    from PIL import Image, ImageSequence
+
+    from facesys.images import _to_rgb
+
+    seconds = 0.0
+    try:
+        with Image.open(path) as image:
+            for number, frame in enumerate(ImageSequence.Iterator(image)):
+                if number % every == 0:
+                    yield number, seconds, _to_rgb(frame.copy(), str(path))
+                seconds += frame.info.get("duration", 100) / 1000.0
+    except (OSError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise ImageError(f"{path}: cannot read its frames ({exc})") from None
+
+
+def is_animated(path: Path) -> bool:
+    """Whether ``path`` is an image file with several frames (an animated GIF, WebP or PNG)."""
+    if path.suffix.lower() not in (".gif", ".webp", ".png"):
+        return False
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return getattr(image, "n_frames", 1) > 1
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return False  # reported when it is read as a photo
+
+
 def _failed(error: ImageError) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         raise error
@@ -125,13 +161,15 @@ def _failed(error: ImageError) -> Callable[[], np.ndarray]:
 
 
 def media_items(paths: list[Path], every: int = 10) -> Iterator[tuple[MediaRef, LazyImage]]:
-    """(where, image source) for every photo and every ``every``-th video frame of ``paths``."""
+    """(where, image source) for every photo and every ``every``-th frame of each video or animated image."""
     for path in paths:
-        if not is_video(path):
+        animated = is_animated(path)
+        if not is_video(path) and not animated:
             yield MediaRef(str(path)), LazyImage(str(path), lambda path=path: load_image(path))
             continue
+        frames = animated_frames(path, every) if animated else video_frames(path, every)
         try:
-            for number, seconds, frame in video_frames(path, every):
+            for number, seconds, frame in frames:
                 yield MediaRef(str(path), number, seconds), LazyImage(f"{path} frame {number}", lambda frame=frame: frame)
         except ImageError as exc:
             yield MediaRef(str(path)), LazyImage(str(path), _failed(exc))

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,30 +17,10 @@ from facesys.enroll import Enrollment, EnrollReport, EnrollResult
 from facesys.errors import FacesysError, GalleryError, ImageError, NoFaceError
 from facesys.gallery.gallery import Gallery
 from facesys.images import ImageInput
-from facesys.match import Identification, ThresholdPolicy, Verification, rank_people, verify
+from facesys.match import Identification, ThresholdPolicy, VerifyResult, rank_people, verify
 from facesys.quality import QualityRules
 
 Tag = TypeVar("Tag")
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    """``verify``'s answer, with the face used in each photo and how many each photo had."""
-
-    verification: Verification
-    boxes: tuple[list[float], list[float]]
-    faces_found: tuple[int, int]
-
-    def to_dict(self, files: tuple[str, str]) -> dict:
-        v = self.verification
-        return {
-            "same": v.same,
-            "distance": round(v.distance, 4),
-            "threshold": round(v.threshold, 4),
-            "threshold_source": v.threshold_source,
-            "a": {"file": files[0], "box": [round(x, 1) for x in self.boxes[0]], "faces_found": self.faces_found[0]},
-            "b": {"file": files[1], "box": [round(x, 1) for x in self.boxes[1]], "faces_found": self.faces_found[1]},
-        }
 
 
 class FaceSystem:

@@ -123,3 +123,165 @@ def test_a_missing_gallery_names_the_place_looked_at(tmp_path):
     assert result.exit_code == 2 and "nowhere: no gallery here" in result.output
     listed = run(tmp_path / "nowhere", "gallery", "list")
     assert listed.exit_code == 0 and "nowhere" in listed.output
+
+
+def test_identify_says_what_it_found_and_skipped(tmp_path):
+    fr = data_path("face_recognition")
+    gallery = tmp_path / "g"
+    assert run(gallery, "enroll", "--name", "Joe Biden", str(fr / "joe_biden" / "biden.jpg")).exit_code == 0
+    only_folders = tmp_path / "photos"
+    (only_folders / "2019").mkdir(parents=True)
+    empty = run(gallery, "identify", str(only_folders))
+    assert empty.exit_code == 2 and "nothing to identify" in empty.output and "2019" in empty.output
+    shutil.copy(fr / "joe_biden" / "biden2.jpg", only_folders / "b.jpg")
+    (only_folders / "photo.heic").write_bytes(b"\x00" * 10)
+    result = run(gallery, "identify", "--json", str(only_folders))
+    *answers, summary = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [face["name"] for face in answers[0]["faces"]] == ["Joe Biden"]
+    assert summary["summary"]["files"] == 1 and len(summary["summary"]["skipped"]) == 2
+
+
+def test_an_animated_gif_is_read_frame_by_frame(tmp_path):
+    fr = data_path("face_recognition")
+    gallery = tmp_path / "g"
+    assert run(gallery, "enroll", "--name", "Joe Biden", str(fr / "joe_biden" / "biden.jpg")).exit_code == 0
+    face = Image.open(fr / "joe_biden" / "biden2.jpg").convert("RGB")
+    blanks = [Image.new("RGB", face.size, (grey, grey, grey)) for grey in (60, 160)]
+    gif = tmp_path / "clip.gif"
+    blanks[0].save(gif, save_all=True, append_images=[blanks[1], face], duration=100)
+    result = run(gallery, "identify", "--json", "--every", "1", str(gif))
+    frames = [json.loads(line) for line in result.output.splitlines() if '"faces"' in line]
+    assert [f["frame"] for f in frames] == [0, 1, 2] and [len(f["faces"]) for f in frames] == [0, 0, 1]
+
+
+def test_enroll_explains_folders_and_bad_names_before_loading_a_model(tmp_path, monkeypatch):
+    import facesys.embed
+
+    monkeypatch.setattr(facesys.embed.Embedder, "__init__", lambda *a, **k: pytest.fail("a model was loaded"))
+    fr = data_path("face_recognition")
+    no_name = run(tmp_path / "g", "enroll", str(fr / "barack_obama"))
+    assert no_name.exit_code == 2 and "give the person's name" in no_name.output
+    missing = run(tmp_path / "g", "enroll", "--name", "X", str(tmp_path / "missing_dir"))
+    assert missing.exit_code == 2 and "missing_dir: no such file or folder" in missing.output
+    bad = run(tmp_path / "g", "enroll", "--name", "a\u2028b", str(fr / "barack_obama"))
+    assert bad.exit_code == 2 and "U+2028" in bad.output
+
+
+def test_a_broken_video_is_one_line_of_ours(tmp_path):
+    gallery = tmp_path / "g"
+    assert (
+        run(gallery, "enroll", "--name", "Joe Biden", str(data_path("face_recognition", "joe_biden", "biden.jpg"))).exit_code == 0
+    )
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)  # a header and no moov atom
+    result = facesys(gallery, "identify", str(clip))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and lines[0] == f"facesys: error: {clip}: cannot open as a video", result.stderr
+    assert not any("moov" in line or "cap_ffmpeg" in line for line in lines)
+
+
+def test_names_are_drawn_in_their_own_script(tmp_path):
+    from facesys.annotate import draw_faces
+    from facesys.match import Identification
+
+    image = np.full((200, 400, 3), 120, np.uint8)
+
+    def drawn(name: str) -> np.ndarray:
+        return np.asarray(draw_faces(image, [Identification([150, 60, 350, 190], 1.0, name, 0.1, 0.4)]))
+
+    assert not np.array_equal(drawn("Zoë Łukasz"), drawn("Zo? ?ukasz"))
+    assert not np.array_equal(drawn("Ирина"), drawn("?????"))
+
+
+def test_endless_and_oversized_files_are_refused_unread(tmp_path):
+    fr = data_path("face_recognition")
+    big = tmp_path / "huge.jpg"
+    with open(big, "wb") as f:
+        f.truncate(300 * 2**20)  # sparse: 300 MB on paper
+    result = run(
+        tmp_path / "g", "enroll", "--json", "--name", "Joe Biden", "/dev/zero", str(big), str(fr / "joe_biden" / "biden.jpg")
+    )
+    photos = [json.loads(line) for line in result.output.splitlines() if '"photo"' in line]
+    assert [p["status"] for p in photos] == ["error", "error", "enrolled"], result.output
+    assert "not a regular file" in photos[0]["reason"] and "at most" in photos[1]["reason"]
+
+
+def test_show_of_an_empty_name_is_one_line(tmp_path):
+    fr = data_path("face_recognition")
+    assert run(tmp_path / "g", "enroll", "--name", "Joe Biden", str(fr / "joe_biden" / "biden.jpg")).exit_code == 0
+    result = run(tmp_path / "g", "gallery", "show", "")
+    assert result.exit_code == 2 and result.output.strip() == f"facesys: error: no person named '' in {tmp_path / 'g'}"
+
+
+def test_two_runs_enrolling_the_same_photos_at_once(tmp_path):
+    fr = data_path("face_recognition")
+    photos = [str(p) for p in sorted((fr / "barack_obama").glob("obama*.jpg"))[:5]]
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-m",
+        "facesys.cli",
+        "--gallery",
+        str(tmp_path / "g"),
+        "enroll",
+        "--json",
+        "--name",
+        "Barack Obama",
+    ]
+    runs = [
+        subprocess.Popen([*command, *photos], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    outputs = [r.communicate(timeout=600) for r in runs]
+    statuses = []
+    for (out, err), process in zip(outputs, runs, strict=True):
+        assert process.returncode in (0, 3) and "Traceback" not in err and "UNIQUE" not in err, err
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert lines[-1]["event"] == "summary"
+        statuses += [line["status"] for line in lines[:-1]]
+    enrolled = sum(n for _, n in Gallery(tmp_path / "g").people())
+    assert statuses.count("enrolled") == enrolled and statuses.count("duplicate") >= enrolled
+    assert run(tmp_path / "g", "gallery", "check").exit_code == 0
+
+
+FULL_DISK_REMOVE = """
+import resource, signal, sys
+from facesys.gallery import Gallery
+from facesys.errors import GalleryError
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+gallery = Gallery(sys.argv[1])
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # room for a small change, not for a VACUUM
+try:
+    gallery.remove("Victim")
+    print("REMOVED")
+except GalleryError as exc:
+    print("ERROR", exc)
+"""
+
+
+def test_remove_on_a_full_disk_says_what_is_left(tmp_path):
+    from facesys.gallery.index import sync
+    from facesys.gallery.store.sqlite import SQLiteStore
+    from tests.gallery.conftest import MODEL, face
+
+    folder = tmp_path / "g"
+    with SQLiteStore(folder, create=True) as store:
+        store.set_model(MODEL, "test-model", "0" * 64, 8)
+        for seed in range(400):
+            store.add_face("Victim" if seed < 20 else "Other", face(seed), MODEL)
+        sync.synced(store, folder)
+        victim = [v.astype("<f4").tobytes() for v in store.vectors(store.face_ids()[:20])]
+        store.erase_freed_pages()
+    limit = (folder / "gallery.sqlite3").stat().st_size // 2
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-c", FULL_DISK_REMOVE, str(folder), str(limit)]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.startswith("ERROR") and "committed" in result.stdout and "repair" in result.stdout, result.stdout
+    assert dict(Gallery(folder).people()) == {"Other": 380}
+    leftovers = [p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith("gallery.sqlite3")]
+    assert not any(v in (folder / name).read_bytes() for name in leftovers for v in victim), leftovers
+    Gallery(folder).repair()
+    blob = b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
+    assert not any(v in blob for v in victim)

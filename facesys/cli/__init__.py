@@ -141,6 +141,7 @@ FLAG_HINTS = {
     "gallery": f" (choose another with --gallery DIR or ${GALLERY_ENV})",
     "model": " (choose the model with --model NAME, or re-embed the gallery: facesys gallery reindex --model NAME)",
     "device": " (--device cpu|cuda|cuda:N)",
+    "weights": " (--weights PATH)",
     "precision": " (--precision " + "|".join(PRECISIONS) + ")",
     "threshold": " (--threshold T, a distance between 0 and 2)",
 }

@@ -130,14 +130,17 @@ def check(settings: Settings) -> None:
     for problem in problems:
         click.echo(f"problem: {problem}")
     if problems:
-        raise FacesysError(f"{len(problems)} problem(s) found; 'facesys gallery repair' rebuilds derived data")
+        raise FacesysError(
+            f"{len(problems)} problem(s) found; 'facesys gallery repair' rebuilds derived data (and a damaged database)"
+        )
     click.echo("gallery is healthy")
 
 
 @gallery.command()
 @click.pass_obj
 def repair(settings: Settings) -> None:
-    """Rebuild derived data (the index) and drop people left without faces."""
+    """Rebuild derived data (the index), drop people left without faces, erase freed space; a damaged
+    database is rebuilt from its readable rows (the damaged copy is kept beside it)."""
     for line in open_gallery(settings).repair():
         click.echo(line)
 
@@ -147,8 +150,14 @@ def repair(settings: Settings) -> None:
 @click.pass_obj
 def export_command(settings: Settings, path: str) -> None:
     """Write the whole gallery to PATH: a zip of JSON, embeddings (.npy) and face crops (JPEG)."""
-    count = open_gallery(settings).export(path)
+    count, unreadable = open_gallery(settings).export(path)
     click.echo(f"exported {count} face{'s' if count != 1 else ''} to {path}")
+    if unreadable:
+        click.echo(
+            f"warning: {unreadable} face row(s) of the damaged database could not be read and are not in the export; "
+            "'facesys gallery repair' rebuilds the database from the readable rows",
+            err=True,
+        )
 
 
 @gallery.command("import")

@@ -45,7 +45,9 @@ class EmbeddingCache:
         todo = sorted({Path(p) for p in paths} - self.vectors.keys())
         batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
         for batch in self.progress(batches):
-            for path, result in zip(batch, self.embedder.faces(batch, select=self.face, errors="collect"), strict=True):
+            for path, result in zip(
+                batch, self.embedder.faces(batch, select=self.face, errors="collect", batch_size=len(batch)), strict=True
+            ):
                 if result.error:
                     self.unreadable[path] = result.error
                 self.vectors[path] = result.faces[0].embedding if result.faces else None

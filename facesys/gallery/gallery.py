@@ -240,31 +240,83 @@ class Gallery:
 
     def check(self) -> list[str]:
         """Problems in the gallery (empty when healthy): the store's own checks, and whether the
-        saved index agrees with it (every id and vector)."""
+        saved index agrees with it (every id and vector). A damaged database is reported, not raised."""
+        import sqlite3
+
         with self.open() as store:
-            return store.check() + index_sync.problems(store, self.index_folder, self.index_backend)
+            problems = store.check()
+            try:
+                problems += index_sync.problems(store, self.index_folder, self.index_backend)
+            except (GalleryError, sqlite3.DatabaseError):
+                problems.append(
+                    "index: not compared with the database, which cannot be read whole ('gallery repair' rebuilds it)"
+                )
+        return problems
 
     def repair(self) -> list[str]:
-        """Rebuild everything derived (index), drop people without faces; returns what was done."""
+        """Rebuild everything derived (index), drop people without faces; returns what was done.
+
+        A damaged database is rebuilt from the rows that can still be read: they are exported to
+        a temporary zip in the gallery folder, the damaged files are moved aside (kept, as
+        ``gallery.sqlite3.damaged-<time>``), a new database is made and the rows (with the model,
+        thresholds and index kind) imported into it; then the index is rebuilt. Other processes
+        must not use the gallery meanwhile."""
+        from facesys.gallery.portable import export_gallery, import_gallery
+
         done = []
         with self.open() as store:
-            if any(p.startswith("sqlite:") for p in store.check()):
-                raise GalleryError(f"{self.location}: the database itself is damaged; restore it from an export (gallery import)")
-            if removed := store.remove_empty_people():
-                done.append(f"removed {removed} person(s) without faces")
-            with self._lock:
-                index_sync.clean(self.index_folder)
-                self._index = None
-                self.refresh(store)
-            done.append("rebuilt the index")
+            damage = [p for p in store.check() if p.startswith("sqlite:")]
+            if not damage:
+                if removed := store.remove_empty_people():
+                    done.append(f"removed {removed} person(s) without faces")
+                store.erase_freed_pages()  # finishes a removal whose erasure failed (full disk)
+                with self._lock:
+                    index_sync.clean(self.index_folder)
+                    self._index = None
+                    self.refresh(store)
+                done.append("rebuilt the index")
+                return done
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            salvage = self.location / f"salvage-{stamp}.zip"
+            lost: list[int] = []
+            written = export_gallery(store, salvage, on_unreadable=lost.append)
+            try:
+                aside = store.set_aside(f"damaged-{stamp}")
+            except GalleryError:
+                salvage.unlink(missing_ok=True)
+                raise
+        with self._lock:
+            self._index = None  # the new database is another gallery (new id)
+            index_sync.clean(self.index_folder)
+            try:
+                with self.open(create=True) as fresh:
+                    import_gallery(fresh, salvage)
+                    people = len(fresh.people())
+                    self.refresh(fresh)
+            except GalleryError as exc:
+                raise GalleryError(
+                    f"{self.location}: the damaged database was moved to {aside} and its readable rows saved to {salvage}, "
+                    f"but rebuilding failed ({exc}); import that file with 'facesys gallery import'"
+                ) from None
+        salvage.unlink(missing_ok=True)
+        done.append(f"the database was damaged ({damage[0].removeprefix('sqlite: ').partition(' (')[0]})")
+        done.append(
+            f"rebuilt the database from its readable rows: {written} face(s) of {people} person(s) recovered, "
+            f"{lost[0] if lost else 0} face row(s) could not be read and are lost (model, thresholds and index kind kept)"
+        )
+        done.append(f"kept the damaged database as {aside}; it still holds personal data (faces, crops) until you delete it")
+        done.append("rebuilt the index")
         return done
 
-    def export(self, path: str | Path) -> int:
-        """Write the gallery to a portable zip (facesys/gallery/portable.py); returns the faces written."""
+    def export(self, path: str | Path) -> tuple[int, int]:
+        """Write the gallery to a portable zip (facesys/gallery/portable.py); returns (faces written,
+        face rows that could not be read and were left out: 0 unless the database is damaged)."""
         from facesys.gallery.portable import export_gallery
 
+        unreadable: list[int] = []
         with self.open() as store:
-            return export_gallery(store, path)
+            written = export_gallery(store, path, on_unreadable=unreadable.append)
+        return written, unreadable[0] if unreadable else 0
 
     def import_(self, path: str | Path) -> tuple[int, int]:
         """Add the faces of an export; returns (added, skipped as already present)."""

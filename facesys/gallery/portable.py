@@ -71,16 +71,18 @@ def _threshold(value: object) -> float | None:
     return number if math.isfinite(number) and 0.0 < number <= 2.0 else None
 
 
-def export_gallery(store: TruthStore, path: str | Path) -> int:
+def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> int:
     """Write every face of ``store`` to the zip ``path`` (atomically); returns the number of faces.
 
-    The calibrated thresholds and a forced index kind travel in the manifest's ``settings``."""
+    The calibrated thresholds and a forced index kind travel in the manifest's ``settings``.
+
+    A damaged store (reading the faces fails) is salvaged: its faces are read row by row
+    (``store.salvage()``) and those that can be read and that an import would accept are written.
+    ``on_unreadable``, a callable, when given is called once with the number of face rows left out (0 when
+    the store could be read whole). GalleryError when even the store's metadata is unreadable."""
     path = Path(path)
-    with store.reading():
-        meta = store.meta()
-        records = store.faces()
-        _, vectors, _ = store.embeddings()  # rows in face-id order, as faces()
-        crops = {face_id: jpeg for face_id, jpeg, _, _ in store.crops()}
+
+    def read_settings() -> dict[str, object]:
         settings: dict[str, object] = {}
         for key in THRESHOLD_SETTINGS:
             value = _threshold(store.setting(key))
@@ -89,8 +91,54 @@ def export_gallery(store: TruthStore, path: str | Path) -> int:
         kind = store.setting(INDEX_KIND_SETTING)
         if kind in _index_kinds():
             settings[INDEX_KIND_SETTING] = kind
+        return settings
+
+    try:
+        with store.reading():
+            meta = store.meta()
+            records = store.faces()
+            _, vectors, _ = store.embeddings()  # rows in face-id order, as faces()
+            crops = {face_id: jpeg for face_id, jpeg, _, _ in store.crops()}
+            settings = read_settings()
+        rows = [(record, vectors[row], crops[record.id]) for row, record in enumerate(records)]
+        unreadable = 0
+    except (GalleryError, ValueError, KeyError):  # a damaged page or row: salvage what can be read
+        meta = store.meta()
+        settings = read_settings()
+        salvaged, unreadable = store.salvage()
+        rows = []
+        spelling: dict[str, str] = {}
+        seen: set[str] = set()
+
+        class OneCrop:  # what _check_face reads a crop from, so each row is checked exactly as import will
+            def __init__(self, jpeg: bytes):
+                self.jpeg = jpeg
+
+            def getinfo(self, name: str) -> str:
+                return name
+
+            def read(self, _name: str) -> bytes:
+                return self.jpeg
+
+        for record, vector, jpeg in salvaged:
+            entry = {
+                **{key: getattr(record, key) for key in ("person", "source", "image_sha256", "box", "landmarks", "score")},
+                **{"crop_origin": record.crop_origin, "created_at": record.created_at, "crop": f"crops/{len(rows)}.jpg"},
+            }
+            try:
+                person, _ = _check_face(path, record.id, entry, vector, OneCrop(jpeg))  # type: ignore[arg-type]
+            except GalleryError:
+                unreadable += 1
+                continue
+            if record.image_sha256 in seen or spelling.setdefault(name_key(person), person) != person:
+                unreadable += 1  # a damaged page can hold a stale copy of a row: keep the first
+                continue
+            seen.add(record.image_sha256)
+            rows.append((record, vector, jpeg))
+        dim = int(meta.get("dim", 0))
+        vectors = np.stack([vector for _, vector, _ in rows]) if rows else np.zeros((0, dim), np.float32)
     faces = []
-    for row, record in enumerate(records):
+    for row, (record, _, _) in enumerate(rows):
         faces.append(
             {
                 "person": record.person,
@@ -120,13 +168,15 @@ def export_gallery(store: TruthStore, path: str | Path) -> int:
             buffer = io.BytesIO()
             np.save(buffer, vectors.astype("<f4"), allow_pickle=False)
             archive.writestr("embeddings.npy", buffer.getvalue())
-            for row, record in enumerate(records):
-                archive.writestr(f"crops/{row}.jpg", crops[record.id], compress_type=zipfile.ZIP_STORED)
+            for row, (_, _, jpeg) in enumerate(rows):
+                archive.writestr(f"crops/{row}.jpg", jpeg, compress_type=zipfile.ZIP_STORED)
         temporary.replace(path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
         raise GalleryError(f"{path}: cannot write the export ({exc.strerror})") from None
-    return len(records)
+    if on_unreadable is not None:
+        on_unreadable(unreadable)
+    return len(rows)
 
 
 # -- reading and validating an export ------------------------------------------------------------

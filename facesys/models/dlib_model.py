@@ -58,7 +58,8 @@ def dlib_model_files() -> tuple[Path, Path]:
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
             "dlib-resnet: the package 'face-recognition-models' is not installed "
-            "(pip install face-recognition-models), or pass --weights PATH/" + DLIB_MODEL_FILE
+            "(pip install face-recognition-models), or give the weights file " + DLIB_MODEL_FILE,
+            parameter="weights",
         )
     models = Path(next(iter(spec.submodule_search_locations))) / "models"
     return models / DLIB_MODEL_FILE, models / DLIB_SHAPE_PREDICTOR_FILE

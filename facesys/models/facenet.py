@@ -87,7 +87,8 @@ def _make_builder(dataset: str):
                 raise ModelError(
                     f"facenet-{dataset}: weights are not on this machine ({_hub_file(dataset)}) and could "
                     f"not be downloaded ({type(exc).__name__}). Connect to the internet once, or get "
-                    f"{_FILES[dataset]} elsewhere and pass --weights PATH (or put it at that path)."
+                    f"{_FILES[dataset]} elsewhere and give it as the weights file (or put it at that path).",
+                    parameter="weights",
                 ) from None
             return file_sha256(_hub_file(dataset))
         source = Path(weights)

@@ -46,7 +46,9 @@ def build_chips(embedder, files: dict[str, list[Path]], face: str, cache_dir: Pa
     chips, labels, paths = [], [], []
     batches = [flat[i : i + 32] for i in range(0, len(flat), 32)]
     for batch in progress(batches):
-        results = embedder.faces([path for _, path in batch], select=face, errors="collect", keep_chips=True, embed=False)
+        results = embedder.faces(
+            [path for _, path in batch], select=face, errors="collect", keep_chips=True, embed=False, batch_size=len(batch)
+        )
         for (name, path), result in zip(batch, results, strict=True):
             if result.faces:
                 chips.append(result.faces[0].chip)

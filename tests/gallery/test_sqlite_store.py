@@ -107,3 +107,39 @@ def test_an_older_schema_is_migrated_keeping_its_data(tmp_path):
         new = store.add_face("New", face(4), MODEL)  # the migrated tables take new rows (with sharpness, logged)
         assert store.changes_since(generation).added.tolist() == [new]
         assert store.check() == []
+
+
+KILLED_REMOVAL = """
+import os, sys
+from facesys.gallery.store.sqlite import SQLiteStore
+store = SQLiteStore(sys.argv[1])
+store.db.execute("PRAGMA secure_delete = OFF")  # as upstream SQLite builds default to
+store.erase_freed_pages = lambda: os._exit(9)  # killed right after the removal's commit
+store.remove_person("Victim")
+"""
+
+
+def test_a_removal_killed_before_its_erasure_is_finished_by_the_next_open(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    folder = tmp_path / "g"
+    with SQLiteStore(folder, create=True) as store:
+        store.set_model(MODEL, "test-model", "0" * 64, 8)
+        victim = [face(seed) for seed in range(5)]
+        for new in victim:
+            store.add_face("Victim", new, MODEL)
+        for seed in range(5, 60):
+            store.add_face("Other", face(seed), MODEL)
+        store.erase_freed_pages()
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    result = subprocess.run([sys.executable, "-c", KILLED_REMOVAL, str(folder)], env=env, capture_output=True, timeout=120)
+    assert result.returncode == 9, result.stderr
+    with SQLiteStore(folder) as store:  # any writable open finishes the erasure
+        assert store.people() == [("Other", 55)] and "erase_pending" not in store.meta()
+    data = b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
+    assert not any(new.embedding.astype("<f4").tobytes() in data or new.crop_jpeg in data for new in victim)
+    assert b"Victim" not in data

@@ -54,8 +54,9 @@ def test_facenet_offline_without_weights_explains_both_ways(monkeypatch, tmp_pat
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setattr(irv1, "download_url_to_file", no_network)
-    with pytest.raises(ModelError, match="could not be downloaded.*--weights"):
+    with pytest.raises(ModelError, match="could not be downloaded.*weights file") as caught:
         create_model("facenet-vggface2")
+    assert caught.value.parameter == "weights"  # the CLI adds "(--weights PATH)"
 
 
 def test_facenet_from_a_local_weights_file(tmp_path):

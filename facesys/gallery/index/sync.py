@@ -117,11 +117,13 @@ def _newest_saved(cls: type[VectorIndex], folder: Path, header: IndexHeader) -> 
 
 def write(index: VectorIndex, folder: Path) -> None:
     """Save ``index`` and delete every other index file and stale temporary file in ``folder``.
-    A read-only or full folder is not an error: the index is simply rebuilt next time."""
+    A read-only or full folder is not an error: the index is simply rebuilt next time, and the
+    older files are deleted all the same (they may hold a removed person's vectors)."""
     path = index_file(folder, index.header)
     try:
         index.save(path)
     except OSError:
+        clean(folder)
         return
     clean(folder, keep=path)
 

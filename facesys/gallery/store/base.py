@@ -99,10 +99,9 @@ def normalize_name(name: object) -> str:
         raise GalleryError("a person's name must not be empty or only whitespace")
     if len(normal) > MAX_NAME_LENGTH:
         raise GalleryError(f"name is {len(normal)} characters long; at most {MAX_NAME_LENGTH} are allowed")
-    bad = sorted({f"U+{ord(c):04X}" for c in normal if unicodedata.category(c) in _REFUSED_CATEGORIES})
-    if bad or any(c in name for c in "\r\n\t\v\f\x85\u2028\u2029"):
-        shown = ", ".join(bad) if bad else "a line break"
-        raise GalleryError(f"name {name!r} contains control or invisible characters ({shown})")
+    bad = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in _REFUSED_CATEGORIES})
+    if bad:
+        raise GalleryError(f"name {name!r} contains control or invisible characters ({', '.join(bad)})")
     if normal.casefold() in RESERVED_NAMES:
         raise GalleryError(f"{normal!r} is reserved (identify's answer for nobody); choose another name")
     return normal
@@ -251,6 +250,23 @@ class TruthStore(ABC):
     @abstractmethod
     def check(self) -> list[str]:
         """Problems found (empty when healthy)."""
+
+    @abstractmethod
+    def salvage(self) -> tuple[list[tuple[FaceRecord, np.ndarray, bytes]], int]:
+        """For a damaged store: every face that can still be read and parsed, row by row, as
+        (record, (dim,) float32 unit embedding, JPEG crop) in id order, and how many face rows
+        could not be. Raises GalleryError only when the metadata (model) itself is unreadable."""
+
+    @abstractmethod
+    def set_aside(self, suffix: str) -> str:
+        """Close the store and move its data aside, kept whole and unchanged, so a new store can
+        be created at the same location (a damaged store is rebuilt this way); returns where it
+        now lies. GalleryError, with nothing moved, when it cannot be."""
+
+    def erase_freed_pages(self) -> None:
+        """Make deleted rows unrecoverable from the store's files (removals do this themselves;
+        repair calls it again after a removal that could not finish). Nothing to do by default."""
+        return None
 
     @abstractmethod
     def remove_empty_people(self) -> int:

@@ -13,7 +13,9 @@ Tables (schema version 3; older galleries are migrated when opened):
   generation: ids only, so an erased person leaves nothing personal here.
 
 Every change is one transaction; nothing here imports torch. A database on a read-only volume
-is opened read-only (immutable when even that fails), so it can still be read.
+is opened read-only (immutable when even that fails), so it can still be read. A read that meets
+a damaged database raises one GalleryError naming it; ``salvage`` reads what is left row by row,
+and ``set_aside`` moves the damaged files away so a new database can be built from that.
 """
 
 from __future__ import annotations
@@ -44,6 +46,10 @@ from facesys.gallery.store.base import (
 SCHEMA_VERSION = 3
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
+ERASE_PENDING = "erase_pending"  # meta key: a removal committed, its freed pages not yet erased
+DAMAGE_HINT = "'facesys gallery export' salvages the readable rows; 'facesys gallery repair' rebuilds the database from them"
+MAX_SALVAGE_ID = 2**31  # a face id above this read from a damaged page is taken for garbage
+_FACE_COLUMNS = "f.id, p.name, f.source, f.image_sha256, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, f.created_at"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -127,9 +133,13 @@ class SQLiteStore(TruthStore):
             self.db.execute("PRAGMA foreign_keys = ON")
             if self.writable:
                 self.db.execute("PRAGMA synchronous = FULL")
+                self.db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, whatever the build's default
             self._init_schema()
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: cannot open gallery database ({exc})") from None
+        if self.writable and ERASE_PENDING in self.meta():
+            with contextlib.suppress(GalleryError):  # a removal was interrupted before its erasure: finish it
+                self.erase_freed_pages()
 
     @classmethod
     def exists(cls, location: str | Path) -> bool:
@@ -212,19 +222,36 @@ class SQLiteStore(TruthStore):
         if self.db.in_transaction:
             yield
             return
-        self.db.execute("BEGIN DEFERRED")
+        with self._reads():
+            self.db.execute("BEGIN DEFERRED")
         try:
             yield
-        finally:
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):  # after a failed read, COMMIT fails too (and ends it)
+                if self.db.in_transaction:
+                    self.db.execute("COMMIT")
+            raise
+        with self._reads():
             self.db.execute("COMMIT")
+
+    def _unreadable(self, exc: sqlite3.Error) -> GalleryError:
+        """One line for a read that failed; damage (not a lock or I/O error) gets what to do about it."""
+        hint = "" if isinstance(exc, sqlite3.OperationalError) else f"; {DAMAGE_HINT}"
+        return GalleryError(f"{self.path}: cannot read the gallery database ({exc}){hint}")
+
+    @contextmanager
+    def _reads(self) -> Iterator[None]:
+        """SQLite read errors (a damaged page, a lock, I/O) inside become one GalleryError naming the database."""
+        try:
+            yield
+        except sqlite3.DatabaseError as exc:
+            raise self._unreadable(exc) from None
 
     # -- metadata -----------------------------------------------------------------------------
 
     def meta(self) -> dict[str, str]:
-        try:
+        with self._reads():
             return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-        except sqlite3.DatabaseError as exc:
-            raise GalleryError(f"{self.path}: cannot read the gallery ({exc})") from None
 
     def _set_meta(self, values: dict[str, object]) -> None:
         self.db.executemany(
@@ -258,12 +285,13 @@ class SQLiteStore(TruthStore):
             meta = self.meta()
             if generation < int(meta.get("log_from", 0)) or generation > int(meta["generation"]):
                 return None
-            rows = self.db.execute("SELECT face_id, added FROM changes WHERE generation > ? ORDER BY rowid", (generation,))
             first: dict[int, bool] = {}
             last: dict[int, bool] = {}
-            for face_id, added in rows:
-                first.setdefault(face_id, bool(added))
-                last[face_id] = bool(added)
+            with self._reads():
+                rows = self.db.execute("SELECT face_id, added FROM changes WHERE generation > ? ORDER BY rowid", (generation,))
+                for face_id, added in rows:
+                    first.setdefault(face_id, bool(added))
+                    last[face_id] = bool(added)
         # A face added and removed in between is simply gone (ids are never reused).
         added = np.array(sorted(i for i, a in last.items() if a), np.int64)
         removed = np.array(sorted(i for i, a in last.items() if not a and not first[i]), np.int64)
@@ -272,15 +300,17 @@ class SQLiteStore(TruthStore):
     # -- people and faces ---------------------------------------------------------------------
 
     def people(self) -> list[tuple[str, int]]:
-        rows = self.db.execute(
-            "SELECT p.name, COUNT(f.id) FROM people p LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
-        )
-        return [(name, count) for name, count in rows]
+        with self._reads():
+            rows = self.db.execute(
+                "SELECT p.name, COUNT(f.id) FROM people p LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
+            )
+            return [(name, count) for name, count in rows]
 
     def person_of_image(self, image_sha256: str) -> str | None:
-        row = self.db.execute(
-            "SELECT p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.image_sha256 = ?", (image_sha256,)
-        ).fetchone()
+        with self._reads():
+            row = self.db.execute(
+                "SELECT p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.image_sha256 = ?", (image_sha256,)
+            ).fetchone()
         return row[0] if row else None
 
     def _person_id(self, name: str, create: bool) -> int | None:
@@ -356,6 +386,7 @@ class SQLiteStore(TruthStore):
             self.db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
             self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
+            self._set_meta({ERASE_PENDING: 1})
         self.erase_freed_pages()
         return len(ids)
 
@@ -364,6 +395,7 @@ class SQLiteStore(TruthStore):
             self.db.executemany("DELETE FROM faces WHERE id = ?", [(int(i),) for i in face_ids])
             self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)")
             self._log(self._bump_generation(), face_ids, added=False)
+            self._set_meta({ERASE_PENDING: 1})
         self.erase_freed_pages()
 
     def rename_person(self, old: str, new: str) -> None:
@@ -379,11 +411,14 @@ class SQLiteStore(TruthStore):
             self._bump_generation()
 
     def erase_freed_pages(self) -> None:
-        """Make deleted rows unrecoverable: checkpoint the WAL into the database and VACUUM it.
-        GalleryError (the change itself is committed) when the disk has no room for it."""
+        """Make deleted rows unrecoverable: checkpoint the WAL into the database and VACUUM it, then
+        clear the mark a removal leaves until this is done (so a killed removal is finished by the
+        next process that opens the gallery for writing). GalleryError (the change itself is
+        committed) when the disk has no room for it."""
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self.db.execute("VACUUM")
+            self.db.execute("DELETE FROM meta WHERE key = ?", (ERASE_PENDING,))
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise GalleryError(
@@ -392,26 +427,25 @@ class SQLiteStore(TruthStore):
             ) from None
 
     def faces(self, name: str | None = None) -> list[FaceRecord]:
-        query = (
-            "SELECT f.id, p.name, f.source, f.image_sha256, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, "
-            "f.created_at FROM faces f JOIN people p ON p.id = f.person_id"
-        )
-        if name is not None:
-            person_id = self._person_id(normalize_name(name), create=False) if name.strip() else None
-            if person_id is None:
-                return []
-            rows = self.db.execute(query + " WHERE p.id = ? ORDER BY f.id", (person_id,))
-        else:
-            rows = self.db.execute(query + " ORDER BY f.id")
+        query = f"SELECT {_FACE_COLUMNS} FROM faces f JOIN people p ON p.id = f.person_id"
+        with self._reads():
+            if name is not None:
+                person_id = self._person_id(normalize_name(name), create=False) if name.strip() else None
+                if person_id is None:
+                    return []
+                rows = self.db.execute(query + " WHERE p.id = ? ORDER BY f.id", (person_id,)).fetchall()
+            else:
+                rows = self.db.execute(query + " ORDER BY f.id").fetchall()
         return [
             FaceRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], json.loads(r[7]), r[8], r[9])
             for r in rows
         ]
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        rows = self.db.execute(
-            "SELECT f.id, f.embedding, p.name FROM faces f JOIN people p ON p.id = f.person_id ORDER BY f.id"
-        ).fetchall()
+        with self._reads():
+            rows = self.db.execute(
+                "SELECT f.id, f.embedding, p.name FROM faces f JOIN people p ON p.id = f.person_id ORDER BY f.id"
+            ).fetchall()
         dim = self.dim
         ids = np.array([r[0] for r in rows], np.int64)
         vectors = (
@@ -420,20 +454,24 @@ class SQLiteStore(TruthStore):
         return ids, vectors.astype(np.float32), [r[2] for r in rows]
 
     def face_count(self) -> int:
-        return int(self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+        with self._reads():
+            return int(self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
 
     def face_ids(self) -> np.ndarray:
-        return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM faces ORDER BY id")), np.int64)
+        with self._reads():
+            return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM faces ORDER BY id")), np.int64)
 
     def vectors(self, face_ids: np.ndarray) -> np.ndarray:
         out = np.zeros((len(face_ids), self.dim), np.float32)
         position = {int(face_id): i for i, face_id in enumerate(face_ids)}
-        for face_id, blob in self._rows_of_faces("SELECT f.id, f.embedding", face_ids):
-            out[position[face_id]] = np.frombuffer(blob, "<f4")
+        with self._reads():
+            for face_id, blob in self._rows_of_faces("SELECT f.id, f.embedding", face_ids):
+                out[position[face_id]] = np.frombuffer(blob, "<f4")
         return out
 
     def names_of(self, face_ids: np.ndarray) -> dict[int, str]:
-        return dict(self._rows_of_faces("SELECT f.id, p.name", face_ids))
+        with self._reads():
+            return dict(self._rows_of_faces("SELECT f.id, p.name", face_ids))
 
     def _rows_of_faces(self, select: str, face_ids: np.ndarray) -> Iterator[tuple]:
         """Rows of ``select`` (over faces f joined to people p) for the existing faces among ``face_ids``
@@ -445,10 +483,11 @@ class SQLiteStore(TruthStore):
             yield from self.db.execute(f"{select} FROM faces f JOIN people p ON p.id = f.person_id {where}", chunk)
 
     def crops(self) -> Iterator[tuple[int, bytes, list[float], list[list[float]]]]:
-        yield from (
-            (r[0], r[1], json.loads(r[2]), json.loads(r[3]))
-            for r in self.db.execute("SELECT id, crop, crop_origin, landmarks FROM faces ORDER BY id")
-        )
+        with self._reads():
+            yield from (
+                (r[0], r[1], json.loads(r[2]), json.loads(r[3]))
+                for r in self.db.execute("SELECT id, crop, crop_origin, landmarks FROM faces ORDER BY id")
+            )
 
     def replace_embeddings(
         self, model_id: str, model_name: str, weights_sha256: str, dim: int, vectors: dict[int, np.ndarray]
@@ -466,14 +505,22 @@ class SQLiteStore(TruthStore):
 
     def check(self) -> list[str]:
         """SQLite's integrity check, embeddings of the wrong size, not finite or not unit length,
-        faces of another model, crops that are not JPEG, people without faces."""
+        faces of another model, crops that are not JPEG, people without faces. A damaged database
+        is reported (lines starting "sqlite:"), never raised."""
+        problems: list[str] = []
         try:
-            return self._check()
+            self._check(problems)
         except sqlite3.DatabaseError as exc:
-            return [f"sqlite: {exc} (restore an export, or 'facesys gallery export' salvages the readable rows)"]
+            problems.insert(0, f"sqlite: {exc} ({DAMAGE_HINT})")
+        except GalleryError as exc:  # from meta(): it names the database and the damage
+            problems.insert(0, f"sqlite: {exc}")
+        return problems
 
-    def _check(self) -> list[str]:
-        problems = [f"sqlite: {row[0]}" for row in self.db.execute("PRAGMA integrity_check") if row[0] != "ok"]
+    def _check(self, problems: list[str]) -> None:
+        """Append the problems found to ``problems`` (those found before a damaged page stopped it stay)."""
+        damage = [f"sqlite: {row[0]}" for row in self.db.execute("PRAGMA integrity_check(20)") if row[0] != "ok"]
+        if damage:
+            problems += [*damage, f"sqlite: the database is damaged ({DAMAGE_HINT})"]
         meta = self.meta()
         dim, model_id = int(meta.get("dim", 0)), meta.get("model_id")
         for face_id, blob, face_model, crop in self.db.execute("SELECT id, embedding, model_id, substr(crop, 1, 2) FROM faces"):
@@ -491,7 +538,102 @@ class SQLiteStore(TruthStore):
                 problems.append(f"face {face_id}: stored crop is not a JPEG")
         for (name,) in self.db.execute("SELECT name FROM people WHERE id NOT IN (SELECT person_id FROM faces)"):
             problems.append(f"person {name!r} has no face")
-        return problems
+
+    def salvage(self) -> tuple[list[tuple[FaceRecord, np.ndarray, bytes]], int]:
+        """Every face row that can still be read and parsed, read one by one by id (1 up to the
+        highest id any readable page knows: a lookup by primary key reaches rows on undamaged
+        pages even when a scan of the table fails), and how many rows could not be: those whose
+        read raised, whose fields do not parse (embedding of the wrong size, not finite or not unit,
+        bad JSON, crop not a JPEG, face of another model, person unreadable), and those the table
+        counts but no lookup found."""
+        meta = self.meta()  # GalleryError when unreadable: nothing can be salvaged without the model
+        dim, model_id = int(meta.get("dim", 0)), meta.get("model_id")
+        highest, counted = 0, 0
+        for query in (
+            "SELECT value FROM meta WHERE key = 'last_face_id'",
+            "SELECT MAX(id) FROM faces",
+            "SELECT MAX(face_id) FROM changes WHERE added = 1",
+        ):
+            with contextlib.suppress(sqlite3.DatabaseError, TypeError, ValueError):
+                found = int(self.db.execute(query).fetchone()[0])
+                if found <= MAX_SALVAGE_ID:
+                    highest = max(highest, found)
+        with contextlib.suppress(sqlite3.DatabaseError, TypeError, ValueError):
+            counted = int(self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
+        names: dict[int, str | None] = {}
+        rows: list[tuple[FaceRecord, np.ndarray, bytes]] = []
+        failed = 0
+        for face_id in range(1, highest + 1):
+            try:
+                row = self.db.execute(
+                    "SELECT id, person_id, source, image_sha256, box, landmarks, score, crop_origin, model_id, created_at, "
+                    "embedding, crop FROM faces WHERE id = ?",
+                    (face_id,),
+                ).fetchone()
+            except sqlite3.DatabaseError:
+                failed += 1
+                continue
+            if row is None:
+                continue
+            parsed = self._salvaged_row(row, dim, model_id, names)
+            if parsed is None:
+                failed += 1
+            else:
+                rows.append(parsed)
+        return rows, max(failed, counted - len(rows))
+
+    def _salvaged_row(
+        self, row: tuple, dim: int, model_id: str | None, names: dict[int, str | None]
+    ) -> tuple[FaceRecord, np.ndarray, bytes] | None:
+        """A face row read from a damaged database as (record, embedding, crop), or None when a
+        field does not parse or its person cannot be read (``names`` caches person id -> name)."""
+        face_id, person_id, source, sha, box, landmarks, score, origin, face_model, created, blob, crop = row
+        if person_id not in names:
+            try:
+                found = self.db.execute("SELECT name FROM people WHERE id = ?", (person_id,)).fetchone()
+                names[person_id] = found[0] if found and isinstance(found[0], str) else None
+            except sqlite3.DatabaseError:
+                names[person_id] = None
+        person = names[person_id]
+        if person is None or face_model != model_id or not isinstance(source, str) or not isinstance(sha, str):
+            return None
+        if not isinstance(blob, bytes) or len(blob) != 4 * dim or not isinstance(crop, bytes) or not crop.startswith(b"\xff\xd8"):
+            return None
+        vector = np.frombuffer(blob, "<f4").astype(np.float32)
+        if not np.isfinite(vector).all() or abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+            return None
+        try:
+            box, landmarks, origin = json.loads(box), json.loads(landmarks), json.loads(origin)
+            if not (isinstance(box, list) and isinstance(landmarks, list) and isinstance(origin, list)):
+                return None
+            score = float(score)
+            created = float(created) if created is not None else 0.0
+        except (ValueError, TypeError, RecursionError):
+            return None
+        return FaceRecord(face_id, person, source, sha, box, landmarks, score, origin, face_model, created), vector, crop
+
+    def set_aside(self, suffix: str) -> str:
+        """Close the database and rename its files (with its WAL and shared-memory files, so the
+        copy stays whole) to ``gallery.sqlite3.<suffix>``; returns that path. Nothing is left at
+        the old names: a WAL left behind would be replayed into a new database."""
+        with contextlib.suppress(sqlite3.Error):
+            self.db.close()
+        aside = self.path.with_name(f"{DB_NAME}.{suffix}")
+        moves = [(self.path.with_name(DB_NAME + tail), aside.with_name(aside.name + tail)) for tail in ("", "-wal", "-shm")]
+        if any(target.exists() for _, target in moves):
+            raise GalleryError(f"{aside}: exists already; nothing was moved")
+        done: list[tuple[Path, Path]] = []
+        try:
+            for source, target in moves:
+                if source.exists():
+                    source.rename(target)
+                    done.append((source, target))
+        except OSError as exc:
+            for source, target in reversed(done):  # best effort: put back what was moved
+                with contextlib.suppress(OSError):
+                    target.rename(source)
+            raise GalleryError(f"{self.path}: cannot move the database aside ({exc.strerror}); nothing was changed") from None
+        return str(aside)
 
     def remove_empty_people(self) -> int:
         with self.transaction():
@@ -502,8 +644,9 @@ class SQLiteStore(TruthStore):
 
     def stats(self) -> dict[str, object]:
         meta = self.meta()
-        people = self.db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
-        faces = self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+        with self._reads():
+            people = self.db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
+            faces = self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
         size = sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*"))
         return {
             "gallery": self.location,
