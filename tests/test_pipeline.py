@@ -1,8 +1,10 @@
 """One face pipeline: every entry point (embed CLI, enroll, verify, identify, evaluation, training
 data) gives the same embedding for the same photo; face selection and error policies.
 
-"The same" is to 1e-6 per value: batches of other sizes let the CPU kernels sum in another order,
-which moves the last bit of a float32 (measured: at most 1.2e-7), nothing more."""
+"The same" is to 1e-6 per value: batches of other sizes (and other thread counts) let the CPU
+kernels sum in another order, which moves the last bits of a float32 (measured: 1.2e-7 with one
+thread, a few 1e-7 with two), nothing more; a distance between two such embeddings then moves by
+up to ~2e-5, far below any threshold."""
 
 from __future__ import annotations
 
@@ -51,15 +53,16 @@ def test_every_entry_point_gives_the_same_embeddings(tmp_path, embedder, photos,
     with SQLiteStore(tmp_path / "g") as store:
         np.testing.assert_allclose(store.embeddings()[1], reference, **SAME)
 
-    # identify: each photo finds its own enrolled face at distance 0 (FAISS's squared-L2 expansion
-    # |x|^2 + |y|^2 - 2xy leaves ~1e-9 in float32, so sqrt gives up to a few 1e-5)
+    # identify: each photo finds its own enrolled face at distance 0. FAISS computes the squared
+    # distance as |x|^2 + |y|^2 - 2xy in float32, whose rounding (a few 1e-7) becomes up to ~5e-4
+    # after the square root: far below any threshold (0.3-0.4).
     for i, photo in enumerate(photos):
         (answer,) = system.identify(photo)
-        assert answer.name == f"person {i}" and answer.distance < 1e-4
+        assert answer.name == f"person {i}" and answer.distance < 1e-3
 
     # verify: the distance between the two embeddings
     result = system.verify(photos[0], photos[1])
-    assert result.verification.distance == pytest.approx(float(np.linalg.norm(reference[0] - reference[1])), abs=1e-5)
+    assert result.verification.distance == pytest.approx(float(np.linalg.norm(reference[0] - reference[1])), abs=1e-4)
 
     # evaluation
     cache = EmbeddingCache(embedder, face="largest")

@@ -56,8 +56,10 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS people (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    name_key TEXT
 );
+CREATE INDEX IF NOT EXISTS people_name_key ON people(name_key);
 CREATE TABLE IF NOT EXISTS faces (
     id INTEGER PRIMARY KEY,
     person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
@@ -80,9 +82,11 @@ CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
 _MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE faces ADD COLUMN sharpness REAL"],  # v2: the enrollment photo's sharpness
-    2: [  # v3: a change log of face ids, and the gallery's own id (set in _migrate)
+    2: [  # v3: a change log of face ids, names compared ignoring case (filled in _migrate), the gallery's own id
         "CREATE TABLE changes (generation INTEGER NOT NULL, face_id INTEGER NOT NULL, added INTEGER NOT NULL)",
         "CREATE INDEX changes_generation ON changes(generation)",
+        "ALTER TABLE people ADD COLUMN name_key TEXT",
+        "CREATE INDEX people_name_key ON people(name_key)",
     ],
 }
 
@@ -183,6 +187,8 @@ class SQLiteStore(TruthStore):
                 for statement in _MIGRATIONS[version]:
                     self.db.execute(statement)
                 version += 1
+            unkeyed = self.db.execute("SELECT id, name FROM people WHERE name_key IS NULL").fetchall()
+            self.db.executemany("UPDATE people SET name_key = ? WHERE id = ?", [(name_key(n), i) for i, n in unkeyed])
             meta = self.meta()
             self._set_meta(
                 {"schema_version": version, "gallery_id": meta.get("gallery_id") or secrets.token_hex(8)}
@@ -317,16 +323,17 @@ class SQLiteStore(TruthStore):
         """The id of the person named ``name`` (compared ignoring case); created when ``create``.
         A different spelling of an existing name is refused, naming the existing one."""
         key = name_key(name)
-        for person_id, existing in self.db.execute("SELECT id, name FROM people"):
-            if name_key(existing) == key:
-                if existing != name and create:
-                    raise NameConflictError(
-                        f"{name!r}: a person named {existing!r} exists already; use that exact name", existing
-                    )
-                return person_id
+        rows = self.db.execute("SELECT id, name FROM people WHERE name_key = ? ORDER BY name != ?", (key, name)).fetchall()
+        if rows:  # galleries from before names were normalised may hold several spellings: the exact one first
+            person_id, existing = rows[0]
+            if existing != name and create:
+                raise NameConflictError(f"{name!r}: a person named {existing!r} exists already; use that exact name", existing)
+            return person_id
         if not create:
             return None
-        return self.db.execute("INSERT INTO people(name, created_at) VALUES (?, ?)", (name, time.time())).lastrowid
+        return self.db.execute(
+            "INSERT INTO people(name, created_at, name_key) VALUES (?, ?, ?)", (name, time.time(), key)
+        ).lastrowid
 
     def _insert_face(self, name: str, face: NewFace, model_id: str) -> int:
         """Insert inside an open transaction; returns the new face id."""
@@ -407,7 +414,7 @@ class SQLiteStore(TruthStore):
             other = self._person_id(new, create=False)
             if other is not None and other != person_id:
                 raise GalleryError(f"a person named {new!r} already exists in {self.folder}")
-            self.db.execute("UPDATE people SET name = ? WHERE id = ?", (new, person_id))
+            self.db.execute("UPDATE people SET name = ?, name_key = ? WHERE id = ?", (new, name_key(new), person_id))
             self._bump_generation()
 
     def erase_freed_pages(self) -> None:
