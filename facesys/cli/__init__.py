@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 import traceback
-from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -186,11 +185,6 @@ class Settings:
 
         options = {"device": self.device, "weights": self.weights, "precision": self.precision, "threshold": threshold}
         return FaceSystem(self.gallery, model=self.model, **options)
-
-    def gallery_path(self) -> Path:
-        from facesys.system import default_gallery
-
-        return Path(self.gallery) if self.gallery else default_gallery()
 
     def progress(self, items, unit: str = "img"):
         """A progress bar on stderr for long runs (hidden with -q, for short runs and off a terminal)."""
