@@ -285,3 +285,30 @@ def test_remove_on_a_full_disk_says_what_is_left(tmp_path):
     Gallery(folder).repair()
     blob = b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
     assert not any(v in blob for v in victim)
+
+
+@pytest.fixture()
+def read_only_volume(tmp_path):
+    """A small tmpfs that the test can remount read-only (needs root; skipped elsewhere)."""
+    mount_point = tmp_path / "volume"
+    mount_point.mkdir()
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount_point)]).returncode:
+        pytest.skip("mounting a tmpfs needs root")
+    yield mount_point
+    subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_gallery_on_a_read_only_volume_is_still_read(read_only_volume):
+    fr = data_path("face_recognition")
+    gallery = read_only_volume / "g"
+    assert facesys(gallery, "enroll", "--name", "Joe Biden", str(fr / "joe_biden" / "biden.jpg")).returncode == 0
+    if subprocess.run(["mount", "-o", "remount,ro", str(read_only_volume)]).returncode:
+        pytest.skip("this machine does not let a tmpfs be remounted read-only")
+    listed = facesys(gallery, "gallery", "list")
+    assert listed.returncode == 0 and listed.stdout.startswith("Joe Biden"), listed.stderr
+    found = facesys(gallery, "identify", "--json", str(fr / "_multi_face" / "two_people.jpg"))
+    assert found.returncode == 0 and '"Joe Biden"' in found.stdout, found.stderr
+    pair = facesys(gallery, "verify", str(fr / "joe_biden" / "biden.jpg"), str(fr / "joe_biden" / "biden2.jpg"))
+    assert pair.returncode == 0, pair.stderr
+    refused = facesys(gallery, "enroll", "--name", "X", str(fr / "barack_obama" / "obama.jpg"))
+    assert refused.returncode == 2 and "cannot write" in refused.stderr and "Traceback" not in refused.stderr
