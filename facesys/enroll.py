@@ -22,7 +22,7 @@ from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP
 from facesys.datasets import images_in, people_in
 from facesys.errors import FacesysError, ImageError
 from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
-from facesys.images import MAX_FILE_BYTES, ImageInput, describe, load_image
+from facesys.images import ImageInput, check_image_file, describe, load_image
 from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
 
 PEOPLE_FOLDER = "people"  # <gallery>/people/<name>/*.jpg: photos a bare `facesys enroll` picks up
@@ -91,15 +91,12 @@ class EnrollReport:
 
 
 def image_sha256(source: ImageInput) -> str:
-    """sha256 of a file's bytes (read in chunks, refused above MAX_FILE_BYTES or when it is not a
-    regular file), or of an array's pixels (so re-enrolling the same photo is detected)."""
+    """sha256 of a file's bytes (read in chunks, after ``check_image_file``), or of an array's
+    pixels (so re-enrolling the same photo is detected)."""
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
+        check_image_file(path)
         try:
-            if not path.is_file():
-                raise ImageError(f"{source}: " + ("no such file" if not path.exists() else "not a regular file"))
-            if path.stat().st_size > MAX_FILE_BYTES:
-                raise ImageError(f"{source}: file is {path.stat().st_size:,} bytes; at most {MAX_FILE_BYTES:,} are read")
             digest = hashlib.sha256()
             with open(path, "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):

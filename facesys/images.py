@@ -86,7 +86,10 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(array)
 
 
-def _open_checked(path: Path) -> Image.Image:
+def check_image_file(path: Path) -> int:
+    """The size in bytes of ``path`` when it can be read as an image file, checked before reading
+    anything: ImageError when it is missing, a folder or not a regular file (``/dev/zero``), empty,
+    or larger than MAX_FILE_BYTES."""
     name = str(path)
     if not path.exists():
         raise ImageError(f"{name}: no such file")
@@ -96,10 +99,19 @@ def _open_checked(path: Path) -> Image.Image:
         raise ImageError(f"{name}: not a regular file")
     try:
         size = path.stat().st_size
-        if size == 0:
-            raise ImageError(f"{name}: empty file")
-        if size > MAX_FILE_BYTES:
-            raise ImageError(f"{name}: file is {size:,} bytes; images of at most {MAX_FILE_BYTES:,} bytes are read")
+    except OSError as exc:
+        raise ImageError(f"{name}: cannot read ({exc.strerror})") from None
+    if size == 0:
+        raise ImageError(f"{name}: empty file")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(f"{name}: file is {size:,} bytes; images of at most {MAX_FILE_BYTES:,} bytes are read")
+    return size
+
+
+def _open_checked(path: Path) -> Image.Image:
+    name = str(path)
+    check_image_file(path)
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path)

@@ -19,7 +19,7 @@ from facesys.config import default_gallery
 from facesys.errors import GalleryError
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
 from facesys.gallery.index import sync as index_sync
-from facesys.gallery.store import NewFace, TruthStore, name_key, open_store, store_exists
+from facesys.gallery.store import NewFace, TruthStore, open_store, store_exists
 
 THRESHOLD_KINDS = ("verify", "identify")
 
@@ -127,8 +127,8 @@ class Gallery:
         """The enrolled person whose name equals ``name`` ignoring case, as stored, or None."""
         if not self.exists():
             return None
-        key = name_key(name)
-        return next((existing for existing, _ in self.people() if name_key(existing) == key), None)
+        with self.open() as store:
+            return store.person_named(name)
 
     def add_faces(self, faces: list[tuple[str, NewFace]], model: ModelInfo) -> list[int]:
         """Store (name, face) pairs in one transaction; the gallery is created (bound to ``model``)
@@ -241,13 +241,11 @@ class Gallery:
     def check(self) -> list[str]:
         """Problems in the gallery (empty when healthy): the store's own checks, and whether the
         saved index agrees with it (every id and vector). A damaged database is reported, not raised."""
-        import sqlite3
-
         with self.open() as store:
             problems = store.check()
             try:
                 problems += index_sync.problems(store, self.index_folder, self.index_backend)
-            except (GalleryError, sqlite3.DatabaseError):
+            except GalleryError:  # the store's read errors; the database cannot be read whole
                 problems.append(
                     "index: not compared with the database, which cannot be read whole ('gallery repair' rebuilds it)"
                 )

@@ -189,6 +189,10 @@ class TruthStore(ABC):
         """(name, number of faces) of everyone, by name."""
 
     @abstractmethod
+    def person_named(self, name: str) -> str | None:
+        """The stored name of the person called ``name`` (compared ignoring case and form), or None."""
+
+    @abstractmethod
     def person_of_image(self, image_sha256: str) -> str | None:
         """Who the photo with this sha256 is enrolled as, if it is."""
 

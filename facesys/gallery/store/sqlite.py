@@ -319,20 +319,29 @@ class SQLiteStore(TruthStore):
             ).fetchone()
         return row[0] if row else None
 
+    def _person_row(self, name: str) -> tuple[int, str] | None:
+        """(id, stored name) of the person named ``name``, compared ignoring case. Galleries from
+        before names were normalised may hold several spellings: the exact one comes first."""
+        query = "SELECT id, name FROM people WHERE name_key = ? ORDER BY name != ? LIMIT 1"
+        with self._reads():
+            return self.db.execute(query, (name_key(name), name)).fetchone()
+
+    def person_named(self, name: str) -> str | None:
+        return row[1] if (row := self._person_row(normalize_name(name))) else None
+
     def _person_id(self, name: str, create: bool) -> int | None:
         """The id of the person named ``name`` (compared ignoring case); created when ``create``.
         A different spelling of an existing name is refused, naming the existing one."""
-        key = name_key(name)
-        rows = self.db.execute("SELECT id, name FROM people WHERE name_key = ? ORDER BY name != ?", (key, name)).fetchall()
-        if rows:  # galleries from before names were normalised may hold several spellings: the exact one first
-            person_id, existing = rows[0]
+        row = self._person_row(name)
+        if row:
+            person_id, existing = row
             if existing != name and create:
                 raise NameConflictError(f"{name!r}: a person named {existing!r} exists already; use that exact name", existing)
             return person_id
         if not create:
             return None
         return self.db.execute(
-            "INSERT INTO people(name, created_at, name_key) VALUES (?, ?, ?)", (name, time.time(), key)
+            "INSERT INTO people(name, created_at, name_key) VALUES (?, ?, ?)", (name, time.time(), name_key(name))
         ).lastrowid
 
     def _insert_face(self, name: str, face: NewFace, model_id: str) -> int:
