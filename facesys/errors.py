@@ -24,6 +24,10 @@ class ImageError(FacesysError):
     """A file that cannot be used as an image: missing, unreadable, corrupt, too large."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image whose file or declared pixel size is over a limit."""
+
+
 class NoFaceError(FacesysError):
     """An image in which no usable face was found."""
 
@@ -34,3 +38,25 @@ class ModelError(FacesysError):
 
 class GalleryError(FacesysError):
     """A gallery that cannot be opened or changed as asked."""
+
+
+class UnknownPersonError(GalleryError):
+    """No person of that name in the gallery (a service answers 404)."""
+
+
+class UnknownFaceError(GalleryError):
+    """No enrolled face of that id in the gallery (a service answers 404)."""
+
+
+class UnknownKeyError(GalleryError):
+    """No active API key of that name in the gallery."""
+
+
+class InvalidValueError(GalleryError):
+    """A name or value the gallery cannot store: empty, too long, control characters, reserved
+    (a service answers 400)."""
+
+
+class ConflictError(GalleryError):
+    """A change that clashes with what is stored: a name taken, an active key of that name (a
+    service answers 409)."""

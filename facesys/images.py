@@ -7,15 +7,17 @@ declared size is absurd (decompression bombs) before decoding them.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from facesys.errors import ImageError
+from facesys.errors import ImageError, ImageTooLargeError
 
 # Largest image decoded, in pixels (about 15,000 x 10,000): far above any camera, far below what
 # would exhaust memory. Larger declared sizes are refused before decoding.
@@ -23,7 +25,18 @@ MAX_PIXELS = 150_000_000
 # Largest file read as an image, in bytes: far above any photo; checked before reading anything.
 MAX_FILE_BYTES = 256 * 2**20
 
-ImageInput = str | os.PathLike | np.ndarray | Image.Image
+
+@dataclass(frozen=True)
+class ImageBytes:
+    """An encoded image held in memory (an upload): ``name`` for messages and records, ``data`` the
+    file's bytes, ``max_pixels`` the largest declared size decoded (a service sets it lower)."""
+
+    name: str
+    data: bytes = field(repr=False)
+    max_pixels: int = MAX_PIXELS
+
+
+ImageInput = str | os.PathLike | np.ndarray | Image.Image | ImageBytes
 
 
 def describe(source: Any) -> str:
@@ -32,6 +45,8 @@ def describe(source: Any) -> str:
         return str(source)
     if isinstance(source, np.ndarray):
         return f"<array {source.shape} {source.dtype}>"
+    if isinstance(source, ImageBytes):
+        return source.name
     return f"<{type(source).__name__}>"
 
 
@@ -104,17 +119,17 @@ def check_image_file(path: Path) -> int:
     if size == 0:
         raise ImageError(f"{name}: empty file")
     if size > MAX_FILE_BYTES:
-        raise ImageError(f"{name}: file is {size:,} bytes; images of at most {MAX_FILE_BYTES:,} bytes are read")
+        raise ImageTooLargeError(f"{name}: file is {size:,} bytes; images of at most {MAX_FILE_BYTES:,} bytes are read")
     return size
 
 
-def _open_checked(path: Path) -> Image.Image:
-    name = str(path)
-    check_image_file(path)
+def _open(file, name: str, max_pixels: int) -> Image.Image:
+    """``file`` (a path or binary file object) opened lazily by PIL; ImageError naming ``name``
+    when it is not an image or declares more than ``max_pixels`` pixels (nothing is decoded yet)."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(file)
     except Image.DecompressionBombError:
         raise ImageError(f"{name}: declared image size is refused as a decompression bomb") from None
     except UnidentifiedImageError:
@@ -124,14 +139,14 @@ def _open_checked(path: Path) -> Image.Image:
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(f"{name}: cannot open image ({exc})") from None
     width, height = image.size
-    if width < 1 or height < 1 or width * height > MAX_PIXELS:
+    if width < 1 or height < 1 or width * height > max_pixels:
         image.close()
-        raise ImageError(f"{name}: declared size {width}x{height} is refused (limit {MAX_PIXELS:,} pixels)")
+        raise ImageTooLargeError(f"{name}: declared size {width}x{height} is refused (limit {max_pixels:,} pixels)")
     return image
 
 
 def load_image(source: ImageInput) -> np.ndarray:
-    """Load ``source`` (path, numpy array or PIL image) as (H, W, 3) uint8 RGB, EXIF-rotated.
+    """Load ``source`` (path, numpy array, PIL image or ImageBytes) as (H, W, 3) uint8 RGB, EXIF-rotated.
 
     Raises ImageError naming the source for anything that is not a usable image.
     """
@@ -139,11 +154,27 @@ def load_image(source: ImageInput) -> np.ndarray:
         return _array_to_rgb(source)
     if isinstance(source, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(source), describe(source))
+    if isinstance(source, ImageBytes):
+        if not source.data:
+            raise ImageError(f"{source.name}: empty file")
+        return _decode(_open(io.BytesIO(source.data), source.name, source.max_pixels), source.name)
     if not isinstance(source, (str, os.PathLike)):
-        raise ImageError(f"{describe(source)}: not an image path, numpy array or PIL image")
+        raise ImageError(f"{describe(source)}: not an image path, numpy array, PIL image or ImageBytes")
     path = Path(source)
-    image = _open_checked(path)
-    name = str(path)
+    check_image_file(path)
+    return _decode(_open(path, str(path), MAX_PIXELS), str(path))
+
+
+def check_image_bytes(source: ImageBytes) -> None:
+    """ImageError unless ``source`` is an image of an allowed size, reading its header only
+    (nothing is decoded; a file damaged further in fails only when decoded)."""
+    if not source.data:
+        raise ImageError(f"{source.name}: empty file")
+    _open(io.BytesIO(source.data), source.name, source.max_pixels).close()
+
+
+def _decode(image: Image.Image, name: str) -> np.ndarray:
+    """Decode an opened image as (H, W, 3) uint8 RGB, EXIF-rotated; ImageError naming ``name``."""
     try:
         with image, warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -33,16 +33,18 @@ class Verification:
 
 @dataclass(frozen=True)
 class Candidate:
-    """An enrolled person and their best distance to the probe."""
+    """An enrolled person, their best distance to the probe and the id of that nearest face."""
 
     name: str
     distance: float
+    face_id: int
 
 
 @dataclass(frozen=True)
 class Identification:
     """One face of a probe photo: ``box`` x1, y1, x2, y2 pixels, detection ``score``; ``name`` is
-    None for unknown; ``candidates`` are the nearest people, best first."""
+    None for unknown; ``candidates`` are the nearest people, best first; ``face_id`` the enrolled
+    face nearest the probe (the photo that matched when it is named), None for an empty gallery."""
 
     box: list[float]
     score: float
@@ -51,6 +53,10 @@ class Identification:
     threshold: float
     candidates: list[Candidate] = field(default_factory=list)
 
+    @property
+    def face_id(self) -> int | None:
+        return self.candidates[0].face_id if self.candidates else None
+
     def to_dict(self) -> dict:
         return {
             "box": [round(float(v), 1) for v in self.box],
@@ -58,7 +64,8 @@ class Identification:
             "name": self.name,
             "distance": None if self.distance is None else round(self.distance, 4),
             "threshold": round(self.threshold, 4),
-            "candidates": [{"name": c.name, "distance": round(c.distance, 4)} for c in self.candidates],
+            "face_id": self.face_id,
+            "candidates": [{"name": c.name, "distance": round(c.distance, 4), "face_id": c.face_id} for c in self.candidates],
         }
 
 
@@ -98,14 +105,13 @@ def rank_people(distances: np.ndarray, face_ids: np.ndarray, names_by_id: dict[i
     ``distances`` and ``face_ids``: (k,) search results (face id -1 = no result); faces missing
     from ``names_by_id`` (removed meanwhile) are skipped.
     """
-    best: dict[str, float] = {}
+    best: dict[str, tuple[float, int]] = {}
     for d, face_id in zip(distances.tolist(), face_ids.tolist(), strict=True):
         name = names_by_id.get(face_id)
-        if name is None:
-            continue
-        best[name] = min(d, best.get(name, math.inf))
-    ranked = sorted(best.items(), key=lambda item: item[1])[:top_k]
-    return [Candidate(name, d) for name, d in ranked]
+        if name is not None and d < best.get(name, (math.inf, -1))[0]:
+            best[name] = (d, face_id)
+    ranked = sorted(best.items(), key=lambda item: item[1][0])[:top_k]
+    return [Candidate(name, d, face_id) for name, (d, face_id) in ranked]
 
 
 def identify_threshold(

@@ -8,7 +8,7 @@ import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from facesys.gallery.gallery import Gallery
 from facesys.images import ImageInput
 from facesys.match import Identification, ThresholdPolicy, VerifyResult, rank_people, verify
 from facesys.quality import QualityRules
+
+if TYPE_CHECKING:
+    from facesys.embed import ImageFaces
 
 Tag = TypeVar("Tag")
 
@@ -115,15 +118,21 @@ class FaceSystem:
     def verify(self, a: ImageInput, b: ImageInput) -> VerifyResult:
         """Same person or not: the largest face of each photo, compared at the threshold in force
         (``threshold`` argument > gallery's calibrated > model default). NoFaceError if a photo has none."""
-        results = self.embedder.faces([a, b], select="largest")
-        for result in results:
+        return self.verify_faces(*self.embedder.faces([a, b], select="largest"))
+
+    def verify_faces(self, a: ImageFaces, b: ImageFaces, threshold: float | None = None) -> VerifyResult:
+        """:meth:`verify` on two images already through the pipeline (faces largest first);
+        ``threshold`` overrides the one in force. ImageError / NoFaceError naming the image."""
+        for result in (a, b):
+            if result.error:
+                raise ImageError(result.error)
             if not result.faces:
                 raise NoFaceError(f"{result.source}: no face found")
-        first, second = (r.faces[0] for r in results)
+        limit, source = (threshold, "argument") if threshold is not None else self.policy().verify()
         return VerifyResult(
-            verify(first.embedding, second.embedding, *self.policy().verify()),
-            (first.box.tolist(), second.box.tolist()),
-            (results[0].found, results[1].found),
+            verify(a.faces[0].embedding, b.faces[0].embedding, limit, source),
+            (a.faces[0].box.tolist(), b.faces[0].box.tolist()),
+            (a.found, b.found),
         )
 
     def identify(self, image: ImageInput, top_k: int = 3) -> list[Identification]:
@@ -142,23 +151,39 @@ class FaceSystem:
 
     def identify_stream(
         self, items: Iterable[tuple[Tag, ImageInput]], top_k: int = 3
-    ) -> Iterator[tuple[Tag, object, list[Identification]]]:
+    ) -> Iterator[tuple[Tag, ImageFaces, list[Identification]]]:
         """(tag, image) items -> (tag, ImageFaces, identifications) in input order; unusable
-        images come back with ``ImageFaces.error`` set and no identification."""
+        images come back with ``ImageFaces.error`` set and no identification. GalleryError before
+        any network runs when there is no gallery (or it holds another model)."""
         self._require_gallery()
         policy = self.policy()
         for batch in self.embedder.face_batches(items, select="all", errors="collect"):
-            vectors = [face.embedding for _, result in batch for face in result.faces]
-            found = self.gallery.search(np.stack(vectors), k=max(64, 16 * top_k)) if vectors else None
-            threshold = policy.identify(found.size) if found else None
-            row = 0
-            for tag, result in batch:
-                answers = []
-                for face in result.faces:
-                    candidates = rank_people(found.distances[row], found.ids[row], found.names, top_k)
-                    answers.append(_identification(face, candidates, threshold))
-                    row += 1
-                yield tag, result, answers
+            answers = self.identify_faces([result for _, result in batch], top_k, policy)
+            for (tag, result), faces in zip(batch, answers, strict=True):
+                yield tag, result, faces
+
+    def identify_faces(
+        self, results: list[ImageFaces], top_k: int = 3, policy: ThresholdPolicy | None = None
+    ) -> list[list[Identification]]:
+        """The identifications of every face of images already through the pipeline (one search
+        for all of them); a missing or empty gallery names nobody. ``policy``: thresholds (default
+        those in force)."""
+        policy = policy or self.policy()
+        vectors = [face.embedding for result in results for face in result.faces]
+        found = None
+        if vectors and self.gallery.model() is not None:
+            self.gallery.require_model(self.embedder.model_id)  # re-embedded meanwhile by another process?
+            found = self.gallery.search(np.stack(vectors), k=max(64, 16 * top_k))
+        threshold = policy.identify(found.size if found else 0)
+        answers, row = [], 0
+        for result in results:
+            faces = []
+            for face in result.faces:
+                candidates = rank_people(found.distances[row], found.ids[row], found.names, top_k) if found else []
+                faces.append(_identification(face, candidates, threshold))
+                row += 1
+            answers.append(faces)
+        return answers
 
     def reindex(self, model: str) -> int:
         """Re-embed every stored face with ``model`` from the stored crops; returns the faces done."""

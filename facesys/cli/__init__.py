@@ -211,6 +211,6 @@ def main(
     ctx.obj = Settings(model, weights, device, precision, gallery, verbose, quiet)
 
 
-from facesys.cli import embed, evaluate, gallery, models, people, train  # noqa: E402  (registers the commands)
+from facesys.cli import embed, evaluate, gallery, keys, models, people, serve, train  # noqa: E402  (registers the commands)
 
-__all__ = ["embed", "evaluate", "gallery", "main", "models", "people", "train"]
+__all__ = ["embed", "evaluate", "gallery", "keys", "main", "models", "people", "serve", "train"]

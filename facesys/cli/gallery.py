@@ -1,7 +1,8 @@
-"""``facesys gallery``: look after the gallery (list, show, remove, rename, stats, index, reindex, check, ...)."""
+"""``facesys gallery``: look after the gallery (list, show, remove, rename, stats, index, reindex, check, log, ...)."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import click
@@ -16,6 +17,11 @@ def open_gallery(settings: Settings):
     from facesys.gallery import Gallery
 
     return Gallery(settings.gallery)
+
+
+def local_time(seconds: float) -> str:
+    """A time in seconds since the epoch as local "YYYY-MM-DD HH:MM:SS"."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(seconds))
 
 
 @main.group(cls=FacesysGroup)
@@ -167,3 +173,34 @@ def import_command(settings: Settings, path: str) -> None:
     """Add the faces of an export (same model, or an empty gallery); photos already present are skipped."""
     added, skipped = open_gallery(settings).import_(path)
     click.echo(f"imported {added} face{'s' if added != 1 else ''}; skipped {skipped} already present")
+
+
+def _person_shown(event) -> str:
+    """The person an audit event concerned: their name, "removed person #<id>", or "-"."""
+    if event.person is not None:
+        return event.person
+    return "-" if event.person_id is None else f"removed person #{event.person_id}"
+
+
+def _detail_shown(detail: dict) -> str:
+    """key=value pairs, values as compact JSON (text bare); "-" for none."""
+    pairs = (
+        f"{key}={value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"
+        for key, value in detail.items()
+    )
+    return " ".join(pairs) or "-"
+
+
+@gallery.command("log")
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Show the latest N events.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_obj
+def log_command(settings: Settings, limit: int, as_json: bool) -> None:
+    """Who changed the gallery and how, newest first: time, actor, action, person, detail."""
+    events = open_gallery(settings).log(limit)
+    if as_json:
+        emit_json({"events": [event.to_dict() for event in events]})
+        return
+    for event in events:
+        fields = (local_time(event.at), event.actor, event.action, _person_shown(event), _detail_shown(event.detail))
+        click.echo("\t".join(fields))

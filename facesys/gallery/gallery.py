@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from facesys.config import default_gallery
-from facesys.errors import GalleryError
+from facesys.errors import GalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
+from facesys.gallery.audit import AuditEvent
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
 from facesys.gallery.index import sync as index_sync
-from facesys.gallery.store import NewFace, TruthStore, open_store, store_exists
+from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
+from facesys.keys import ApiKey, hash_key, new_key
 
 THRESHOLD_KINDS = ("verify", "identify")
 
@@ -108,13 +110,26 @@ class Gallery:
         with self.open() as store:
             return store.people()
 
-    def faces(self, name: str):
-        """The enrolled face records of ``name`` (GalleryError if nobody has that name)."""
-        with self.open() as store:
-            records = store.faces(name)
+    def faces(self, name: str) -> list[FaceRecord]:
+        """The enrolled face records of ``name``, oldest first (UnknownPersonError if nobody has
+        that name, or there is no gallery)."""
+        records = []
+        if self.exists():
+            with self.open() as store:
+                records = store.faces(name)
         if not records:
-            raise GalleryError(f"no person named {name!r} in {self.location}")
+            raise UnknownPersonError(f"no person named {name!r} in {self.location}")
         return records
+
+    def crop(self, face_id: int) -> bytes:
+        """The stored JPEG crop of face ``face_id``; UnknownFaceError when there is no such face."""
+        jpeg = None
+        if self.exists():
+            with self.open() as store:
+                jpeg = store.crop(face_id)
+        if jpeg is None:
+            raise UnknownFaceError(f"no face #{face_id} in {self.location}")
+        return jpeg
 
     def owner_of_photo(self, image_sha256: str) -> str | None:
         """Who the photo with this sha256 is enrolled as, if anyone."""
@@ -146,12 +161,22 @@ class Gallery:
             finally:  # even when erasing freed pages failed, or an earlier removal was killed
                 self.refresh(store)
 
-    def remove_faces(self, face_ids: list[int]) -> None:
+    def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
+        """Forget faces by id (a person left without faces goes too); returns face id -> person
+        name of those that existed."""
         with self.open() as store:
             try:
-                store.remove_faces(face_ids)
+                return store.remove_faces(face_ids)
             finally:
                 self.refresh(store)
+
+    def remove_face(self, face_id: int) -> str:
+        """Forget one face (in one transaction); returns whose it was. UnknownFaceError when there
+        is no such face."""
+        removed = self.remove_faces([face_id]) if self.exists() else {}
+        if face_id not in removed:
+            raise UnknownFaceError(f"no face #{face_id} in {self.location}")
+        return removed[face_id]
 
     def rename(self, old: str, new: str) -> None:
         """Rename a person (no re-embedding)."""
@@ -230,6 +255,51 @@ class Gallery:
         with self.open() as store:
             store.set_setting(f"{kind}_threshold", value)
 
+    # -- API keys and the audit log ---------------------------------------------------------------
+
+    def create_key(self, name: str, scope: str) -> str:
+        """Make an API key (the gallery is created if missing); returns the key itself, which is
+        stored only as its hash: shown once, it cannot be read back."""
+        key = new_key()
+        with self.open(create=True) as store:
+            store.add_api_key(name, scope, hash_key(key))
+        return key
+
+    def keys(self) -> list[ApiKey]:
+        """Every API key, active and revoked, oldest first (never the keys themselves)."""
+        if not self.exists():
+            return []
+        with self.open() as store:
+            return store.api_keys()
+
+    def key_for(self, key: str) -> ApiKey | None:
+        """The active API key ``key`` is, or None (one lookup by hash: cheap enough per request)."""
+        if not isinstance(key, str) or not key or not self.exists():
+            return None
+        with self.open() as store:
+            return store.api_key_for_hash(hash_key(key))
+
+    def has_keys(self) -> bool:
+        """Whether any API key is active."""
+        if not self.exists():
+            return False
+        with self.open() as store:
+            return store.has_api_keys()
+
+    def revoke_key(self, name: str) -> None:
+        """Revoke the active API key ``name``; UnknownKeyError when there is none."""
+        if not self.exists():
+            raise UnknownKeyError(f"no active key named {name!r} in {self.location}")
+        with self.open() as store:
+            store.revoke_api_key(name)
+
+    def log(self, limit: int | None = 100) -> list[AuditEvent]:
+        """The latest ``limit`` audit events (None: all), newest first; [] when there is no gallery."""
+        if not self.exists():
+            return []
+        with self.open() as store:
+            return store.audit_log(limit)
+
     # -- administration -------------------------------------------------------------------------
 
     def stats(self) -> dict:
@@ -257,8 +327,9 @@ class Gallery:
         A damaged database is rebuilt from the rows that can still be read: they are exported to
         a temporary zip in the gallery folder, the damaged files are moved aside (kept, as
         ``gallery.sqlite3.damaged-<time>``), a new database is made and the rows (with the model,
-        thresholds and index kind) imported into it; then the index is rebuilt. Other processes
-        must not use the gallery meanwhile."""
+        thresholds and index kind) imported into it, with the API keys and audit log that can be
+        read (face ids in older events are those of the damaged database) and a "repair" event;
+        then the index is rebuilt. Other processes must not use the gallery meanwhile."""
         from facesys.gallery.portable import export_gallery, import_gallery
 
         done = []
@@ -278,6 +349,7 @@ class Gallery:
             salvage = self.location / f"salvage-{stamp}.zip"
             lost: list[int] = []
             written = export_gallery(store, salvage, on_unreadable=lost.append)
+            carried = store.salvage_keys_and_log()
             try:
                 aside = store.set_aside(f"damaged-{stamp}")
             except GalleryError:
@@ -288,8 +360,10 @@ class Gallery:
             index_sync.clean(self.index_folder)
             try:
                 with self.open(create=True) as fresh:
-                    import_gallery(fresh, salvage)
+                    import_gallery(fresh, salvage, action="repair")
                     people = len(fresh.people())
+                    detail = {"faces": written, "lost": lost[0] if lost else 0, "damaged_copy": Path(aside).name}
+                    kept = self._carry_keys_and_log(fresh, carried, detail)
                     self.refresh(fresh)
             except GalleryError as exc:
                 raise GalleryError(
@@ -303,8 +377,19 @@ class Gallery:
             f"{lost[0] if lost else 0} face row(s) could not be read and are lost (model, thresholds and index kind kept)"
         )
         done.append(f"kept the damaged database as {aside}; it still holds personal data (faces, crops) until you delete it")
+        done.append(kept)
         done.append("rebuilt the index")
         return done
+
+    @staticmethod
+    def _carry_keys_and_log(fresh: TruthStore, carried: Carried, detail: dict) -> str:
+        """Put the API keys and audit log read from a damaged store into the one rebuilt from it,
+        with a "repair" event of ``detail``; returns what was done. Failing here loses only those."""
+        try:
+            fresh.restore_keys_and_log(carried, detail)
+        except GalleryError as exc:
+            return f"the API keys and audit log could not be carried over ({exc}); the damaged copy still holds them"
+        return f"carried over {len(carried.keys)} API key(s) and {len(carried.events)} audit event(s) that could be read"
 
     def export(self, path: str | Path) -> tuple[int, int]:
         """Write the gallery to a portable zip (facesys/gallery/portable.py); returns (faces written,

@@ -10,6 +10,9 @@ Layout of the zip (format ``facesys-gallery-export``, version 1):
 - ``embeddings.npy``: (N, dim) float32 little-endian, saved without pickle;
 - ``crops/<n>.jpg``: each face's stored crop.
 
+An export holds faces and settings only: not the API keys nor the audit log, which belong to the
+gallery they were made in (``Gallery.repair`` carries those over itself).
+
 An export is untrusted input: :func:`import_gallery` checks the whole archive (sizes before
 reading anything, then every field, embedding and crop) before it writes anything, and refuses
 a bad one with one GalleryError naming the file, the face and the problem.
@@ -459,8 +462,9 @@ def _read_export(path: Path, store: TruthStore) -> _Export:
     return _Export(model_id, model_name, weights, dim, settings, faces)
 
 
-def import_gallery(store: TruthStore, path: str | Path) -> tuple[int, int]:
-    """Add the faces of an export to ``store``; returns (added, skipped as already present).
+def import_gallery(store: TruthStore, path: str | Path, action: str = "import") -> tuple[int, int]:
+    """Add the faces of an export to ``store``; returns (added, skipped as already present). The
+    audit log names the faces added, per person, as ``action`` ("import"; "repair" for a rebuild).
 
     The store must be empty or hold embeddings of the export's model and dimension. The whole
     archive is validated first (sizes before reading, manifest fields, every face, embedding and
@@ -505,7 +509,7 @@ def import_gallery(store: TruthStore, path: str | Path) -> tuple[int, int]:
             for key, value in export.settings.items():
                 store.set_setting(key, None if value == "auto" else value)  # "auto" is the default: no setting
         if new:
-            store.add_faces(new, export.model_id)
+            store.add_faces(new, export.model_id, action=action)
     except BaseException:
         if bind:  # best effort: leave the gallery bound to no model, as it was
             try:

@@ -35,9 +35,22 @@ def face(seed: int, dim: int = 8) -> NewFace:
 
 
 @pytest.fixture(params=sorted(STORE_BACKENDS))
-def store(request, tmp_path):
+def backend(request) -> str:
+    return request.param
+
+
+@pytest.fixture()
+def store(backend, tmp_path):
     """A new store of each backend, bound to the 8-D test model."""
-    with STORE_FACTORIES[request.param](tmp_path) as s:
+    with STORE_FACTORIES[backend](tmp_path) as s:
+        s.set_model(MODEL, "test-model", "0123456789abcdef" * 4, 8)
+        yield s
+
+
+@pytest.fixture()
+def second_store(backend, tmp_path):
+    """Another new store of the same backend as ``store``, bound to the same model."""
+    with STORE_FACTORIES[backend](tmp_path / "second") as s:
         s.set_model(MODEL, "test-model", "0123456789abcdef" * 4, 8)
         yield s
 

@@ -15,25 +15,40 @@ from click.testing import CliRunner
 from facesys.cli import main
 from facesys.errors import GalleryError
 from facesys.gallery import Gallery
+from facesys.gallery.audit import acting_as
 from facesys.gallery.index import sync
 from facesys.gallery.portable import export_gallery, import_gallery
 from facesys.gallery.store.sqlite import DB_NAME, SQLiteStore
+from facesys.keys import hash_key, new_key
 from tests.gallery.conftest import MODEL, face
 
 FACES = 300
 PAGE = 4096
+KEY = new_key()
 
 
-def faces_pages(path) -> list[int]:
-    """Leaf pages of the faces table (dbstat when SQLite has it, else the middle of the file)."""
+def faces_pages(path, table: str = "faces") -> list[int]:
+    """Leaf pages of a table (dbstat when SQLite has it, else the middle of the file)."""
     db = sqlite3.connect(path)
     try:
-        return [r[0] for r in db.execute("SELECT pageno FROM dbstat WHERE name = 'faces' AND pagetype = 'leaf' ORDER BY pageno")]
+        return [
+            r[0] for r in db.execute("SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno", (table,))
+        ]
     except sqlite3.OperationalError:
         size = path.stat().st_size // PAGE
         return list(range(size // 3, 2 * size // 3))
     finally:
         db.close()
+
+
+def overwrite_page(path, page: int) -> None:
+    """Random bytes over one page of the database at ``path`` (checkpointed first)."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    with open(path, "r+b") as file:
+        file.seek((page - 1) * PAGE)
+        file.write(random.Random(7).randbytes(PAGE))
 
 
 def readable_rows(path) -> set[str]:
@@ -56,20 +71,18 @@ def damaged(tmp_path):
     """A gallery of FACES faces (20 people, thresholds and index kind set, a saved index) whose
     database has one faces page overwritten with random bytes."""
     folder = tmp_path / "g"
-    with SQLiteStore(folder, create=True) as store:
+    with SQLiteStore(folder, create=True) as store, acting_as("key setup"):
         store.set_model(MODEL, "test-model", "0" * 64, 8)
         store.add_faces([(f"Person {i % 20}", face(i)) for i in range(FACES)], MODEL)
         store.set_setting("verify_threshold", 0.9)
         store.set_setting("index_kind", "hnsw")
+        store.add_api_key("ci", "enroll", hash_key(KEY))
+        store.add_faces([("Gone", face(FACES))], MODEL)
+        store.remove_person("Gone")
         sync.synced(store, folder)
-    db = sqlite3.connect(folder / DB_NAME)
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    db.close()
     pages = faces_pages(folder / DB_NAME)
     assert len(pages) > 10
-    with open(folder / DB_NAME, "r+b") as file:
-        file.seek((pages[len(pages) // 2] - 1) * PAGE)
-        file.write(random.Random(7).randbytes(PAGE))
+    overwrite_page(folder / DB_NAME, pages[len(pages) // 2])
     readable = readable_rows(folder / DB_NAME)
     assert 0 < len(readable) < FACES
     return folder, readable
@@ -146,6 +159,47 @@ def test_repair_rebuilds_the_database_from_the_readable_rows(damaged):
     found = gallery.search(face(0).embedding[None], 1)
     assert found.size == len(readable)
     assert gallery.repair() == ["rebuilt the index"]
+
+
+def test_repair_keeps_the_keys_and_the_log(damaged):
+    folder, readable = damaged
+    gallery = Gallery(folder)
+    with gallery.open() as store:
+        before = store.audit_log(None)
+    with acting_as("key fixer"):
+        done = gallery.repair()
+    assert f"carried over 1 API key(s) and {len(before)} audit event(s) that could be read" in done
+    assert gallery.key_for(KEY).name == "ci"
+    events = gallery.log(None)
+    repair = events[0]
+    assert (repair.action, repair.actor, repair.person) == ("repair", "key fixer", None)
+    assert repair.detail["faces"] == len(readable) and repair.detail["lost"] == FACES - len(readable)
+    rebuilt = [e for e in events if e.action == "repair" and e.person is not None]
+    assert len(rebuilt) == 20 and sum(len(e.detail["face_ids"]) for e in rebuilt) == len(readable)
+    old = [e for e in events if e.actor == "key setup"]
+    assert [(e.at, e.action, e.detail) for e in old] == [(e.at, e.action, e.detail) for e in before]
+    assert [e.person for e in old] == [e.person for e in before]  # everyone still present keeps their events
+    gone = [e for e in old if e.action in ("enroll", "remove_person") and e.person is None]
+    assert len(gone) == 2 and gone[0].person_id == gone[1].person_id
+    assert gone[0].person_id not in {e.person_id for e in events if e.person is not None}
+
+
+def test_a_damaged_log_is_salvaged_row_by_row(tmp_path):
+    folder = tmp_path / "g"
+    with SQLiteStore(folder, create=True) as store:
+        store.set_model(MODEL, "test-model", "0" * 64, 8)
+        for i in range(400):
+            store.set_setting("verify_threshold", 0.5 + i / 1000)
+    pages = faces_pages(folder / DB_NAME, "audit")
+    if len(pages) < 3:
+        pytest.skip("this SQLite cannot say which pages hold the log (no dbstat)")
+    overwrite_page(folder / DB_NAME, pages[len(pages) // 2])
+    with SQLiteStore(folder) as store:
+        with pytest.raises(GalleryError, match="malformed"):
+            store.audit_log(None)
+        carried = store.salvage_keys_and_log()
+    assert 300 < len(carried.events) < 401 and carried.keys == []
+    assert all(e.action in ("set_model", "set_setting") for e in carried.events)
 
 
 def test_healthy_export_reports_nothing_lost(tmp_path):

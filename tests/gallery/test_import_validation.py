@@ -347,7 +347,7 @@ def test_a_name_spelled_otherwise_in_the_gallery_is_refused(backup, filled):
 def test_a_failed_commit_leaves_an_empty_gallery_unbound(backup, empty, monkeypatch):
     empty.set_setting("verify_threshold", 1.1)
 
-    def broken(faces, model_id):
+    def broken(faces, model_id, **options):
         raise GalleryError("disk full")
 
     monkeypatch.setattr(empty, "add_faces", broken)

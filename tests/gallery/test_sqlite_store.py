@@ -7,7 +7,9 @@ import sqlite3
 import pytest
 
 from facesys.errors import GalleryError
+from facesys.gallery.audit import acting_as
 from facesys.gallery.store.sqlite import DB_NAME, SCHEMA_VERSION, SQLiteStore
+from facesys.keys import hash_key, new_key
 from tests.gallery.conftest import MODEL, face
 
 
@@ -56,6 +58,32 @@ def test_removed_person_leaves_no_bytes_behind(store):
     assert face(8).crop_jpeg in data
 
 
+def test_the_audit_log_keeps_no_bytes_of_a_removed_person(store):
+    victim, second = face(7), face(8)
+    key = new_key()
+    with acting_as("key ci"):
+        ids = store.add_faces([("Victim Person", victim), ("Victim Person", second), ("Other", face(9))], MODEL)
+        store.rename_person("Victim Person", "Victim Renamed")
+        store.remove_faces([ids[1]])
+        store.add_api_key("ci", "enroll", hash_key(key))
+        store.remove_person("Victim Renamed")
+    files = sorted(p.name for p in store.folder.glob(DB_NAME + "*"))
+    data = b"".join(p.read_bytes() for p in store.folder.glob(DB_NAME + "*"))
+    assert b"remove_person" in data and b"key ci" in data and hash_key(key).encode() in data, files  # the log is there
+    assert key.encode() not in data  # a key is kept only as its hash
+    for secret in (b"Victim", victim.source.encode(), second.source.encode(), victim.image_sha256.encode()):
+        assert secret not in data, (secret, files)
+    assert victim.crop_jpeg not in data and second.embedding.astype("<f4").tobytes() not in data
+
+
+def test_removing_people_left_without_faces_is_logged(store):
+    store.add_face("Ann", face(1), MODEL)
+    store.db.execute("INSERT INTO people(id, name, created_at, name_key) VALUES (50, 'Nobody', 0, 'nobody')")
+    assert store.remove_empty_people() == 1
+    event = store.audit_log(1)[0]
+    assert (event.action, event.person, event.detail) == ("remove_empty_people", None, {"people": 1})
+
+
 def test_a_read_only_file_is_still_read(store):
     store.add_face("Ann", face(1), MODEL)
     store.close()
@@ -78,6 +106,7 @@ CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, created_
 CREATE TABLE faces (id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
     source TEXT NOT NULL, image_sha256 TEXT NOT NULL UNIQUE, box TEXT NOT NULL, landmarks TEXT NOT NULL, score REAL NOT NULL,
     crop BLOB NOT NULL, crop_origin TEXT NOT NULL, embedding BLOB NOT NULL, model_id TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE INDEX faces_person ON faces(person_id);
 INSERT INTO meta VALUES ('schema_version', '1'), ('generation', '1'), ('created_at', '0'),
     ('model_id', 'test-model@0123456789abcdef'), ('model_name', 'test-model'), ('weights_sha256', 'x'), ('dim', '8'),
     ('metric', 'euclidean-unit');
@@ -107,6 +136,55 @@ def test_an_older_schema_is_migrated_keeping_its_data(tmp_path):
         new = store.add_face("New", face(4), MODEL)  # the migrated tables take new rows (with sharpness, logged)
         assert store.changes_since(generation).added.tolist() == [new]
         assert store.check() == []
+        assert [(e.action, e.person) for e in store.audit_log()] == [("enroll", "New")]
+        assert schema(store.path) == schema(new_gallery(tmp_path))
+
+
+def schema(path) -> dict[str, list[str]]:
+    """Table -> its columns, and index -> its columns, of the database at ``path``."""
+    db = sqlite3.connect(path)
+    try:
+        named = db.execute("SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'")
+        pragma = {"table": "table_info", "index": "index_info"}
+        return {
+            name: [row[2 if kind == "index" else 1] for row in db.execute(f"PRAGMA {pragma[kind]}({name})")]
+            for kind, name in named
+        }
+    finally:
+        db.close()
+
+
+def new_gallery(tmp_path):
+    """The database path of a gallery made now."""
+    with SQLiteStore(tmp_path / "new", create=True) as store:
+        return store.path
+
+
+def test_a_version_3_gallery_is_migrated_to_keys_and_a_log(tmp_path):
+    folder = tmp_path / "v3"
+    with SQLiteStore(folder, create=True) as store:
+        store.set_model(MODEL, "test-model", "0" * 64, 8)
+        store.add_faces([("Ann", face(1)), ("Bob", face(2))], MODEL)
+        store.remove_person("Bob")  # Bob had the highest person id
+    db = sqlite3.connect(folder / DB_NAME)  # what a version 3 gallery is: no keys, no log, no person id counter
+    db.executescript(
+        "DROP TABLE api_keys; DROP TABLE audit; DELETE FROM meta WHERE key = 'last_person_id'; "
+        "UPDATE meta SET value = '3' WHERE key = 'schema_version';"
+    )
+    db.close()
+    with SQLiteStore(folder) as store:
+        assert int(store.meta()["schema_version"]) == SCHEMA_VERSION == 4
+        assert store.people() == [("Ann", 1)] and store.audit_log() == [] and store.api_keys() == []
+        key = new_key()
+        store.add_api_key("ci", "admin", hash_key(key))
+        store.add_face("Cy", face(3), MODEL)
+        assert store.api_key_for_hash(hash_key(key)).scope == "admin"
+        assert [(e.action, e.person) for e in store.audit_log()] == [("enroll", "Cy"), ("key_create", None)]
+        store.remove_person("Cy")
+        store.add_face("Dee", face(4), MODEL)  # from version 4 on, no person id is given twice
+        enrolled = [e for e in store.audit_log() if e.action == "enroll"]
+        assert [e.person for e in enrolled] == ["Dee", None] and enrolled[0].person_id > enrolled[1].person_id
+    assert schema(folder / DB_NAME) == schema(new_gallery(tmp_path))
 
 
 KILLED_REMOVAL = """

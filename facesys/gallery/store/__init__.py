@@ -12,6 +12,7 @@ from importlib import import_module
 from pathlib import Path
 
 from facesys.gallery.store.base import (
+    Carried,
     Changes,
     DuplicatePhotoError,
     FaceRecord,
@@ -48,6 +49,7 @@ def store_exists(location: str | Path) -> bool:
 
 __all__ = [
     "STORE_BACKENDS",
+    "Carried",
     "Changes",
     "DuplicatePhotoError",
     "FaceRecord",

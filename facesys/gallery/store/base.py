@@ -3,8 +3,9 @@
 A store holds people, their faces (source, image hash, box, landmarks, score, JPEG crop,
 embedding) and a few named settings; it counts its changes in a ``generation`` and can say which
 faces were added or removed since an earlier generation, so a derived vector index can follow it
-without reading everything again. Face ids are never reused. Embeddings are (dim,) float32 unit
-vectors compared by Euclidean distance. Every change is one transaction.
+without reading everything again. Face ids and person ids are never reused. Embeddings are (dim,)
+float32 unit vectors compared by Euclidean distance. Every change is one transaction, and writes
+one audit event (facesys/gallery/audit.py) in it. It also keeps the service's API keys, by hash.
 
 A backend subclasses :class:`TruthStore`; ``tests/gallery/test_store_interface.py`` runs the same
 suite against every backend listed in ``facesys.gallery.store.STORE_BACKENDS``.
@@ -12,6 +13,7 @@ suite against every backend listed in ``facesys.gallery.store.STORE_BACKENDS``.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
@@ -20,13 +22,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesys.errors import GalleryError
+from facesys.errors import ConflictError, GalleryError, InvalidValueError
+from facesys.gallery.audit import AuditEvent
+from facesys.keys import MAX_KEY_NAME_LENGTH, SCOPES, ApiKey
 
 MAX_NAME_LENGTH = 200
 RESERVED_NAMES = ("unknown",)  # identify's answer for nobody: never a person's name
 # Unicode categories refused in names: control, format (bidi overrides, zero-width joiners...),
 # line and paragraph separators. They break one-name-per-line output or hide what a name says.
 _REFUSED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,15 @@ class Changes:
     removed: np.ndarray
 
 
+@dataclass(frozen=True)
+class Carried:
+    """What a store rebuilt from a damaged one keeps besides its faces: API keys as (key, sha256
+    hash), and audit events, oldest first, each naming its person as that store knew them."""
+
+    keys: list[tuple[ApiKey, str]]
+    events: list[AuditEvent]
+
+
 class DuplicatePhotoError(GalleryError):
     """The photo (by sha256 of its bytes) is already enrolled, as ``owner``."""
 
@@ -78,7 +92,7 @@ class DuplicatePhotoError(GalleryError):
         self.owner = owner
 
 
-class NameConflictError(GalleryError):
+class NameConflictError(ConflictError):
     """A new name equals an existing person's name ignoring case (``existing`` is that name)."""
 
     def __init__(self, message: str, existing: str):
@@ -93,18 +107,47 @@ def normalize_name(name: object) -> str:
     control/format characters or line separators, or a reserved word ("unknown").
     """
     if not isinstance(name, str):
-        raise GalleryError(f"a person's name must be text, not {type(name).__name__}")
+        raise InvalidValueError(f"a person's name must be text, not {type(name).__name__}")
     normal = " ".join(unicodedata.normalize("NFC", name).split())
     if not normal:
-        raise GalleryError("a person's name must not be empty or only whitespace")
+        raise InvalidValueError("a person's name must not be empty or only whitespace")
     if len(normal) > MAX_NAME_LENGTH:
-        raise GalleryError(f"name is {len(normal)} characters long; at most {MAX_NAME_LENGTH} are allowed")
-    bad = sorted({f"U+{ord(c):04X}" for c in name if unicodedata.category(c) in _REFUSED_CATEGORIES})
-    if bad:
-        raise GalleryError(f"name {name!r} contains control or invisible characters ({', '.join(bad)})")
+        raise InvalidValueError(f"name is {len(normal)} characters long; at most {MAX_NAME_LENGTH} are allowed")
+    _refuse_invisible("name", name)
     if normal.casefold() in RESERVED_NAMES:
-        raise GalleryError(f"{normal!r} is reserved (identify's answer for nobody); choose another name")
+        raise InvalidValueError(f"{normal!r} is reserved (identify's answer for nobody); choose another name")
     return normal
+
+
+def _refuse_invisible(what: str, text: str) -> None:
+    """GalleryError naming the control, format or separator characters in ``text``, if any."""
+    bad = sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _REFUSED_CATEGORIES})
+    if bad:
+        raise InvalidValueError(f"{what} {text!r} contains control or invisible characters ({', '.join(bad)})")
+
+
+def key_name(name: object) -> str:
+    """An API key's name as stored: trimmed. GalleryError when it is not text, empty, longer than
+    MAX_KEY_NAME_LENGTH or holds control or invisible characters."""
+    if not isinstance(name, str):
+        raise InvalidValueError(f"a key's name must be text, not {type(name).__name__}")
+    trimmed = name.strip()
+    if not trimmed:
+        raise InvalidValueError("a key's name must not be empty")
+    if len(trimmed) > MAX_KEY_NAME_LENGTH:
+        raise InvalidValueError(f"key name is {len(trimmed)} characters long; at most {MAX_KEY_NAME_LENGTH} are allowed")
+    _refuse_invisible("key name", trimmed)
+    return trimmed
+
+
+def check_new_key(name: object, scope: object, key_hash: object) -> str:
+    """The name a new key is stored under (:func:`key_name`); GalleryError for an unknown scope,
+    or a hash that is not 64 lowercase hex digits (so a clear key is never stored by mistake)."""
+    if scope not in SCOPES:
+        raise InvalidValueError(f"key scope {scope!r}: choose from {', '.join(SCOPES)}")
+    if not isinstance(key_hash, str) or not _SHA256_HEX.fullmatch(key_hash):
+        raise InvalidValueError("a key is stored by its sha256 hash (facesys.keys.hash_key), 64 lowercase hex digits")
+    return key_name(name)
 
 
 def name_key(name: str) -> str:
@@ -202,19 +245,23 @@ class TruthStore(ABC):
         DuplicatePhotoError when the photo is already enrolled."""
 
     @abstractmethod
-    def add_faces(self, faces: list[tuple[str, NewFace]], model_id: str) -> list[int]:
-        """Enroll several (name, face) in ONE transaction: all or nothing."""
+    def add_faces(self, faces: list[tuple[str, NewFace]], model_id: str, action: str = "enroll") -> list[int]:
+        """Enroll several (name, face) in ONE transaction: all or nothing. Logs one ``action``
+        event ("enroll", "import" or "repair") per person, detail {"face_ids": [...]}."""
 
     @abstractmethod
     def remove_person(self, name: str) -> int:
-        """Delete a person and all their faces; returns how many faces went."""
+        """Delete a person and all their faces; returns how many faces went. UnknownPersonError
+        when nobody has that name."""
 
     @abstractmethod
-    def remove_faces(self, face_ids: list[int]) -> None:
-        """Delete faces by id (people left with no face are deleted too)."""
+    def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
+        """Delete faces by id in one transaction (people left with no face are deleted too); returns
+        face id -> person name of those that existed (ids that do not are ignored: none, no change)."""
 
     @abstractmethod
-    def rename_person(self, old: str, new: str) -> None: ...
+    def rename_person(self, old: str, new: str) -> None:
+        """UnknownPersonError when nobody is named ``old``; NameConflictError when ``new`` is another's."""
 
     @abstractmethod
     def faces(self, name: str | None = None) -> list[FaceRecord]:
@@ -244,10 +291,53 @@ class TruthStore(ABC):
         """(face id, JPEG crop, crop origin, landmarks in source pixels) of every face."""
 
     @abstractmethod
+    def crop(self, face_id: int) -> bytes | None:
+        """The stored JPEG crop of one face, or None when there is no such face."""
+
+    @abstractmethod
     def replace_embeddings(
         self, model_id: str, model_name: str, weights_sha256: str, dim: int, vectors: dict[int, np.ndarray]
     ) -> None:
         """Switch every face to another model in one transaction; calibrated thresholds are dropped."""
+
+    # -- API keys and the audit log ----------------------------------------------------------------
+
+    @abstractmethod
+    def add_api_key(self, name: str, scope: str, key_hash: str) -> None:
+        """Store a new key by its sha256 hash (never the key). GalleryError when an active key has
+        that name already, or the name or scope is refused (:func:`check_new_key`)."""
+
+    @abstractmethod
+    def api_keys(self) -> list[ApiKey]:
+        """Every key, active and revoked, oldest first."""
+
+    @abstractmethod
+    def api_key_for_hash(self, key_hash: str) -> ApiKey | None:
+        """The ACTIVE key with this hash, or None (one indexed lookup: called once per request)."""
+
+    def has_api_keys(self) -> bool:
+        """Whether any key is active."""
+        return any(key.active for key in self.api_keys())
+
+    @abstractmethod
+    def revoke_api_key(self, name: str) -> None:
+        """Mark the active key ``name`` revoked (now); UnknownKeyError when there is none."""
+
+    @abstractmethod
+    def audit_log(self, limit: int | None = 100) -> list[AuditEvent]:
+        """The latest ``limit`` events (None: all), newest first (by time, then by order written)."""
+
+    @abstractmethod
+    def salvage_keys_and_log(self) -> Carried:
+        """For a damaged store: the API keys and audit events that can still be read (best effort:
+        never raises for damage)."""
+
+    @abstractmethod
+    def restore_keys_and_log(self, carried: Carried, detail: dict) -> None:
+        """Into a store rebuilt from a damaged one: add ``carried`` keys (those whose hash or active
+        name is not taken) and events, and a "repair" event with ``detail``, in one transaction.
+        A carried event's person gets the id of the person of that name here; a person not here
+        (removed, or lost to the damage) gets a new id, one per old id, so it names nobody."""
 
     # -- administration ----------------------------------------------------------------------------
 

@@ -1,16 +1,22 @@
 """The SQLite truth store: one database (WAL mode) in the gallery folder.
 
-Tables (schema version 3; older galleries are migrated when opened):
+Tables (schema version 4; older galleries are migrated when opened):
 
 - ``meta(key, value)``: schema_version, gallery_id (random, made at creation), model_id
   (``name@sha256[:16]``), model_name, weights_sha256, dim, metric, generation (bumped by every
-  change), last_face_id (face ids are never reused), log_from (the first generation the change
-  log covers), created_at, and settings (calibrated thresholds, forced index kind).
-- ``people(id, name UNIQUE, created_at)``: names normalised (NFC, trimmed); unique ignoring case.
+  change), last_face_id and last_person_id (ids are never reused), log_from (the first generation
+  the change log covers), created_at, and settings (calibrated thresholds, forced index kind).
+- ``people(id, name UNIQUE, created_at, name_key)``: names normalised (NFC, trimmed); unique
+  ignoring case (``name_key``).
 - ``faces(id, person_id, source, image_sha256 UNIQUE, box, landmarks, score, crop, crop_origin,
   embedding, model_id, created_at, sharpness)``: one enrolled photo each (see base.FaceRecord).
 - ``changes(generation, face_id, added)``: which face ids were added (1) or removed (0) at which
   generation: ids only, so an erased person leaves nothing personal here.
+- ``api_keys(id, name, scope, key_hash UNIQUE, created_at, revoked_at)``: the service's keys by
+  sha256 (never the key); one active key per name.
+- ``audit(id, at, actor, action, person_id, detail)``: one row per committed change, written in
+  its transaction (see facesys/gallery/audit.py): a person by id only, a JSON detail without
+  names, paths, hashes or pixels, so an erased person leaves nothing personal here either.
 
 Every change is one transaction; nothing here imports torch. A database on a read-only volume
 is opened read-only (immutable when even that fails), so it can still be read. A read that meets
@@ -31,25 +37,41 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.errors import GalleryError
+from facesys.errors import ConflictError, GalleryError, UnknownKeyError, UnknownPersonError
+from facesys.gallery.audit import AuditEvent, current_actor
 from facesys.gallery.store.base import (
+    Carried,
     Changes,
     DuplicatePhotoError,
     FaceRecord,
     NameConflictError,
     NewFace,
     TruthStore,
+    check_new_key,
+    key_name,
     name_key,
     normalize_name,
 )
+from facesys.keys import ApiKey
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
 ERASE_PENDING = "erase_pending"  # meta key: a removal committed, its freed pages not yet erased
 DAMAGE_HINT = "'facesys gallery export' salvages the readable rows; 'facesys gallery repair' rebuilds the database from them"
 MAX_SALVAGE_ID = 2**31  # a face id above this read from a damaged page is taken for garbage
 _FACE_COLUMNS = "f.id, p.name, f.source, f.image_sha256, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, f.created_at"
+_KEY_COLUMNS = "name, scope, created_at, revoked_at"
+
+# v4: the service's API keys (by hash; one active key per name) and the audit log.
+_KEYS_AND_AUDIT = [
+    "CREATE TABLE IF NOT EXISTS api_keys (id INTEGER PRIMARY KEY, name TEXT NOT NULL, scope TEXT NOT NULL, "
+    "key_hash TEXT NOT NULL UNIQUE, created_at REAL NOT NULL, revoked_at REAL)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS api_keys_active_name ON api_keys(name) WHERE revoked_at IS NULL",
+    "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
+    "person_id INTEGER, detail TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS audit_at ON audit(at)",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -78,7 +100,7 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, face_id INTEGER NOT NULL, added INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
-"""
+""" + ";\n".join(_KEYS_AND_AUDIT)
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
 _MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE faces ADD COLUMN sharpness REAL"],  # v2: the enrollment photo's sharpness
@@ -88,6 +110,7 @@ _MIGRATIONS: dict[int, list[str]] = {
         "ALTER TABLE people ADD COLUMN name_key TEXT",
         "CREATE INDEX people_name_key ON people(name_key)",
     ],
+    3: _KEYS_AND_AUDIT,  # v4: API keys and the audit log
 }
 
 
@@ -272,12 +295,23 @@ class SQLiteStore(TruthStore):
     def _log(self, generation: int, face_ids, added: bool) -> None:
         self.db.executemany("INSERT INTO changes VALUES (?, ?, ?)", [(generation, int(i), int(added)) for i in face_ids])
 
+    def _audit(self, action: str, person_id: int | None = None, detail: dict | None = None) -> None:
+        """Write one audit event, now and by the current actor, inside the open transaction."""
+        self._write_event(AuditEvent(time.time(), current_actor(), action, None, detail or {}, person_id))
+
+    def _write_event(self, event: AuditEvent) -> None:
+        self.db.execute(
+            "INSERT INTO audit(at, actor, action, person_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (event.at, event.actor, event.action, event.person_id, json.dumps(event.detail, ensure_ascii=False, default=str)),
+        )
+
     def set_model(self, model_id: str, model_name: str, weights_sha256: str, dim: int) -> None:
         with self.transaction():
             self._set_meta(
                 {"model_id": model_id, "model_name": model_name, "weights_sha256": weights_sha256, "dim": dim}
                 | {"metric": "euclidean-unit"}
             )
+            self._audit("set_model", detail={"model_id": model_id, "dim": dim})
 
     def set_setting(self, key: str, value: object | None) -> None:
         with self.transaction():
@@ -285,6 +319,7 @@ class SQLiteStore(TruthStore):
                 self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
             else:
                 self._set_meta({key: value})
+            self._audit("set_setting", detail={"key": key, "value": value})
 
     def changes_since(self, generation: int) -> Changes | None:
         with self.reading():
@@ -340,19 +375,22 @@ class SQLiteStore(TruthStore):
             return person_id
         if not create:
             return None
-        return self.db.execute(
-            "INSERT INTO people(name, created_at, name_key) VALUES (?, ?, ?)", (name, time.time(), name_key(name))
-        ).lastrowid
+        person_id = self._next_id("last_person_id", "people")
+        self.db.execute(
+            "INSERT INTO people(id, name, created_at, name_key) VALUES (?, ?, ?, ?)",
+            (person_id, name, time.time(), name_key(name)),
+        )
+        return person_id
 
-    def _insert_face(self, name: str, face: NewFace, model_id: str) -> int:
-        """Insert inside an open transaction; returns the new face id."""
+    def _insert_face(self, name: str, face: NewFace, model_id: str) -> tuple[int, int]:
+        """Insert inside an open transaction; returns (new face id, person id)."""
         if self.model_id != model_id:
             raise GalleryError(f"{self.folder}: gallery model is {self.model_id}, not {model_id}")
         owner = self.person_of_image(face.image_sha256)
         if owner is not None:
             raise DuplicatePhotoError(f"{face.source}: this photo is already enrolled as {owner!r}", owner)
         person_id = self._person_id(name, create=True)
-        face_id = self._next_face_id()
+        face_id = self._next_id("last_face_id", "faces")
         self.db.execute(
             "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
             "model_id, created_at, sharpness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -372,59 +410,82 @@ class SQLiteStore(TruthStore):
                 face.sharpness,
             ),
         )
-        return face_id
+        return face_id, person_id
 
     def add_face(self, name: str, face: NewFace, model_id: str) -> int:
         return self.add_faces([(name, face)], model_id)[0]
 
-    def add_faces(self, faces: list[tuple[str, NewFace]], model_id: str) -> list[int]:
+    def add_faces(self, faces: list[tuple[str, NewFace]], model_id: str, action: str = "enroll") -> list[int]:
         named = [(normalize_name(name), face) for name, face in faces]
         with self.transaction():
-            ids = [self._insert_face(name, face, model_id) for name, face in named]
+            inserted = [self._insert_face(name, face, model_id) for name, face in named]
+            ids = [face_id for face_id, _ in inserted]
             self._log(self._bump_generation(), ids, added=True)
+            self._audit_faces(action, inserted)
             return ids
 
-    def _next_face_id(self) -> int:
-        """A face id never used before in this gallery (SQLite alone would reuse a deleted highest id)."""
+    def _audit_faces(self, action: str, faces: list[tuple[int, int]]) -> None:
+        """One ``action`` event per person of (face id, person id) ``faces``: detail {"face_ids": [...]}."""
+        by_person: dict[int, list[int]] = {}
+        for face_id, person_id in faces:
+            by_person.setdefault(person_id, []).append(face_id)
+        for person_id, face_ids in by_person.items():
+            self._audit(action, person_id, {"face_ids": face_ids})
+
+    def _next_id(self, counter: str, table: str) -> int:
+        """An id of ``table`` (faces or people) never used before in this gallery, counted in the
+        meta key ``counter`` (SQLite alone would reuse a deleted highest id)."""
         (last,) = self.db.execute(
-            "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_face_id'), 0), "
-            "COALESCE((SELECT MAX(id) FROM faces), 0))"
+            "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?), 0), "
+            f"COALESCE((SELECT MAX(id) FROM {table}), 0))",
+            (counter,),
         ).fetchone()
-        self._set_meta({"last_face_id": last + 1})
+        self._set_meta({counter: last + 1})
         return last + 1
+
+    def _existing_person(self, name: str) -> int:
+        """Inside a transaction: the id of the person named ``name``; UnknownPersonError when nobody is."""
+        person_id = self._person_id(normalize_name(name), create=False) if name.strip() else None
+        if person_id is None:
+            raise UnknownPersonError(f"no person named {name!r} in {self.folder}")
+        return person_id
 
     def remove_person(self, name: str) -> int:
         with self.transaction():
-            person_id = self._person_id(normalize_name(name), create=False) if name.strip() else None
-            if person_id is None:
-                raise GalleryError(f"no person named {name!r} in {self.folder}")
+            person_id = self._existing_person(name)
             ids = [r[0] for r in self.db.execute("SELECT id FROM faces WHERE person_id = ?", (person_id,))]
             self.db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
             self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
+            self._audit("remove_person", person_id, {"faces": len(ids)})
             self._set_meta({ERASE_PENDING: 1})
         self.erase_freed_pages()
         return len(ids)
 
-    def remove_faces(self, face_ids: list[int]) -> None:
+    def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
         with self.transaction():
-            self.db.executemany("DELETE FROM faces WHERE id = ?", [(int(i),) for i in face_ids])
+            found = list(self._rows_of_faces("SELECT f.id, f.person_id, p.name", np.asarray(face_ids, np.int64)))
+            if not found:
+                return {}
+            ids = sorted(face_id for face_id, _, _ in found)
+            self.db.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in ids])
             self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)")
-            self._log(self._bump_generation(), face_ids, added=False)
+            self._log(self._bump_generation(), ids, added=False)
+            self._audit_faces("remove_faces", sorted((face_id, person_id) for face_id, person_id, _ in found))
             self._set_meta({ERASE_PENDING: 1})
         self.erase_freed_pages()
+        return {face_id: name for face_id, _, name in found}
 
     def rename_person(self, old: str, new: str) -> None:
         new = normalize_name(new)
         with self.transaction():
-            person_id = self._person_id(normalize_name(old), create=False) if old.strip() else None
-            if person_id is None:
-                raise GalleryError(f"no person named {old!r} in {self.folder}")
-            other = self._person_id(new, create=False)
-            if other is not None and other != person_id:
-                raise GalleryError(f"a person named {new!r} already exists in {self.folder}")
+            person_id = self._existing_person(old)
+            other = self._person_row(new)
+            if other is not None and other[0] != person_id:
+                raise NameConflictError(f"a person named {other[1]!r} already exists in {self.folder}", other[1])
             self.db.execute("UPDATE people SET name = ?, name_key = ? WHERE id = ?", (new, name_key(new), person_id))
             self._bump_generation()
+            self._audit("rename", person_id)  # no names: the log shows the person's current one
 
     def erase_freed_pages(self) -> None:
         """Make deleted rows unrecoverable: checkpoint the WAL into the database and VACUUM it, then
@@ -505,6 +566,11 @@ class SQLiteStore(TruthStore):
                 for r in self.db.execute("SELECT id, crop, crop_origin, landmarks FROM faces ORDER BY id")
             )
 
+    def crop(self, face_id: int) -> bytes | None:
+        with self._reads():
+            row = self.db.execute("SELECT crop FROM faces WHERE id = ?", (int(face_id),)).fetchone()
+        return row[0] if row else None
+
     def replace_embeddings(
         self, model_id: str, model_name: str, weights_sha256: str, dim: int, vectors: dict[int, np.ndarray]
     ) -> None:
@@ -516,6 +582,114 @@ class SQLiteStore(TruthStore):
             self._set_meta({"model_id": model_id, "model_name": model_name, "weights_sha256": weights_sha256, "dim": dim})
             self.db.execute("DELETE FROM meta WHERE key IN ('verify_threshold', 'identify_threshold')")
             self._set_meta({"log_from": self._bump_generation()})  # every vector changed: no index can follow
+            self._audit("replace_embeddings", detail={"model_id": model_id, "faces": len(vectors)})
+
+    # -- API keys and the audit log ------------------------------------------------------------
+
+    def add_api_key(self, name: str, scope: str, key_hash: str) -> None:
+        name = check_new_key(name, scope, key_hash)
+        with self.transaction():
+            if self._active_key(name) is not None:
+                raise ConflictError(f"an active key named {name!r} exists already in {self.folder}; revoke it first")
+            self.db.execute(
+                "INSERT INTO api_keys(name, scope, key_hash, created_at) VALUES (?, ?, ?, ?)",
+                (name, scope, key_hash, time.time()),
+            )
+            self._audit("key_create", detail={"key": name, "scope": scope})
+
+    def _active_key(self, name: str) -> tuple[int, str] | None:
+        """(row id, scope) of the active key ``name``, or None."""
+        return self.db.execute("SELECT id, scope FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
+
+    def api_keys(self) -> list[ApiKey]:
+        with self._reads():
+            return [ApiKey(*row) for row in self.db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")]
+
+    def api_key_for_hash(self, key_hash: str) -> ApiKey | None:
+        with self._reads():
+            row = self.db.execute(
+                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
+            ).fetchone()
+        return ApiKey(*row) if row else None
+
+    def revoke_api_key(self, name: str) -> None:
+        name = key_name(name)
+        with self.transaction():
+            found = self._active_key(name)
+            if found is None:
+                raise UnknownKeyError(f"no active key named {name!r} in {self.folder}")
+            self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (time.time(), found[0]))
+            self._audit("key_revoke", detail={"key": name, "scope": found[1]})
+
+    def audit_log(self, limit: int | None = 100) -> list[AuditEvent]:
+        if limit is not None and limit < 0:
+            raise GalleryError(f"log limit {limit}: must be 0 or more")
+        with self._reads():
+            rows = self.db.execute(
+                "SELECT a.at, a.actor, a.action, p.name, a.detail, a.person_id FROM audit a "
+                "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.at DESC, a.id DESC LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+        return [
+            AuditEvent(at, actor, action, person, json.loads(detail), person_id)
+            for at, actor, action, person, detail, person_id in rows
+        ]
+
+    def salvage_keys_and_log(self) -> Carried:
+        keys = []
+        for name, scope, key_hash, created, revoked in self._salvage_rows(
+            "api_keys", "name, scope, key_hash, created_at, revoked_at"
+        ):
+            with contextlib.suppress(GalleryError, TypeError, ValueError):
+                check_new_key(name, scope, key_hash)
+                keys.append((ApiKey(name, scope, float(created), None if revoked is None else float(revoked)), key_hash))
+        names: dict[int, str | None] = {}
+        events = []
+        for at, actor, action, person_id, detail in self._salvage_rows("audit", "at, actor, action, person_id, detail"):
+            with contextlib.suppress(TypeError, ValueError, RecursionError):
+                parsed = json.loads(detail)
+                if not (isinstance(actor, str) and isinstance(action, str) and isinstance(parsed, dict)):
+                    continue
+                person = None if person_id is None else self._salvaged_name(int(person_id), names)
+                events.append(AuditEvent(float(at), actor, action, person, parsed, None if person_id is None else int(person_id)))
+        return Carried(keys, events)
+
+    def _salvage_rows(self, table: str, columns: str) -> list[tuple]:
+        """The rows of ``table`` (id order) that can still be read: all at once, else one by one by
+        id (1 up to the highest id readable), skipping those whose read fails."""
+        try:
+            return self.db.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
+        except sqlite3.DatabaseError:
+            pass
+        try:
+            highest = min(int(self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0), MAX_SALVAGE_ID)
+        except (sqlite3.DatabaseError, TypeError, ValueError):
+            return []
+        rows = []
+        for row_id in range(1, highest + 1):
+            with contextlib.suppress(sqlite3.DatabaseError):
+                if (row := self.db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()) is not None:
+                    rows.append(row)
+        return rows
+
+    def restore_keys_and_log(self, carried: Carried, detail: dict) -> None:
+        with self.transaction():
+            for key, key_hash in carried.keys:
+                taken = self.db.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
+                if taken or (key.active and self._active_key(key.name) is not None):
+                    continue
+                self.db.execute(
+                    "INSERT INTO api_keys(name, scope, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
+                    (key.name, key.scope, key_hash, key.created_at, key.revoked_at),
+                )
+            new_ids: dict[int, int] = {}
+            for event in carried.events:
+                if event.person_id is not None and event.person_id not in new_ids:
+                    here = self._person_row(event.person) if event.person is not None else None
+                    new_ids[event.person_id] = here[0] if here else self._next_id("last_person_id", "people")
+                person_id = None if event.person_id is None else new_ids[event.person_id]
+                self._write_event(AuditEvent(event.at, event.actor, event.action, None, event.detail, person_id))
+            self._audit("repair", detail=detail)
 
     # -- administration -------------------------------------------------------------------------
 
@@ -604,13 +778,7 @@ class SQLiteStore(TruthStore):
         """A face row read from a damaged database as (record, embedding, crop), or None when a
         field does not parse or its person cannot be read (``names`` caches person id -> name)."""
         face_id, person_id, source, sha, box, landmarks, score, origin, face_model, created, blob, crop = row
-        if person_id not in names:
-            try:
-                found = self.db.execute("SELECT name FROM people WHERE id = ?", (person_id,)).fetchone()
-                names[person_id] = found[0] if found and isinstance(found[0], str) else None
-            except sqlite3.DatabaseError:
-                names[person_id] = None
-        person = names[person_id]
+        person = self._salvaged_name(person_id, names)
         if person is None or face_model != model_id or not isinstance(source, str) or not isinstance(sha, str):
             return None
         if not isinstance(blob, bytes) or len(blob) != 4 * dim or not isinstance(crop, bytes) or not crop.startswith(b"\xff\xd8"):
@@ -627,6 +795,17 @@ class SQLiteStore(TruthStore):
         except (ValueError, TypeError, RecursionError):
             return None
         return FaceRecord(face_id, person, source, sha, box, landmarks, score, origin, face_model, created), vector, crop
+
+    def _salvaged_name(self, person_id: int, names: dict[int, str | None]) -> str | None:
+        """The name of person ``person_id`` read from a damaged database, or None when unreadable
+        (or removed); ``names`` caches person id -> name."""
+        if person_id not in names:
+            try:
+                found = self.db.execute("SELECT name FROM people WHERE id = ?", (person_id,)).fetchone()
+                names[person_id] = found[0] if found and isinstance(found[0], str) else None
+            except sqlite3.DatabaseError:
+                names[person_id] = None
+        return names[person_id]
 
     def set_aside(self, suffix: str) -> str:
         """Close the database and rename its files (with its WAL and shared-memory files, so the
@@ -656,6 +835,7 @@ class SQLiteStore(TruthStore):
             count = self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)").rowcount
             if count:
                 self._bump_generation()
+                self._audit("remove_empty_people", detail={"people": count})
         return count
 
     def stats(self) -> dict[str, object]:

@@ -1,0 +1,78 @@
+"""``facesys serve``: the REST service and its page (see docs/service.md)."""
+
+from __future__ import annotations
+
+import click
+
+from facesys.cli import Settings, main
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (a non-loopback one needs API keys).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes sharing the gallery.")
+@click.option("--cors", multiple=True, metavar="ORIGIN", help="Let web pages of ORIGIN call the API (repeatable).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0.1), default=20.0, show_default=True, help="Largest request body.")
+@click.option("--max-files", type=click.IntRange(min=1), default=32, show_default=True, help="Uploads per request.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Largest image decoded.")
+@click.option("--request-timeout", type=click.FloatRange(min=0.01), default=60.0, show_default=True, help="Seconds.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per micro-batch.")
+@click.option(
+    "--batch-wait-ms",
+    type=click.FloatRange(min=0.0),
+    default=10.0,
+    show_default=True,
+    help="Longest a micro-batch waits to fill.",
+)
+@click.option("--max-queue", type=click.IntRange(min=1), default=256, show_default=True, help="Requests waiting before 503.")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info")
+@click.pass_obj
+def serve(settings: Settings, host: str, port: int, workers: int, cors: tuple[str, ...], log_level: str, **limits) -> None:
+    """Serve the JSON API (/v1, docs at /docs) and the web page (/) over the gallery.
+
+    Requests send an API key ('facesys keys create NAME --scope ...') as 'Authorization: Bearer KEY'.
+    While the gallery has no key, only a loopback address is served, and every request is admin.
+    """
+    import uvicorn
+
+    from facesys.errors import FacesysError
+    from facesys.gallery import Gallery
+    from facesys.service.settings import ServiceSettings, is_loopback
+
+    if not is_loopback(host) and not Gallery(settings.gallery).has_keys():
+        raise FacesysError(
+            f"--host {host}: refusing to serve beyond this machine with no API key defined; "
+            "create one first: facesys keys create NAME --scope admin"
+        )
+    service = ServiceSettings(
+        gallery=settings.gallery,
+        model=settings.model,
+        device=settings.device,
+        weights=settings.weights,
+        precision=settings.precision,
+        host=host,
+        port=port,
+        cors=cors,
+        max_upload_bytes=int(limits["max_upload_mb"] * 2**20),
+        max_files=limits["max_files"],
+        max_pixels=limits["max_pixels"],
+        request_timeout_s=limits["request_timeout"],
+        batch_size=limits["batch_size"],
+        batch_wait_ms=limits["batch_wait_ms"],
+        max_queue=limits["max_queue"],
+    )
+    service.to_environment()
+    if not settings.quiet:
+        shown = f"[{host}]" if ":" in host else host
+        click.echo(f"facesys serve: http://{shown}:{port}/ (API docs at /docs); {workers} worker(s)", err=True)
+    # No access log: request paths hold people's names, and nothing here may keep a removed person.
+    uvicorn.run(
+        "facesys.service.app:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+        server_header=False,
+    )

@@ -1,0 +1,297 @@
+"""The /v1 endpoints. Each one checks its scope (``require``), reads bounded uploads, and runs the
+library's work off the event loop: recognition through the micro-batcher, everything else in the
+thread pool (FastAPI runs plain ``def`` endpoints there). Changes are made ``acting_as`` the caller,
+so the gallery's audit log names the key."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import Awaitable
+from typing import Annotated, TypeVar
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
+
+from facesys.enroll import EnrollResult
+from facesys.errors import FacesysError
+from facesys.gallery.audit import acting_as
+from facesys.gallery.store import normalize_name
+from facesys.images import ImageBytes, check_image_bytes, load_image
+from facesys.service import schemas
+from facesys.service.app import Service
+from facesys.service.auth import Caller, require
+from facesys.service.errors import ApiError, api_error, error_body
+from facesys.service.uploads import read_uploads
+
+T = TypeVar("T")
+ERRORS = {status: {"model": schemas.ErrorAnswer} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+
+class NameConvertor(Convertor):
+    """A person's (or key's) name in a path: any characters, ``/`` and newlines included, so that
+    every name reaches the endpoint, which stores it as data or refuses it with 400."""
+
+    regex = r"[\s\S]*"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return quote(value, safe="")
+
+
+register_url_convertor("name", NameConvertor())
+STATUSES = ("enrolled", "duplicate", "rejected", "error")
+
+
+def ready(request: Request) -> Service:
+    """The service, once it is ready (503 before)."""
+    service: Service = request.app.state.service
+    service.require_ready()
+    return service
+
+
+Ready = Annotated[Service, Depends(ready)]
+MayIdentify = Annotated[Caller, Depends(require("identify"))]
+MayEnroll = Annotated[Caller, Depends(require("enroll"))]
+Admin = Annotated[Caller, Depends(require("admin"))]
+Threshold = Annotated[float | None, Query(ge=0.0, le=2.0, description="Distance threshold (overrides the gallery's)")]
+
+
+async def within_time(service: Service, work: Awaitable[T]) -> T:
+    """``work``'s result, or 503 "timeout" after ``--request-timeout`` seconds (queued recognition
+    is then dropped; an enrollment already running still finishes, photo by photo)."""
+    try:
+        return await asyncio.wait_for(work, service.settings.request_timeout_s)
+    except TimeoutError:
+        raise ApiError(503, f"no answer within {service.settings.request_timeout_s:g} s (--request-timeout)", "timeout") from None
+
+
+def person_name(name: str) -> str:
+    """A name from the URL as the gallery stores it (400 when it cannot name a person)."""
+    try:
+        return normalize_name(name)
+    except FacesysError as exc:
+        raise ApiError(400, f"name: {exc}") from None
+
+
+def decode(images: list[ImageBytes]) -> list[object]:
+    """Each upload decoded to pixels, or the ApiError saying why it cannot be (called in the thread
+    pool, so decoding runs beside the batch that runs the networks)."""
+    decoded: list[object] = []
+    for image in images:
+        try:
+            decoded.append(load_image(image))
+        except FacesysError as exc:
+            decoded.append(api_error(exc))
+    return decoded
+
+
+@router.post("/verify", response_model=schemas.VerifyAnswer, tags=["recognition"])
+async def verify(
+    a: Annotated[UploadFile, File(description="First photo")],
+    b: Annotated[UploadFile, File(description="Second photo")],
+    caller: MayIdentify,
+    service: Ready,
+    threshold: Threshold = None,
+) -> dict:
+    """Are the largest faces of photos ``a`` and ``b`` the same person? 422 when one has no face."""
+    limits = service.settings.max_files, service.settings.max_pixels
+    images = [*(await read_uploads([a], "a", *limits)), *(await read_uploads([b], "b", *limits))]
+    decoded = await run_in_threadpool(decode, images)
+    if problem := next((d for d in decoded if isinstance(d, ApiError)), None):
+        raise problem
+
+    def finish(results: list):
+        named = [dataclasses.replace(r, source=image.name) for r, image in zip(results, images, strict=True)]
+        return service.system.verify_faces(*named, threshold)
+
+    answer = await within_time(service, service.batcher.submit(decoded, finish))
+    return {"model": service.system.embedder.model_id, **answer.to_dict((images[0].name, images[1].name))}
+
+
+@router.post("/identify", response_model=schemas.IdentifyAnswer, tags=["recognition"])
+async def identify(
+    images: Annotated[list[UploadFile], File(description="One or more photos")],
+    caller: MayIdentify,
+    service: Ready,
+    top_k: Annotated[int, Query(ge=1, le=50, description="Candidates listed per face")] = 3,
+    threshold: Threshold = None,
+) -> dict:
+    """Every face of every photo, largest first: the enrolled person (or null), distances, candidates."""
+    uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
+    system = service.system
+
+    def finish(results: list) -> list:
+        policy = system.policy()
+        policy = dataclasses.replace(policy, override=threshold) if threshold is not None else policy
+        return system.identify_faces(results, top_k, policy)
+
+    decoded = await run_in_threadpool(decode, uploads)
+    usable = [pixels for pixels in decoded if not isinstance(pixels, ApiError)]
+    if not usable:
+        raise decoded[0]
+    found = iter(await within_time(service, service.batcher.submit(usable, finish)))
+    results = []
+    for upload, pixels in zip(uploads, decoded, strict=True):
+        if isinstance(pixels, ApiError):
+            results.append({"file": upload.name, **error_body(pixels.code, pixels.message)})
+        else:
+            results.append({"file": upload.name, "faces": [face.to_dict() for face in next(found)]})
+    errors = sum(isinstance(d, ApiError) for d in decoded)
+    return {"model": system.embedder.model_id, "results": results, "summary": {"files": len(uploads), "errors": errors}}
+
+
+# -- people -------------------------------------------------------------------------------------
+
+
+@router.post(
+    "/people/{name:name}", status_code=201, response_model=schemas.EnrollAnswer, response_model_exclude_none=True, tags=["people"]
+)
+async def enroll(
+    name: str,
+    response: Response,
+    images: Annotated[list[UploadFile], File(description="Photos of this person (one face each)")],
+    caller: MayEnroll,
+    service: Ready,
+) -> dict:
+    """Enroll photos of ``name`` (created if new): a result per photo, as ``facesys enroll --json``.
+    201 when a photo was enrolled, 200 when all were enrolled already; an error when none could be."""
+    name = person_name(name)
+    existing = await run_in_threadpool(service.system.gallery.spelling_of, name)
+    if existing not in (None, name):
+        raise ApiError(409, f"{name!r}: a person named {existing!r} exists already; use that exact name")
+    uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
+    refused: dict[int, ApiError] = {}
+    for position, upload in enumerate(uploads):
+        try:
+            check_image_bytes(upload)
+        except FacesysError as exc:
+            refused[position] = api_error(exc)
+    if len(refused) == len(uploads):
+        raise refused[0]
+
+    def run() -> list[EnrollResult]:
+        with acting_as(caller.actor):
+            return service.system.enroll(name, [u for i, u in enumerate(uploads) if i not in refused]).results
+
+    enrolled = iter(await within_time(service, run_in_threadpool(run)))
+    results = [
+        EnrollResult(upload.name, name, "error", refused[i].message) if i in refused else next(enrolled)
+        for i, upload in enumerate(uploads)
+    ]
+    counts = Counter(r.status for r in results)
+    if not counts["enrolled"] and not counts["duplicate"]:  # nothing could be used: the first photo's problem
+        first = results[0]
+        if first.status == "rejected":
+            raise ApiError(422, f"{first.source}: {first.reason}", "rejected")
+        raise refused.get(0) or ApiError(415, first.reason or "not a usable image")
+    if not counts["enrolled"]:
+        response.status_code = 200
+    return {"name": name, "results": [r.to_dict() for r in results], "summary": {s: counts.get(s, 0) for s in STATUSES}}
+
+
+@router.get("/people", response_model=schemas.PeopleAnswer, tags=["people"])
+def list_people(caller: MayEnroll, service: Ready) -> dict:
+    """Everyone enrolled, with their number of photos."""
+    return {"people": [{"name": n, "faces": c} for n, c in service.system.gallery.people()]}
+
+
+@router.get("/people/{name:name}", response_model=schemas.PersonAnswer, tags=["people"])
+def show_person(name: str, caller: MayEnroll, service: Ready) -> dict:
+    """A person's enrolled photos (404 when nobody has that name)."""
+    faces = service.system.gallery.faces(person_name(name))
+    rows = [
+        {"face_id": f.id, "source": f.source, "box": f.box, "score": round(f.score, 4), "created_at": f.created_at} for f in faces
+    ]
+    return {"name": faces[0].person, "faces": rows}
+
+
+@router.patch("/people/{name:name}", response_model=schemas.RenamedAnswer, tags=["people"])
+def rename_person(name: str, body: schemas.NewName, caller: Admin, service: Ready) -> dict:
+    """Rename a person (404 when missing, 409 when the new name is taken)."""
+    old, new = person_name(name), person_name(body.name)
+    with acting_as(caller.actor):
+        service.system.gallery.rename(old, new)
+    return {"name": new}
+
+
+@router.delete("/people/{name:name}", response_model=schemas.RemovedPersonAnswer, tags=["people"])
+def remove_person(name: str, caller: Admin, service: Ready) -> dict:
+    """Forget a person: embeddings, crops and index entries are erased."""
+    name = person_name(name)
+    with acting_as(caller.actor):
+        count = service.system.gallery.remove(name)
+    return {"removed": name, "faces": count}
+
+
+@router.get(
+    "/faces/{face_id}/crop",
+    response_class=Response,
+    responses={200: {"content": {"image/jpeg": {}}, "description": "The stored face crop"}},
+    tags=["people"],
+)
+def face_crop(face_id: int, caller: MayEnroll, service: Ready) -> Response:
+    """The stored JPEG crop of one enrolled face."""
+    return Response(service.system.gallery.crop(face_id), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
+
+
+@router.delete("/faces/{face_id}", response_model=schemas.RemovedFaceAnswer, tags=["people"])
+def remove_face(face_id: int, caller: Admin, service: Ready) -> dict:
+    """Remove one enrolled photo (the person goes too when it was their last)."""
+    with acting_as(caller.actor):
+        name = service.system.gallery.remove_face(face_id)
+    return {"removed_face": face_id, "name": name}
+
+
+@router.get("/stats", tags=["gallery"])
+def stats(caller: MayEnroll, service: Ready) -> dict:
+    """Size, model and thresholds of the gallery (as ``facesys gallery stats --json``)."""
+    gallery = service.system.gallery
+    return {"schema_version": 1, **gallery.stats()} if gallery.exists() else {"schema_version": 1, "people": 0, "faces": 0}
+
+
+# -- administration -------------------------------------------------------------------------------
+
+
+@router.get("/keys", response_model=schemas.KeysAnswer, tags=["admin"])
+def list_keys(caller: Admin, service: Ready) -> dict:
+    """Every API key, active and revoked (names and scopes only: keys are not stored)."""
+    keys = service.system.gallery.keys()
+    return {"keys": [dataclasses.asdict(key) for key in keys]}
+
+
+@router.post("/keys", status_code=201, response_model=schemas.CreatedKey, tags=["admin"])
+def create_key(body: schemas.NewKey, caller: Admin, service: Ready) -> dict:
+    """A new key: shown in this answer only; the gallery keeps its hash."""
+    with acting_as(caller.actor):
+        key = service.system.gallery.create_key(body.name, body.scope)
+    return {"name": body.name, "scope": body.scope, "key": key}
+
+
+@router.delete("/keys/{name:name}", response_model=schemas.RevokedAnswer, tags=["admin"])
+def revoke_key(name: str, caller: Admin, service: Ready) -> dict:
+    """Revoke a key: requests with it get 401 from now on."""
+    with acting_as(caller.actor):
+        service.system.gallery.revoke_key(name)
+    return {"revoked": name}
+
+
+@router.put("/thresholds", response_model=schemas.ThresholdsAnswer, tags=["admin"])
+def set_thresholds(body: schemas.Thresholds, caller: Admin, service: Ready) -> dict:
+    """Store calibrated thresholds in the gallery (null removes one; a field left out is kept)."""
+    with acting_as(caller.actor):
+        for kind in body.model_fields_set:
+            service.system.set_threshold(kind, getattr(body, kind))
+    return service.system.gallery.thresholds()
+
+
+@router.get("/log", response_model=schemas.LogAnswer, tags=["admin"])
+def audit_log(caller: Admin, service: Ready, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict:
+    """The gallery's audit log, newest first: who changed what, when."""
+    return {"events": [event.to_dict() for event in service.system.gallery.log(limit)]}

@@ -1,0 +1,147 @@
+"""The FastAPI app: start-up (model loaded and gallery opened in the background; /healthz says
+when), the page at /, request guards (body size, Host and Origin, CORS) and the /v1 API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from facesys import __version__
+from facesys.errors import FacesysError
+from facesys.service.batching import MicroBatcher
+from facesys.service.errors import ApiError, error_response, install_error_handlers
+from facesys.service.schemas import ErrorAnswer, Health
+from facesys.service.settings import ServiceSettings, is_loopback
+from facesys.service.uploads import BodyLimit
+
+STATIC = Path(__file__).with_name("static")
+log = logging.getLogger("facesys.service")
+
+
+class Service:
+    """What the endpoints share: the settings, the FaceSystem, the micro-batcher and readiness."""
+
+    def __init__(self, settings: ServiceSettings):
+        from facesys.system import FaceSystem
+
+        self.settings = settings
+        self.system = FaceSystem(
+            settings.gallery, model=settings.model, device=settings.device, weights=settings.weights, precision=settings.precision
+        )
+        self.batcher = MicroBatcher(self._pipeline, settings.batch_size, settings.batch_wait_ms / 1000, settings.max_queue)
+        self.ready = False
+        self.problem: str | None = None  # why it cannot become ready
+
+    def load(self) -> None:
+        """Load the model and open the gallery (in a worker thread at start-up)."""
+        try:
+            embedder = self.system.embedder
+            if self.system.gallery.exists():
+                self.system.gallery.require_model(embedder.model_id)
+                self.system.gallery.people()
+            self.ready = True
+            log.info("ready: model %s, gallery %s", embedder.model_id, self.system.gallery.location)
+        except Exception as exc:
+            self.problem = str(exc) if isinstance(exc, FacesysError) else f"{type(exc).__name__}: {exc}"
+            log.error("cannot become ready: %s", self.problem)
+
+    def require_ready(self) -> None:
+        if not self.ready:
+            raise ApiError(503, self.problem or "model is loading; retry shortly (see /healthz)", "not_ready")
+
+    def _pipeline(self, images: list) -> list:
+        """One detection and one network pass over a batch of uploads (every face, largest first)."""
+        return self.system.embedder.faces(images, select="all", errors="collect", batch_size=max(1, len(images)))
+
+
+class RequestGuard:
+    """ASGI middleware against requests a browser was tricked into sending. A service on a loopback
+    address answers only Host names of this machine (no DNS rebinding); a request with an Origin
+    header must come from the service's own origin or an allowed ``cors`` origin (no cross-site
+    form posts to a keyless local service)."""
+
+    def __init__(self, app: ASGIApp, settings: ServiceSettings):
+        self.app, self.settings = app, settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            problem = None
+            if self.settings.loopback and not is_loopback(urlsplit(f"//{host}").hostname or ""):
+                problem = f"Host {host!r} is not this machine; a loopback service answers only localhost"
+            elif origin and origin not in self.settings.cors and urlsplit(origin).netloc != host:
+                problem = f"requests from origin {origin!r} are not allowed (serve --cors ORIGIN allows one)"
+            if problem:
+                await error_response(403, problem)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: ServiceSettings) -> FastAPI:
+    """The service's app for ``settings`` (one per worker process)."""
+    from facesys.service.api import router
+
+    service = Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.batcher.start()
+        loading = asyncio.get_running_loop().run_in_executor(None, service.load)
+        yield
+        await service.batcher.stop()
+        loading.cancel()
+
+    app = FastAPI(
+        title="facesys",
+        version=__version__,
+        description="Offline face verification and recognition. See docs/service.md.",
+        lifespan=lifespan,
+        responses={400: {"model": ErrorAnswer}, 401: {"model": ErrorAnswer}},
+    )
+    app.state.service = service
+    install_error_handlers(app)
+    if settings.cors:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors),
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestGuard, settings=settings)
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": ErrorAnswer}}, tags=["service"])
+    def healthz() -> dict:
+        """Ready once the model is loaded and the gallery opened; 503 before (or when that failed)."""
+        service.require_ready()
+        return {
+            "status": "ready",
+            "model": service.system.embedder.model_id,
+            "gallery": str(service.system.gallery.location),
+            "batches": service.batcher.batches,
+            "batched_images": service.batcher.images,
+        }
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.include_router(router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory for ``serve --workers N``: the settings come in an environment variable."""
+    return create_app(ServiceSettings.from_environment())

@@ -1,0 +1,53 @@
+"""API keys and scopes as FastAPI dependencies: ``Depends(require("enroll"))`` answers 401 for a
+missing, unknown or revoked key and 403 for a key without the scope, and gives the endpoint the
+:class:`Caller` (whose name goes into the gallery's audit log)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from facesys.keys import allows
+from facesys.service.errors import ApiError
+
+bearer = HTTPBearer(auto_error=False, description="An API key made with `facesys keys create NAME --scope ...`")
+CHALLENGE = {"WWW-Authenticate": "Bearer"}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: ``actor`` as the audit log names it, and the key's ``scope``."""
+
+    actor: str
+    scope: str
+
+
+def require(scope: str) -> Callable:
+    """A dependency that lets a request through only with a key of ``scope`` (or a wider one)."""
+
+    async def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
+        caller = await run_in_threadpool(identify_caller, request.app.state.service, credentials)
+        if not allows(caller.scope, scope):
+            raise ApiError(403, f"{caller.actor} has scope {caller.scope!r}; this needs {scope!r}")
+        return caller
+
+    return check
+
+
+def identify_caller(service, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+    """The Caller a request's credentials stand for. With no key defined in the gallery, a service
+    on a loopback address treats every request without credentials as admin."""
+    gallery = service.system.gallery
+    if credentials is None:
+        if service.settings.loopback and not gallery.has_keys():
+            return Caller("anonymous (no keys defined)", "admin")
+        raise ApiError(401, "no API key: send 'Authorization: Bearer <key>'", headers=CHALLENGE)
+    key = gallery.key_for(credentials.credentials)
+    if key is None:
+        raise ApiError(401, "unknown or revoked API key", headers=CHALLENGE)
+    return Caller(f"key {key.name}", key.scope)

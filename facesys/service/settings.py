@@ -1,0 +1,61 @@
+"""What a service is started with: the global options, where it listens and its limits."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field
+
+SETTINGS_ENV = "FACESYS_SERVICE_SETTINGS"  # how ``serve --workers N`` hands its settings to each worker process
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """``gallery``/``model``/``device``/``weights``/``precision``: as the CLI's global options;
+    ``host``/``port``: where to listen; ``cors``: origins allowed to call from a browser;
+    ``max_upload_bytes``: largest request body; ``max_files``: uploads per request;
+    ``max_pixels``: largest declared image size decoded; ``request_timeout_s``: longest a
+    request waits for its answer; ``batch_size`` (images) and ``batch_wait_ms``: when a
+    micro-batch closes; ``max_queue``: requests waiting before new ones get 503."""
+
+    gallery: str | None = None
+    model: str | None = None
+    device: str = "cpu"
+    weights: str | None = None
+    precision: str = "auto"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    cors: tuple[str, ...] = field(default_factory=tuple)
+    max_upload_bytes: int = 20 * 2**20
+    max_files: int = 32
+    max_pixels: int = 40_000_000
+    request_timeout_s: float = 60.0
+    batch_size: int = 16
+    batch_wait_ms: float = 10.0
+    max_queue: int = 256
+
+    @property
+    def loopback(self) -> bool:
+        """Whether the service listens on this machine only."""
+        return is_loopback(self.host)
+
+    def to_environment(self) -> None:
+        os.environ[SETTINGS_ENV] = json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_environment(cls) -> ServiceSettings:
+        values = json.loads(os.environ.get(SETTINGS_ENV, "{}"))
+        values["cors"] = tuple(values.get("cors", ()))
+        return cls(**values)
+
+
+def is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (127.0.0.0/8, ::1)."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,412 @@
+// The facesys page: status, API key, identify (file or webcam), enroll, and the people list.
+// Talks only to the JSON API of docs/service.md. Server text and names are user data: they go
+// into the page through textContent / createElement only, never as HTML.
+"use strict";
+
+const KEY_STORAGE = "facesys.apiKey";
+const KNOWN_COLOR = "#1a7f37";
+const UNKNOWN_COLOR = "#bc4c00";
+
+let cropUrls = [];        // blob: URLs of the people list's crops (revoked when the list is rebuilt)
+let peopleGeneration = 0; // the newest people list; an older refresh still running drops its results
+let cameraStream = null;  // the running webcam stream, if any
+let serviceReady = false; // the last /healthz said ready
+
+const $ = (id) => document.getElementById(id);
+
+// ---- requests ---------------------------------------------------------------------------------
+
+// The pasted API key, trimmed ("" when none).
+function apiKey() {
+  return $("api-key").value.trim();
+}
+
+// fetch() a path relative to the page with the Bearer key; throws an Error carrying the service's
+// message for a non-2xx answer, and a readable one when the service cannot be reached.
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch (err) {
+    if (serviceReady) checkStatus(); // show "unreachable" and poll until it is back
+    throw new Error(`Cannot reach the service (${err.message}).`);
+  }
+  if (!response.ok) throw new Error(await errorMessage(response));
+  return response;
+}
+
+// The message of an error answer ({"error": {"code", "message"}}), or its HTTP status otherwise.
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body && body.error && body.error.message) return `${body.error.message} (${response.status} ${body.error.code})`;
+  } catch (_) {
+    // not JSON: fall through
+  }
+  return `The service answered HTTP ${response.status} ${response.statusText}.`;
+}
+
+// The JSON answer of api().
+async function apiJson(path, options) {
+  return (await api(path, options)).json();
+}
+
+// The path of one person (names may hold "/", "?", "#", ...).
+function personPath(name) {
+  return `v1/people/${encodeURIComponent(name)}`;
+}
+
+// ---- page helpers -----------------------------------------------------------------------------
+
+// Show a message in the #error banner.
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = false;
+}
+
+// Hide the #error banner.
+function clearError() {
+  $("error").textContent = "";
+  $("error").hidden = true;
+}
+
+// Run an action: clear the old error, disable its button while it runs, show any failure.
+async function run(button, work) {
+  clearError();
+  if (button) button.disabled = true;
+  try {
+    await work();
+  } catch (err) {
+    showError(err && err.message ? err.message : String(err));
+  } finally {
+    if (button) button.disabled = false;
+  }
+}
+
+// A new element with a class and text (textContent: never parsed as HTML).
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+// Read and store the API key (localStorage may be unavailable: then the key lasts until reload).
+function storedKey(value) {
+  try {
+    if (value === undefined) return localStorage.getItem(KEY_STORAGE) || "";
+    localStorage.setItem(KEY_STORAGE, value);
+  } catch (_) {
+    return "";
+  }
+  return value;
+}
+
+// ---- status -----------------------------------------------------------------------------------
+
+// Show /healthz in #status; poll every few seconds until the service is ready, then list the people.
+// Runs at start and when a request finds the service gone (one poll at a time: api() starts one
+// only while serviceReady is true).
+async function checkStatus() {
+  serviceReady = false;
+  const status = $("status");
+  let ready = false;
+  try {
+    const response = await fetch("healthz", { cache: "no-store" });
+    const body = await response.json().catch(() => ({}));
+    ready = response.ok;
+    status.textContent = ready ? `ready · ${body.model}` : `not ready: ${(body.error && body.error.message) || response.status}`;
+    status.title = ready ? `gallery ${body.gallery}` : "";
+  } catch (err) {
+    status.textContent = "service unreachable";
+  }
+  status.className = ready ? "status ready" : "status down";
+  serviceReady = ready;
+  if (!ready) setTimeout(checkStatus, 3000);
+  else refreshPeople().catch((err) => showError(err.message)); // the list, once the service is (back) up
+}
+
+// ---- identify ---------------------------------------------------------------------------------
+
+// Identify the photo chosen in #identify-file.
+async function identifyFile() {
+  const file = $("identify-file").files[0];
+  if (!file) throw new Error("Choose a photo to identify first.");
+  await identify(file, file.name);
+}
+
+// POST one photo to /v1/identify, then draw it with its faces and list them.
+async function identify(blob, filename) {
+  const results = $("identify-results");
+  const canvas = $("identify-canvas");
+  canvas.hidden = true;
+  results.replaceChildren(el("li", "busy", "Identifying…"));
+  const form = new FormData();
+  form.append("images", blob, filename);
+  let answer;
+  try {
+    answer = await apiJson("v1/identify", { method: "POST", body: form });
+  } catch (err) {
+    results.replaceChildren();
+    throw err;
+  }
+  const result = answer.results[0];
+  if (result.error) {
+    results.replaceChildren();
+    throw new Error(result.error.message);
+  }
+  listFaces(result.faces);
+  await drawFaces(blob, result.faces);
+}
+
+// One line per face in #identify-results: name (or "unknown"), distance and threshold.
+function listFaces(faces) {
+  const items = faces.map((face) => {
+    const known = face.name != null; // null (or absent): nobody within the threshold
+    const item = el("li", known ? "face known" : "face unknown");
+    item.append(el("span", "face-name", known ? face.name : "unknown"));
+    const candidates = face.candidates || [];
+    const nearest = !known && candidates.length ? `nearest ${candidates[0].name}, ` : "";
+    const distance = face.distance == null ? "nobody enrolled" : `${nearest}distance ${face.distance.toFixed(3)}`;
+    item.append(el("span", "detail", ` ${distance} · threshold ${face.threshold.toFixed(3)}`));
+    return item;
+  });
+  $("identify-results").replaceChildren(...(items.length ? items : [el("li", "empty", "No face found in this photo.")]));
+}
+
+// Draw the photo on #identify-canvas scaled to fit, with each face's box and name.
+async function drawFaces(blob, faces) {
+  const canvas = $("identify-canvas");
+  const url = URL.createObjectURL(blob);
+  const image = new Image();
+  try {
+    image.src = url;
+    await image.decode();
+  } catch (_) {
+    throw new Error("The browser cannot display this photo (its faces are listed below).");
+  } finally {
+    URL.revokeObjectURL(url);
+  }
+  const width = image.naturalWidth;
+  const height = image.naturalHeight;
+  const box = getComputedStyle(canvas.parentElement);
+  const room = canvas.parentElement.clientWidth - parseFloat(box.paddingLeft) - parseFloat(box.paddingRight);
+  const scale = Math.min(1, room / width, Math.max(320, window.innerHeight * 0.75) / height);
+  const ratio = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * scale * ratio);
+  canvas.height = Math.round(height * scale * ratio);
+  canvas.style.width = `${Math.round(width * scale)}px`;
+  canvas.hidden = false;
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.drawImage(image, 0, 0, width * scale, height * scale);
+  ctx.font = "600 15px system-ui, sans-serif";
+  ctx.textBaseline = "top";
+  for (const face of faces) {
+    const [x1, y1, x2, y2] = face.box.map((v) => v * scale);
+    const color = face.name != null ? KNOWN_COLOR : UNKNOWN_COLOR;
+    const label = face.name != null ? face.name : "unknown";
+    ctx.lineWidth = 3;
+    ctx.strokeStyle = color;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1);
+    const textWidth = ctx.measureText(label).width + 10;
+    const top = y1 >= 24 ? y1 - 24 : y1; // above the box, or inside it at the image's top
+    ctx.fillStyle = color;
+    ctx.fillRect(x1 - 1.5, top, textWidth, 24);
+    ctx.fillStyle = "#fff";
+    ctx.fillText(label, x1 + 4, top + 4);
+  }
+}
+
+// ---- webcam -----------------------------------------------------------------------------------
+
+// Start the webcam preview, or stop it when it runs.
+async function toggleCamera() {
+  if (cameraStream) return stopCamera();
+  if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+    throw new Error("This browser gives no camera access here (it needs https or localhost).");
+  }
+  try {
+    cameraStream = await navigator.mediaDevices.getUserMedia({ video: true, audio: false });
+  } catch (err) {
+    throw new Error(cameraProblem(err));
+  }
+  $("camera-video").srcObject = cameraStream;
+  $("camera").hidden = false;
+  $("camera-button").textContent = "Stop camera";
+}
+
+// A readable reason why getUserMedia failed.
+function cameraProblem(err) {
+  if (err.name === "NotAllowedError" || err.name === "SecurityError") return "Camera access was denied.";
+  if (err.name === "NotFoundError" || err.name === "OverconstrainedError") return "No camera found.";
+  if (err.name === "NotReadableError") return "The camera is in use by another program.";
+  return `Cannot start the camera (${err.name}: ${err.message}).`;
+}
+
+// Stop the webcam and hide its preview.
+function stopCamera() {
+  if (cameraStream) cameraStream.getTracks().forEach((track) => track.stop());
+  cameraStream = null;
+  $("camera-video").srcObject = null;
+  $("camera").hidden = true;
+  $("camera-button").textContent = "Use camera";
+}
+
+// Take a frame from the webcam as a JPEG and identify it.
+async function capture() {
+  const video = $("camera-video");
+  if (!video.videoWidth) throw new Error("The camera shows no picture yet; try again in a moment.");
+  const frame = document.createElement("canvas");
+  frame.width = video.videoWidth;
+  frame.height = video.videoHeight;
+  frame.getContext("2d").drawImage(video, 0, 0);
+  const blob = await new Promise((resolve) => frame.toBlob(resolve, "image/jpeg", 0.92));
+  if (!blob) throw new Error("Could not take a photo from the camera.");
+  stopCamera();
+  await identify(blob, "camera.jpg");
+}
+
+// ---- enroll -----------------------------------------------------------------------------------
+
+// POST the chosen photos to /v1/people/{name}; list each photo's outcome, then refresh the people.
+async function enroll() {
+  const name = $("enroll-name").value.trim();
+  const files = [...$("enroll-files").files];
+  if (!name) throw new Error("Enter the person's name.");
+  if (!files.length) throw new Error("Choose one or more photos of this person.");
+  const results = $("enroll-results");
+  results.replaceChildren(el("li", "busy", `Enrolling ${files.length} photo(s) of ${name}…`));
+  const form = new FormData();
+  files.forEach((file) => form.append("images", file, file.name));
+  let answer;
+  try {
+    answer = await apiJson(personPath(name), { method: "POST", body: form });
+  } catch (err) {
+    results.replaceChildren();
+    throw err;
+  }
+  const counts = Object.entries(answer.summary).filter(([, n]) => n > 0).map(([status, n]) => `${n} ${status}`);
+  const items = [el("li", "summary", `${answer.name}: ${counts.join(", ")}`)];
+  for (const photo of answer.results) {
+    const item = el("li", `status-${photo.status}`);
+    item.append(el("span", "file", photo.source), el("span", "state", photo.status));
+    const note = photo.reason || photo.warning;
+    if (note) item.append(el("span", "reason", note));
+    items.push(item);
+  }
+  results.replaceChildren(...items);
+  $("enroll-files").value = ""; // ready for the next person's photos
+  await refreshPeople();
+}
+
+// ---- people -----------------------------------------------------------------------------------
+
+// Rebuild #people from GET /v1/people and each person's faces; crops load as blob: URLs.
+async function refreshPeople() {
+  const generation = ++peopleGeneration;
+  const { people } = await apiJson("v1/people");
+  const details = await Promise.all(people.map((person) => apiJson(personPath(person.name))));
+  if (generation !== peopleGeneration) return;
+  cropUrls.forEach((url) => URL.revokeObjectURL(url));
+  cropUrls = [];
+  const crops = [];
+  const cards = details.map((person) => personCard(person, crops));
+  $("people").replaceChildren(...(cards.length ? cards : [el("li", "empty", "Nobody is enrolled yet.")]));
+  const loads = await Promise.allSettled(crops.map(([img, faceId]) => loadCrop(img, faceId, generation)));
+  const failed = loads.find((load) => load.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+// One person's card: name, photo count, rename / remove buttons, and a crop per stored face.
+function personCard(person, crops) {
+  const card = el("li", "person");
+  const head = el("div", "person-head");
+  const rename = el("button", "rename", "Rename");
+  const remove = el("button", "remove-person danger", "Remove");
+  rename.type = remove.type = "button";
+  rename.setAttribute("aria-label", `Rename ${person.name}`);
+  remove.setAttribute("aria-label", `Remove ${person.name}`);
+  rename.addEventListener("click", () => run(rename, () => renamePerson(person.name)));
+  remove.addEventListener("click", () => run(remove, () => removePerson(person.name)));
+  const count = `${person.faces.length} photo${person.faces.length === 1 ? "" : "s"}`;
+  head.append(el("h3", "person-name", person.name), el("span", "count", count), rename, remove);
+  const list = el("ul", "crops");
+  for (const face of person.faces) {
+    const item = el("li", "crop-item");
+    const img = el("img", "crop");
+    img.alt = `${person.name}: ${face.source}`;
+    img.title = face.source;
+    const drop = el("button", "remove-face", "×");
+    drop.type = "button";
+    drop.setAttribute("aria-label", `Remove photo ${face.source} of ${person.name}`);
+    drop.addEventListener("click", () => run(drop, () => removeFace(face.face_id, face.source, person.name)));
+    item.append(img, drop);
+    list.append(item);
+    crops.push([img, face.face_id]);
+  }
+  card.append(head, list);
+  return card;
+}
+
+// Fetch one face crop with the key and show it through a blob: URL (an <img src> sends no headers).
+async function loadCrop(img, faceId, generation) {
+  const blob = await (await api(`v1/faces/${faceId}/crop`)).blob();
+  const url = URL.createObjectURL(blob);
+  if (generation !== peopleGeneration) return URL.revokeObjectURL(url);
+  cropUrls.push(url);
+  img.src = url;
+}
+
+// Ask for a new name and PATCH it.
+async function renamePerson(name) {
+  const newName = window.prompt(`New name for ${name}:`, name);
+  if (newName === null || !newName.trim() || newName.trim() === name) return;
+  await api(personPath(name), {
+    method: "PATCH",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name: newName.trim() }),
+  });
+  await refreshPeople();
+}
+
+// Remove a person and all their photos, after a confirm().
+async function removePerson(name) {
+  if (!window.confirm(`Remove ${name} and all their photos from the gallery?`)) return;
+  await api(personPath(name), { method: "DELETE" });
+  await refreshPeople();
+}
+
+// Remove one enrolled photo, after a confirm().
+async function removeFace(faceId, source, name) {
+  if (!window.confirm(`Remove the photo ${source} of ${name}?`)) return;
+  await api(`v1/faces/${faceId}`, { method: "DELETE" });
+  await refreshPeople();
+}
+
+// ---- start ------------------------------------------------------------------------------------
+
+// Wire up the page: key field, forms and buttons; then check the status (which lists the people).
+function init() {
+  const key = $("api-key");
+  key.value = storedKey();
+  key.addEventListener("input", () => storedKey(key.value.trim()));
+  key.addEventListener("change", () => run(null, refreshPeople));
+  $("identify-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("identify-button"), identifyFile);
+  });
+  $("camera-button").addEventListener("click", () => run($("camera-button"), toggleCamera));
+  $("capture-button").addEventListener("click", () => run($("capture-button"), capture));
+  $("enroll-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("enroll-button"), enroll);
+  });
+  $("people-refresh").addEventListener("click", () => run($("people-refresh"), refreshPeople));
+  checkStatus();
+}
+
+init();
