@@ -11,9 +11,11 @@ from urllib.parse import urlsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
+from swagger_ui_bundle import swagger_ui_path
 
 from facesys import __version__
 from facesys.errors import FacesysError
@@ -108,6 +110,8 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         description="Offline face verification and recognition. See docs/service.md.",
         lifespan=lifespan,
         responses={400: {"model": ErrorAnswer}, 401: {"model": ErrorAnswer}},
+        docs_url=None,  # served below from a packaged Swagger UI: no CDN, works offline
+        redoc_url=None,
     )
     app.state.service = service
     install_error_handlers(app)
@@ -137,7 +141,18 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title="facesys API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
+
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.include_router(router)
     return app
 
