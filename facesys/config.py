@@ -35,6 +35,17 @@ CROP_QUALITY = 95
 CONFUSION_NEIGHBOURS = 32  # enrolled faces compared with a new photo for the confusion warning
 
 
-def default_gallery() -> Path:
-    """``$FACESYS_GALLERY``, else ``gallery/`` in the current directory."""
-    return Path(os.environ.get(GALLERY_ENV, DEFAULT_GALLERY))
+def default_gallery() -> str:
+    """``$FACESYS_GALLERY`` (a folder or a ``postgresql://`` URL), else ``gallery`` (a folder in the
+    current directory)."""
+    return os.environ.get(GALLERY_ENV, DEFAULT_GALLERY)
+
+
+def cache_dir() -> Path:
+    """Where derived files are kept (converted weights, the search index of a database gallery):
+    ``$FACESYS_CACHE`` or the user's cache folder."""
+    if "FACESYS_CACHE" in os.environ:
+        return Path(os.environ["FACESYS_CACHE"])
+    from platformdirs import user_cache_path
+
+    return user_cache_path("facesys")

@@ -29,7 +29,11 @@ PEOPLE_FOLDER = "people"  # <gallery>/people/<name>/*.jpg: photos a bare `facesy
 
 
 def people_folder(gallery) -> Path:
-    """The gallery's own folder of people's photos."""
+    """The gallery's own folder of people's photos (a folder gallery only)."""
+    if not gallery.is_folder:
+        raise FacesysError(
+            f"{gallery.location}: a database gallery has no {PEOPLE_FOLDER}/ folder; enroll photos or a folder of people"
+        )
     return Path(gallery.location) / PEOPLE_FOLDER
 
 

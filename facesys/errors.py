@@ -60,3 +60,7 @@ class InvalidValueError(GalleryError):
 class ConflictError(GalleryError):
     """A change that clashes with what is stored: a name taken, an active key of that name (a
     service answers 409)."""
+
+
+class GalleryUnavailableError(GalleryError):
+    """The gallery's database cannot be reached (a service answers 503 and recovers when it can)."""

@@ -38,3 +38,17 @@ def dlib_files():
     from facesys.models.dlib_model import dlib_model_files
 
     return dlib_model_files()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """A throwaway PostgreSQL server for the session (tests/postgres.py: loopback only, trust
+    authentication), destroyed at its end; skips when Debian's server binaries are not installed."""
+    from tests.postgres import PostgresUnavailable, shared_cluster
+
+    try:
+        cluster = shared_cluster()
+    except PostgresUnavailable as exc:
+        pytest.skip(str(exc).splitlines()[0])
+    yield cluster
+    cluster.destroy()

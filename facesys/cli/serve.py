@@ -39,7 +39,9 @@ def serve(settings: Settings, host: str, port: int, workers: int, cors: tuple[st
     from facesys.gallery import Gallery
     from facesys.service.settings import ServiceSettings, is_loopback
 
-    if not is_loopback(host) and not Gallery(settings.gallery).has_keys():
+    gallery = Gallery(settings.gallery)
+    gallery.exists()  # a database gallery that cannot be reached: one line, exit 2
+    if not is_loopback(host) and not gallery.has_keys():
         raise FacesysError(
             f"--host {host}: refusing to serve beyond this machine with no API key defined; "
             "create one first: facesys keys create NAME --scope admin"

@@ -6,6 +6,7 @@ by a lock (it is brought up to date and searched under it). Nothing here imports
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -20,6 +21,7 @@ from facesys.errors import GalleryError, UnknownFaceError, UnknownKeyError, Unkn
 from facesys.gallery.audit import AuditEvent
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
 from facesys.gallery.index import sync as index_sync
+from facesys.gallery.location import index_folder_of, is_database_url, public_form
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
 from facesys.keys import ApiKey, hash_key, new_key
 
@@ -49,17 +51,29 @@ class Neighbours:
 
 
 class Gallery:
-    """The gallery at ``location`` (a folder; default ``$FACESYS_GALLERY`` or ``./gallery``).
+    """The gallery at ``location``: a folder (SQLite) or a ``postgresql://`` URL; default
+    ``$FACESYS_GALLERY`` or ``./gallery``.
 
-    ``index_backend`` names the vector index (see ``facesys.gallery.index.INDEX_BACKENDS``);
-    index files are kept in the gallery folder.
+    ``location`` is what messages show (a URL without its password). ``index_backend`` names the
+    vector index (see ``facesys.gallery.index.INDEX_BACKENDS``); index files are kept in the
+    gallery folder, or for a database in this machine's cache (``location.index_folder_of``).
+    ``save_index``: write the index file whenever it changed (right for a short-lived process; a
+    service keeps it in memory, follows changes with :meth:`follow` and calls :meth:`save_index`).
     """
 
-    def __init__(self, location: str | Path | None = None, index_backend: str = DEFAULT_INDEX_BACKEND):
-        self.location = Path(location) if location is not None else default_gallery()
+    def __init__(self, location: str | Path | None = None, index_backend: str = DEFAULT_INDEX_BACKEND, save_index: bool = True):
+        address = str(location) if location is not None else default_gallery()
+        self._address = address if is_database_url(address) else Path(address)  # what stores are opened with
+        self.location = public_form(self._address)
         self.index_backend = index_backend
+        self.saves_index = save_index
         self._index: VectorIndex | None = None
         self._lock = threading.RLock()
+
+    @property
+    def is_folder(self) -> bool:
+        """Whether the gallery is a folder on this machine (not a database server)."""
+        return isinstance(self._address, Path)
 
     def __repr__(self) -> str:
         return f"Gallery({str(self.location)!r})"
@@ -67,7 +81,7 @@ class Gallery:
     # -- opening --------------------------------------------------------------------------------
 
     def exists(self) -> bool:
-        return store_exists(self.location)
+        return store_exists(self._address)
 
     def open(self, create: bool = False) -> TruthStore:
         """The store (a context manager). GalleryError naming the place looked at when there is
@@ -76,12 +90,12 @@ class Gallery:
             raise GalleryError(
                 f"{self.location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery"
             )
-        return open_store(self.location, create=create)
+        return open_store(self._address, create=create)
 
     @property
     def index_folder(self) -> Path:
         """Where index files are saved."""
-        return self.location
+        return index_folder_of(self._address)
 
     def model(self) -> tuple[str, str] | None:
         """(model id, model name) of the embeddings stored, or None for a new or empty gallery."""
@@ -204,13 +218,45 @@ class Gallery:
 
     # -- search ---------------------------------------------------------------------------------
 
-    def refresh(self, store: TruthStore, save: bool = True) -> VectorIndex:
-        """The index of ``store``'s current state (kept in memory; saved when ``save``)."""
+    def refresh(self, store: TruthStore, save: bool | None = None) -> VectorIndex:
+        """The index of ``store``'s current state (kept in memory; saved when ``save``, by default
+        when the gallery ``saves_index``)."""
+        save = self.saves_index if save is None else save
         with self._lock:
             self._index = index_sync.synced(store, self.index_folder, self._index, self.index_backend, save)
             return self._index
 
-    def search(self, vectors: np.ndarray, k: int, store: TruthStore | None = None, save: bool = True) -> Neighbours:
+    def save_index(self) -> None:
+        """Write the in-memory index to its file (a service does this when it stops)."""
+        with self._lock:
+            if self._index is not None:
+                index_sync.write(self._index, self.index_folder)
+
+    def follow(self, stop: threading.Event, poll_s: float = 5.0) -> None:
+        """Keep the in-memory index current until ``stop`` is set: woken by the store's change
+        notifications (PostgreSQL LISTEN/NOTIFY) or every ``poll_s`` seconds. Searches sync the
+        index themselves anyway; following takes that work off the requests. A store that cannot be
+        reached is retried every ``poll_s`` seconds."""
+        store: TruthStore | None = None
+        while not stop.is_set():
+            try:
+                if store is None and self.exists():
+                    store = self.open()
+                if store is not None:
+                    self.refresh(store)
+                    store.wait_for_change(poll_s)
+                else:
+                    stop.wait(poll_s)
+            except GalleryError:
+                if store is not None:
+                    with contextlib.suppress(Exception):
+                        store.close()
+                store = None
+                stop.wait(poll_s)
+        if store is not None:
+            store.close()
+
+    def search(self, vectors: np.ndarray, k: int, store: TruthStore | None = None, save: bool | None = None) -> Neighbours:
         """The ``k`` faces nearest each of (Q, D) float32 unit ``vectors`` (Euclidean), with names."""
         if store is None:
             with self.open() as opened:
@@ -314,7 +360,7 @@ class Gallery:
         with self.open() as store:
             problems = store.check()
             try:
-                problems += index_sync.problems(store, self.index_folder, self.index_backend)
+                problems += index_sync.problems(store, self.index_folder, self.index_backend, required=self.is_folder)
             except GalleryError:  # the store's read errors; the database cannot be read whole
                 problems.append(
                     "index: not compared with the database, which cannot be read whole ('gallery repair' rebuilds it)"

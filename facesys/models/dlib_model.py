@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from facesys.config import cache_dir
 from facesys.errors import ModelError
 from facesys.models._registry import ModelSpec, file_sha256, register_model
 
@@ -38,15 +39,6 @@ DLIB_THRESHOLD = 0.417
 # Impostor distances on the same data (5.9 million pairs of different people among pairsDevTrain's
 # images): (false-accept rate per comparison, threshold reaching it). Used by open-set identification.
 DLIB_FAR_TABLE = ((1e-1, 0.4933), (1e-2, 0.4296), (1e-3, 0.382), (1e-4, 0.3396), (1e-5, 0.3063))
-
-
-def cache_dir() -> Path:
-    """Where converted weights are kept: ``$FACESYS_CACHE`` or the user's cache folder."""
-    if "FACESYS_CACHE" in os.environ:
-        return Path(os.environ["FACESYS_CACHE"])
-    from platformdirs import user_cache_path
-
-    return user_cache_path("facesys")
 
 
 def dlib_model_files() -> tuple[Path, Path]:
@@ -85,7 +77,7 @@ def _load_weights(backbone: nn.Module, weights: str | None) -> str:
     if not source.is_file():
         raise ModelError(f"{source}: dlib model file not found")
     sha = file_sha256(source)
-    cached = cache_dir() / f"dlib-resnet-{sha[:16]}.safetensors"
+    cached = cache_dir() / f"dlib-resnet-{sha[:16]}.safetensors"  # converted weights
     if cached.is_file():
         try:
             backbone.load_state_dict(load_file(cached))

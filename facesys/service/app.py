@@ -4,7 +4,9 @@ when), the page at /, request guards (body size, Host and Origin, CORS) and the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,28 +35,44 @@ class Service:
     """What the endpoints share: the settings, the FaceSystem, the micro-batcher and readiness."""
 
     def __init__(self, settings: ServiceSettings):
+        from facesys.gallery import Gallery
         from facesys.system import FaceSystem
 
         self.settings = settings
+        gallery = Gallery(settings.gallery, save_index=False)  # kept in memory; saved when the service stops
         self.system = FaceSystem(
-            settings.gallery, model=settings.model, device=settings.device, weights=settings.weights, precision=settings.precision
+            gallery, model=settings.model, device=settings.device, weights=settings.weights, precision=settings.precision
         )
         self.batcher = MicroBatcher(self._pipeline, settings.batch_size, settings.batch_wait_ms / 1000, settings.max_queue)
         self.ready = False
         self.problem: str | None = None  # why it cannot become ready
+        self.stopping = threading.Event()
 
     def load(self) -> None:
-        """Load the model and open the gallery (in a worker thread at start-up)."""
+        """Load the model, open the gallery and load its index (in a worker thread at start-up);
+        a database gallery is then followed by a thread that keeps the index current."""
+        gallery = self.system.gallery
         try:
             embedder = self.system.embedder
-            if self.system.gallery.exists():
-                self.system.gallery.require_model(embedder.model_id)
-                self.system.gallery.people()
+            if gallery.exists():
+                gallery.require_model(embedder.model_id)
+                with gallery.open() as store:
+                    gallery.refresh(store)
             self.ready = True
-            log.info("ready: model %s, gallery %s", embedder.model_id, self.system.gallery.location)
+            log.info("ready: model %s, gallery %s", embedder.model_id, gallery.location)
         except Exception as exc:
             self.problem = str(exc) if isinstance(exc, FacesysError) else f"{type(exc).__name__}: {exc}"
             log.error("cannot become ready: %s", self.problem)
+            return
+        if not gallery.is_folder:
+            threading.Thread(target=gallery.follow, args=(self.stopping,), name="facesys-follow", daemon=True).start()
+
+    def stop(self) -> None:
+        """Stop following the gallery and save the in-memory index for the next start."""
+        self.stopping.set()
+        if self.ready:
+            with contextlib.suppress(FacesysError):
+                self.system.gallery.save_index()
 
     def require_ready(self) -> None:
         if not self.ready:
@@ -103,6 +121,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
         yield
         await service.batcher.stop()
         loading.cancel()
+        await asyncio.get_running_loop().run_in_executor(None, service.stop)
 
     app = FastAPI(
         title="facesys",
@@ -127,8 +146,10 @@ def create_app(settings: ServiceSettings) -> FastAPI:
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": ErrorAnswer}}, tags=["service"])
     def healthz() -> dict:
-        """Ready once the model is loaded and the gallery opened; 503 before (or when that failed)."""
+        """Ready once the model is loaded and the gallery opened; 503 before (or when that failed),
+        and while the gallery's database cannot be reached."""
         service.require_ready()
+        service.system.gallery.exists()  # GalleryUnavailableError (503) while a database is down
         return {
             "status": "ready",
             "model": service.system.embedder.model_id,

@@ -14,6 +14,7 @@ from facesys.errors import (
     ConflictError,
     FacesysError,
     GalleryError,
+    GalleryUnavailableError,
     ImageError,
     ImageTooLargeError,
     InvalidValueError,
@@ -45,24 +46,24 @@ def error_response(status: int, message: str, code: str | None = None, headers: 
     return JSONResponse(error_body(code or STATUS_CODES.get(status, "error"), message), status_code=status, headers=headers)
 
 
+# Library error -> (HTTP status, code or None for the status's own); the first match wins, so a
+# subclass comes before its base. Any other FacesysError is a bad argument (400).
+LIBRARY_ERRORS: list[tuple[type[FacesysError] | tuple[type[FacesysError], ...], int, str | None]] = [
+    (ImageTooLargeError, 413, None),
+    (ImageError, 415, None),
+    (NoFaceError, 422, None),
+    (GalleryUnavailableError, 503, "gallery_unavailable"),
+    ((UnknownPersonError, UnknownFaceError, UnknownKeyError), 404, None),
+    (ConflictError, 409, None),
+    (InvalidValueError, 400, None),
+    (GalleryError, 500, "gallery_error"),
+]
+
+
 def api_error(exc: FacesysError) -> ApiError:
     """The HTTP form of a library error."""
-    message = str(exc)
-    if isinstance(exc, ImageTooLargeError):
-        return ApiError(413, message)
-    if isinstance(exc, ImageError):
-        return ApiError(415, message)
-    if isinstance(exc, NoFaceError):
-        return ApiError(422, message)
-    if isinstance(exc, (UnknownPersonError, UnknownFaceError, UnknownKeyError)):
-        return ApiError(404, message)
-    if isinstance(exc, ConflictError):
-        return ApiError(409, message)
-    if isinstance(exc, InvalidValueError):
-        return ApiError(400, message)
-    if isinstance(exc, GalleryError):
-        return ApiError(500, message, "gallery_error")
-    return ApiError(400, message)
+    status, code = next(((status, code) for kinds, status, code in LIBRARY_ERRORS if isinstance(exc, kinds)), (400, None))
+    return ApiError(status, str(exc), code)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -3,17 +3,36 @@ and the interface suites (test_store_interface.py, test_index_interface.py) run 
 
 from __future__ import annotations
 
+import importlib.util
+
 import cv2
 import numpy as np
 import pytest
 
 from facesys.gallery.index import INDEX_BACKENDS, index_class
 from facesys.gallery.store import STORE_BACKENDS, NewFace, open_store
+from tests import postgres
 
 MODEL = "test-model@0123456789abcdef"
 
+
+def new_postgres_store(_tmp_path):
+    """A store in a new database of this process's throwaway PostgreSQL server (tests/postgres.py);
+    skips the test when psycopg or the server binaries are missing."""
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip('psycopg not installed (pip install "facesys[postgres]")')
+    try:
+        cluster = postgres.shared_cluster()
+    except postgres.PostgresUnavailable as exc:
+        pytest.skip(str(exc).splitlines()[0])
+    return open_store(cluster.create_database(), create=True)
+
+
 # backend name -> factory(tmp_path) of a new, empty store. A new backend adds one line here.
-STORE_FACTORIES = {"sqlite": lambda tmp_path: open_store(tmp_path / "g", create=True)}
+STORE_FACTORIES = {
+    "sqlite": lambda tmp_path: open_store(tmp_path / "g", create=True),
+    "postgresql": new_postgres_store,
+}
 
 
 def face(seed: int, dim: int = 8) -> NewFace:
@@ -32,6 +51,18 @@ def face(seed: int, dim: int = 8) -> NewFace:
         crop_origin=(0.0, 0.0, 1.0),
         embedding=v / np.linalg.norm(v),
     )
+
+
+@pytest.fixture(autouse=True)
+def _drop_databases_made_by_the_test():
+    """Databases a test made on the shared PostgreSQL server are dropped after it (with this
+    process's connection pools to them), so a session does not pile up servers' connections."""
+    cluster = postgres.running_shared_cluster()
+    before = len(cluster.created) if cluster else 0
+    yield
+    cluster = postgres.running_shared_cluster()
+    if cluster is not None:
+        cluster.drop_databases(cluster.created[before:])
 
 
 @pytest.fixture(params=sorted(STORE_BACKENDS))

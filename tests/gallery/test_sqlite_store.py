@@ -221,3 +221,28 @@ def test_a_removal_killed_before_its_erasure_is_finished_by_the_next_open(tmp_pa
     data = b"".join(p.read_bytes() for p in folder.iterdir() if p.is_file())
     assert not any(new.embedding.astype("<f4").tobytes() in data or new.crop_jpeg in data for new in victim)
     assert b"Victim" not in data
+
+
+def _open_writable(folder: str, barrier, answers) -> None:
+    barrier.wait()
+    try:
+        with SQLiteStore(folder, create=True) as store:
+            answers.put(store.writable)
+    except Exception as exc:  # reported to the test, which fails on it
+        answers.put(repr(exc))
+
+
+def test_processes_creating_a_gallery_at_once_all_get_a_writable_store(tmp_path):
+    """Switching to WAL does not wait for a lock held by a process creating the schema; a process
+    that met it used to fall back to a read-only store and fail its first write."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    for trial in range(4):
+        barrier, answers = context.Barrier(4), context.Queue()
+        workers = [context.Process(target=_open_writable, args=(str(tmp_path / f"g{trial}"), barrier, answers)) for _ in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(60)
+        assert [answers.get(timeout=10) for _ in workers] == [True] * 4

@@ -27,19 +27,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def facesys(*args: str, gallery: Path, check: bool = True) -> subprocess.CompletedProcess:
+def facesys(*args: str, gallery: Path | str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the facesys CLI on ``gallery`` (as a user would)."""
     command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), *args]
     return subprocess.run(command, capture_output=True, text=True, check=check, timeout=300)
 
 
 class Server:
-    """``facesys serve`` on 127.0.0.1:<free port> over ``gallery`` with extra ``options``."""
+    """``facesys serve`` on 127.0.0.1:<free port> over ``gallery`` (a folder or a database URL) with
+    extra ``options``; its output goes to ``log`` (default: beside a folder gallery)."""
 
-    def __init__(self, gallery: Path, *options: str, log: Path | None = None):
+    def __init__(self, gallery: Path | str, *options: str, log: Path | None = None):
         self.gallery, self.port = gallery, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log or gallery.with_suffix(".serve.log")
+        self.log_path = log or Path(gallery).with_suffix(".serve.log")
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
         command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "serve", "--port", str(self.port), *options]
         self._log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop)
@@ -61,7 +62,7 @@ class Server:
 
     def client(self, key: str | None = None, **options) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=120, **options)
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 120, **options})
 
     def log(self) -> str:
         self._log.flush()
@@ -84,7 +85,7 @@ def people_photos() -> Path:
     return data_path("face_recognition")
 
 
-def create_key(gallery: Path, name: str, scope: str) -> str:
+def create_key(gallery: Path | str, name: str, scope: str) -> str:
     """A new API key made with the CLI (printed alone on stdout)."""
     return facesys("keys", "create", name, "--scope", scope, gallery=gallery).stdout.strip()
 

@@ -1,9 +1,11 @@
 """Truth-store backends, chosen by the gallery's location (the way deepface's ``modules/database/``
 has a base type plus one module per backend).
 
-``open_store(location)``: a folder path -> SQLite. A new backend is one module with a
-``TruthStore`` subclass, one entry in ``STORE_BACKENDS`` and one case in ``backend_for``; the
-interface suite in tests/gallery/test_store_interface.py then runs against it too.
+``open_store(location)``: a folder path -> SQLite; a ``postgresql://`` (or ``postgres://``) URL ->
+PostgreSQL (psycopg, the optional extra ``facesys[postgres]``, is imported only then). A new
+backend is one module with a ``TruthStore`` subclass, one entry in ``STORE_BACKENDS`` and one case
+in ``backend_for``; the interface suite in tests/gallery/test_store_interface.py then runs
+against it too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from importlib import import_module
 from pathlib import Path
 
+from facesys.errors import GalleryError
 from facesys.gallery.store.base import (
     Carried,
     Changes,
@@ -24,17 +27,32 @@ from facesys.gallery.store.base import (
 )
 
 # backend name -> "module:class"; imported only when used.
-STORE_BACKENDS = {"sqlite": "facesys.gallery.store.sqlite:SQLiteStore"}
+STORE_BACKENDS = {
+    "sqlite": "facesys.gallery.store.sqlite:SQLiteStore",
+    "postgresql": "facesys.gallery.store.postgres:PostgresStore",
+}
+DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
+_MISSING_DRIVER = {"postgresql": 'PostgreSQL galleries need psycopg: pip install "facesys[postgres]"'}
 
 
 def backend_for(location: str | Path) -> str:
-    """The backend that keeps a gallery at ``location``: ``sqlite`` for a folder."""
+    """The backend that keeps a gallery at ``location``: ``postgresql`` for a ``postgresql://`` or
+    ``postgres://`` URL (a str), ``sqlite`` for a folder."""
+    if isinstance(location, str) and location.startswith(DATABASE_URL_PREFIXES):
+        return "postgresql"
     return "sqlite"
 
 
 def store_class(backend: str) -> type[TruthStore]:
+    """The TruthStore class of ``backend``, imported now. GalleryError saying what to install
+    when the backend's driver is missing."""
     module, _, name = STORE_BACKENDS[backend].partition(":")
-    return getattr(import_module(module), name)
+    try:
+        return getattr(import_module(module), name)
+    except ImportError as exc:
+        if backend in _MISSING_DRIVER and exc.name is not None and exc.name.split(".")[0] in ("psycopg", "psycopg_pool"):
+            raise GalleryError(_MISSING_DRIVER[backend]) from None
+        raise
 
 
 def open_store(location: str | Path, create: bool = False) -> TruthStore:

@@ -13,10 +13,12 @@ suite against every backend listed in ``facesys.gallery.store.STORE_BACKENDS``.
 
 from __future__ import annotations
 
+import json
 import re
+import time
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -155,6 +157,100 @@ def name_key(name: str) -> str:
     return unicodedata.normalize("NFC", " ".join(name.split())).casefold()
 
 
+# -- row encoding shared by the backends -----------------------------------------------------------
+
+
+def geometry_json(face: NewFace) -> tuple[str, str, str]:
+    """(box, landmarks, crop origin) of a new face as stored: JSON text, pixels rounded to 0.01."""
+    return (
+        json.dumps([round(float(v), 2) for v in face.box]),
+        json.dumps([[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks]),
+        json.dumps([float(v) for v in face.crop_origin]),
+    )
+
+
+def embedding_bytes(vector: np.ndarray) -> bytes:
+    """A (dim,) embedding as stored: little-endian float32, 4 * dim bytes."""
+    return np.asarray(vector, "<f4").tobytes()
+
+
+def face_record(row: tuple) -> FaceRecord:
+    """A FaceRecord from (id, person, source, image_sha256, box, landmarks, score, crop_origin,
+    model_id, created_at) as stored (box, landmarks and crop origin as JSON text)."""
+    face_id, person, source, sha, box, landmarks, score, origin, model_id, created = row
+    box, landmarks, origin = json.loads(box), json.loads(landmarks), json.loads(origin)
+    return FaceRecord(face_id, person, source, sha, box, landmarks, score, origin, model_id, created)
+
+
+def detail_json(detail: dict) -> str:
+    """An audit event's detail as stored: JSON text (see facesys/gallery/audit.py for what it may hold)."""
+    return json.dumps(detail, ensure_ascii=False, default=str)
+
+
+def faces_by_person(faces: list[tuple[int, int]]) -> dict[int, list[int]]:
+    """(face id, person id) pairs grouped as person id -> face ids, in the order given (one audit
+    event per person)."""
+    grouped: dict[int, list[int]] = {}
+    for face_id, person_id in faces:
+        grouped.setdefault(person_id, []).append(face_id)
+    return grouped
+
+
+def fold_changes(rows: Iterable[tuple[int, object]]) -> Changes:
+    """The net Changes of change-log rows (face id, added) in the order they were written: a face
+    added and removed in between is simply gone (ids are never reused)."""
+    first: dict[int, bool] = {}
+    last: dict[int, bool] = {}
+    for face_id, added in rows:
+        first.setdefault(face_id, bool(added))
+        last[face_id] = bool(added)
+    added_ids = np.array(sorted(i for i, a in last.items() if a), np.int64)
+    removed_ids = np.array(sorted(i for i, a in last.items() if not a and not first[i]), np.int64)
+    return Changes(added_ids, removed_ids)
+
+
+def face_problems(face_id: int, blob: bytes, face_model: str, crop_head: bytes, dim: int, model_id: str | None) -> list[str]:
+    """What is wrong with one stored face (for ``check``): an embedding of the wrong size (then
+    nothing else is looked at), not finite or not unit length, another model, a crop (its first
+    two bytes) that is not a JPEG."""
+    if len(blob) != 4 * dim:
+        return [f"face {face_id}: embedding has {len(blob) // 4} values, the gallery's dimension is {dim}"]
+    problems = []
+    vector = np.frombuffer(blob, "<f4")
+    if not np.isfinite(vector).all():
+        problems.append(f"face {face_id}: embedding is not finite")
+    elif abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+        problems.append(f"face {face_id}: embedding is not unit length ({np.linalg.norm(vector):.4f})")
+    if face_model != model_id:
+        problems.append(f"face {face_id}: made by {face_model}, the gallery's model is {model_id}")
+    if crop_head != b"\xff\xd8":
+        problems.append(f"face {face_id}: stored crop is not a JPEG")
+    return problems
+
+
+def salvaged_face(row: tuple, dim: int, model_id: str | None) -> tuple[FaceRecord, np.ndarray, bytes] | None:
+    """A face row read for salvage as (record, (dim,) float32 embedding, crop), or None when a field
+    does not parse: ``row`` is (id, person name or None when unreadable, source, image_sha256, box,
+    landmarks, score, crop_origin, model_id, created_at, embedding bytes, crop bytes)."""
+    face_id, person, source, sha, box, landmarks, score, origin, face_model, created, blob, crop = row
+    if person is None or face_model != model_id or not isinstance(source, str) or not isinstance(sha, str):
+        return None
+    if not isinstance(blob, bytes) or len(blob) != 4 * dim or not isinstance(crop, bytes) or not crop.startswith(b"\xff\xd8"):
+        return None
+    vector = np.frombuffer(blob, "<f4").astype(np.float32)
+    if not np.isfinite(vector).all() or abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
+        return None
+    try:
+        box, landmarks, origin = json.loads(box), json.loads(landmarks), json.loads(origin)
+        if not (isinstance(box, list) and isinstance(landmarks, list) and isinstance(origin, list)):
+            return None
+        score = float(score)
+        created = float(created) if created is not None else 0.0
+    except (ValueError, TypeError, RecursionError):
+        return None
+    return FaceRecord(face_id, person, source, sha, box, landmarks, score, origin, face_model, created), vector, crop
+
+
 class TruthStore(ABC):
     """A gallery's source of truth. Use as a context manager or call :meth:`close`.
 
@@ -224,6 +320,18 @@ class TruthStore(ABC):
     @abstractmethod
     def reading(self) -> AbstractContextManager[None]:
         """One read snapshot: every query inside sees the same committed state."""
+
+    def wait_for_change(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a change committed to this gallery (by any process);
+        True when one was seen, False when the time ran out.
+
+        Used by a per-process follower that keeps the vector index current: it loops on this and
+        refreshes the index after each return (cheap when nothing changed: the index header still
+        matches the store). Backends that cannot be told of changes keep this default, sleep
+        ``timeout`` seconds and return False, so the follower polls; one that can (PostgreSQL's
+        LISTEN/NOTIFY) returns as soon as a change is committed."""
+        time.sleep(timeout)
+        return False
 
     # -- people and faces --------------------------------------------------------------------------
 

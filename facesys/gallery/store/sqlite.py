@@ -48,9 +48,17 @@ from facesys.gallery.store.base import (
     NewFace,
     TruthStore,
     check_new_key,
+    detail_json,
+    embedding_bytes,
+    face_problems,
+    face_record,
+    faces_by_person,
+    fold_changes,
+    geometry_json,
     key_name,
     name_key,
     normalize_name,
+    salvaged_face,
 )
 from facesys.keys import ApiKey
 
@@ -116,15 +124,27 @@ _MIGRATIONS: dict[int, list[str]] = {
 
 def _connect(path: Path, writable: bool) -> tuple[sqlite3.Connection, bool]:
     """A connection to ``path`` and whether it can write. A database that cannot be opened for
-    writing (read-only volume or file) is opened read-only, then immutable."""
-    if writable:
+    writing (read-only volume or file) is opened read-only, then immutable; one locked by another
+    process is waited for (up to BUSY_TIMEOUT_S)."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while writable:
+        db = None
         try:
             db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode = WAL")
             return db, True
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as exc:
+            if db is not None:
+                db.close()
+            # Another process creating or migrating the database holds a lock that switching to WAL
+            # does not wait for: wait and retry (falling back to read-only here would make a writer
+            # that cannot write).
+            if "locked" in str(exc) and time.monotonic() < deadline:
+                time.sleep(0.05)
+                continue
             if not path.is_file():
                 raise
+            break
     uri = path.resolve().as_uri()
     for mode in ("?mode=ro", "?immutable=1"):
         try:
@@ -302,7 +322,7 @@ class SQLiteStore(TruthStore):
     def _write_event(self, event: AuditEvent) -> None:
         self.db.execute(
             "INSERT INTO audit(at, actor, action, person_id, detail) VALUES (?, ?, ?, ?, ?)",
-            (event.at, event.actor, event.action, event.person_id, json.dumps(event.detail, ensure_ascii=False, default=str)),
+            (event.at, event.actor, event.action, event.person_id, detail_json(event.detail)),
         )
 
     def set_model(self, model_id: str, model_name: str, weights_sha256: str, dim: int) -> None:
@@ -326,17 +346,9 @@ class SQLiteStore(TruthStore):
             meta = self.meta()
             if generation < int(meta.get("log_from", 0)) or generation > int(meta["generation"]):
                 return None
-            first: dict[int, bool] = {}
-            last: dict[int, bool] = {}
             with self._reads():
                 rows = self.db.execute("SELECT face_id, added FROM changes WHERE generation > ? ORDER BY rowid", (generation,))
-                for face_id, added in rows:
-                    first.setdefault(face_id, bool(added))
-                    last[face_id] = bool(added)
-        # A face added and removed in between is simply gone (ids are never reused).
-        added = np.array(sorted(i for i, a in last.items() if a), np.int64)
-        removed = np.array(sorted(i for i, a in last.items() if not a and not first[i]), np.int64)
-        return Changes(added, removed)
+                return fold_changes(rows)
 
     # -- people and faces ---------------------------------------------------------------------
 
@@ -391,6 +403,7 @@ class SQLiteStore(TruthStore):
             raise DuplicatePhotoError(f"{face.source}: this photo is already enrolled as {owner!r}", owner)
         person_id = self._person_id(name, create=True)
         face_id = self._next_id("last_face_id", "faces")
+        box, landmarks, origin = geometry_json(face)
         self.db.execute(
             "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
             "model_id, created_at, sharpness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -399,12 +412,12 @@ class SQLiteStore(TruthStore):
                 person_id,
                 face.source,
                 face.image_sha256,
-                json.dumps([round(float(v), 2) for v in face.box]),
-                json.dumps([[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks]),
+                box,
+                landmarks,
                 float(face.score),
                 face.crop_jpeg,
-                json.dumps([float(v) for v in face.crop_origin]),
-                np.asarray(face.embedding, "<f4").tobytes(),
+                origin,
+                embedding_bytes(face.embedding),
                 model_id,
                 time.time(),
                 face.sharpness,
@@ -426,10 +439,7 @@ class SQLiteStore(TruthStore):
 
     def _audit_faces(self, action: str, faces: list[tuple[int, int]]) -> None:
         """One ``action`` event per person of (face id, person id) ``faces``: detail {"face_ids": [...]}."""
-        by_person: dict[int, list[int]] = {}
-        for face_id, person_id in faces:
-            by_person.setdefault(person_id, []).append(face_id)
-        for person_id, face_ids in by_person.items():
+        for person_id, face_ids in faces_by_person(faces).items():
             self._audit(action, person_id, {"face_ids": face_ids})
 
     def _next_id(self, counter: str, table: str) -> int:
@@ -513,10 +523,7 @@ class SQLiteStore(TruthStore):
                 rows = self.db.execute(query + " WHERE p.id = ? ORDER BY f.id", (person_id,)).fetchall()
             else:
                 rows = self.db.execute(query + " ORDER BY f.id").fetchall()
-        return [
-            FaceRecord(r[0], r[1], r[2], r[3], json.loads(r[4]), json.loads(r[5]), r[6], json.loads(r[7]), r[8], r[9])
-            for r in rows
-        ]
+        return [face_record(row) for row in rows]
 
     def embeddings(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
         with self._reads():
@@ -577,7 +584,7 @@ class SQLiteStore(TruthStore):
         with self.transaction():
             self.db.executemany(
                 "UPDATE faces SET embedding = ?, model_id = ? WHERE id = ?",
-                [(np.asarray(v, "<f4").tobytes(), model_id, face_id) for face_id, v in vectors.items()],
+                [(embedding_bytes(v), model_id, face_id) for face_id, v in vectors.items()],
             )
             self._set_meta({"model_id": model_id, "model_name": model_name, "weights_sha256": weights_sha256, "dim": dim})
             self.db.execute("DELETE FROM meta WHERE key IN ('verify_threshold', 'identify_threshold')")
@@ -714,18 +721,7 @@ class SQLiteStore(TruthStore):
         meta = self.meta()
         dim, model_id = int(meta.get("dim", 0)), meta.get("model_id")
         for face_id, blob, face_model, crop in self.db.execute("SELECT id, embedding, model_id, substr(crop, 1, 2) FROM faces"):
-            if len(blob) != 4 * dim:
-                problems.append(f"face {face_id}: embedding has {len(blob) // 4} values, the gallery's dimension is {dim}")
-                continue
-            vector = np.frombuffer(blob, "<f4")
-            if not np.isfinite(vector).all():
-                problems.append(f"face {face_id}: embedding is not finite")
-            elif abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
-                problems.append(f"face {face_id}: embedding is not unit length ({np.linalg.norm(vector):.4f})")
-            if face_model != model_id:
-                problems.append(f"face {face_id}: made by {face_model}, the gallery's model is {model_id}")
-            if crop != b"\xff\xd8":
-                problems.append(f"face {face_id}: stored crop is not a JPEG")
+            problems += face_problems(face_id, blob, face_model, crop, dim, model_id)
         for (name,) in self.db.execute("SELECT name FROM people WHERE id NOT IN (SELECT person_id FROM faces)"):
             problems.append(f"person {name!r} has no face")
 
@@ -777,24 +773,8 @@ class SQLiteStore(TruthStore):
     ) -> tuple[FaceRecord, np.ndarray, bytes] | None:
         """A face row read from a damaged database as (record, embedding, crop), or None when a
         field does not parse or its person cannot be read (``names`` caches person id -> name)."""
-        face_id, person_id, source, sha, box, landmarks, score, origin, face_model, created, blob, crop = row
-        person = self._salvaged_name(person_id, names)
-        if person is None or face_model != model_id or not isinstance(source, str) or not isinstance(sha, str):
-            return None
-        if not isinstance(blob, bytes) or len(blob) != 4 * dim or not isinstance(crop, bytes) or not crop.startswith(b"\xff\xd8"):
-            return None
-        vector = np.frombuffer(blob, "<f4").astype(np.float32)
-        if not np.isfinite(vector).all() or abs(float(np.linalg.norm(vector)) - 1.0) > 1e-3:
-            return None
-        try:
-            box, landmarks, origin = json.loads(box), json.loads(landmarks), json.loads(origin)
-            if not (isinstance(box, list) and isinstance(landmarks, list) and isinstance(origin, list)):
-                return None
-            score = float(score)
-            created = float(created) if created is not None else 0.0
-        except (ValueError, TypeError, RecursionError):
-            return None
-        return FaceRecord(face_id, person, source, sha, box, landmarks, score, origin, face_model, created), vector, crop
+        face_id, person_id, *fields = row
+        return salvaged_face((face_id, self._salvaged_name(person_id, names), *fields), dim, model_id)
 
     def _salvaged_name(self, person_id: int, names: dict[int, str | None]) -> str | None:
         """The name of person ``person_id`` read from a damaged database, or None when unreadable

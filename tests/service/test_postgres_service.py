@@ -1,0 +1,188 @@
+"""Two ``facesys serve`` processes over one PostgreSQL gallery (a throwaway cluster, see
+tests/postgres.py): changes seen across servers, concurrent enrollment without duplicates, a server
+killed mid-enrollment, and the database stopped under load."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from tests.conftest import data_path
+from tests.service.conftest import Server, create_key
+
+pytestmark = pytest.mark.slow
+
+
+def photo_upload(path: Path) -> list:
+    return [("images", (path.name, path.read_bytes(), "image/jpeg"))]
+
+
+def enroll(client: httpx.Client, name: str, photo: Path) -> httpx.Response:
+    return client.post("/v1/people/" + quote(name, safe=""), files=photo_upload(photo))
+
+
+def lfw_people(count: int, photos: int) -> list[tuple[str, list[Path]]]:
+    """``count`` LFW people with at least ``photos`` photos each (their first ``photos``), by name."""
+    folders = sorted(p for p in data_path("lfw").iterdir() if p.is_dir())
+    found = [(f.name.replace("_", " "), sorted(f.glob("*.jpg"))[:photos]) for f in folders]
+    return [(name, files) for name, files in found if len(files) == photos][:count]
+
+
+@pytest.fixture()
+def two_servers(postgres_cluster, tmp_path):
+    """(database URL, admin key, server A, server B) over one new database."""
+    url = postgres_cluster.create_database()
+    key = create_key(url, "admin", "admin")
+    servers = [Server(url, log=tmp_path / f"serve-{n}.log") for n in "ab"]
+    try:
+        for server in servers:
+            server.wait_ready()
+        yield url, key, *servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def test_a_photo_enrolled_through_one_server_is_identified_through_the_other_within_a_second(two_servers):
+    _, key, first, second = two_servers
+    photos = sorted(data_path("face_recognition", "barack_obama").glob("*.jpg"))
+    probe = data_path("face_recognition", "_multi_face", "two_people.jpg")
+    with first.client(key) as a, second.client(key) as b:
+        assert b.post("/v1/identify", files=photo_upload(probe)).status_code == 200  # b has loaded its (empty) index
+        assert enroll(a, "Barack Obama", photos[0]).status_code == 201
+        committed = time.monotonic()
+        while True:
+            names = [f["name"] for f in b.post("/v1/identify", files=photo_upload(probe)).json()["results"][0]["faces"]]
+            if "Barack Obama" in names:
+                break
+            assert time.monotonic() - committed < 1.0, "server B did not see the enrollment within 1 s"
+            time.sleep(0.05)
+
+
+def test_four_clients_enrolling_over_two_servers_make_no_duplicates(two_servers):
+    """200 photos of 50 people, split over 4 clients and 2 servers (so one person's photos arrive at
+    both servers at once), plus 20 photos sent to both servers at the same time."""
+    _, key, first, second = two_servers
+    people = lfw_people(50, 4)
+    jobs = [(name, photo) for name, photos in people for photo in photos]
+    twice = [(name, photos[0]) for name, photos in people[:20]]
+    answers: list[tuple[str, Path, int, dict]] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        mine = jobs[number::4] + (twice if number < 2 else [])  # clients 0 and 1 both send the 20 "twice" photos
+        with (first if number % 2 == 0 else second).client(key) as http:
+            for name, photo in mine:
+                answer = enroll(http, name, photo)
+                with lock:
+                    answers.append((name, photo, answer.status_code, answer.json()))
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(client, range(4)))
+
+    assert all(status in (200, 201, 422) for _, _, status, _ in answers), [a for a in answers if a[2] not in (200, 201, 422)]
+    enrolled = Counter()
+    for name, photo, status, body in answers:
+        if status == 201:
+            enrolled[(name, photo.name)] += 1
+            assert body["results"][0]["face_id"] > 0
+    assert max(enrolled.values()) == 1  # a photo sent twice is enrolled once (the other answer: duplicate)
+    rejected = {(name, photo.name) for name, photo, status, _ in answers if status == 422}
+    assert len(enrolled) + len(rejected) == len(jobs)
+    with first.client(key) as http:
+        listed = {p["name"]: p["faces"] for p in http.get("/v1/people").json()["people"]}
+        stored = Counter()
+        for name in listed:
+            for face in http.get("/v1/people/" + quote(name, safe="")).json()["faces"]:
+                stored[(name, face["source"])] += 1
+    assert stored == enrolled  # every photo reported enrolled is there once, under its person, nothing else
+    assert len(listed) == len({name for name, _ in enrolled})  # one person per name, never two "Ann"s
+
+
+def test_a_server_killed_mid_enrollment_loses_nothing_it_reported(two_servers):
+    _, key, first, second = two_servers
+    photos = [(name, photos[0]) for name, photos in lfw_people(60, 1)]
+    reported: dict[str, int] = {}
+
+    def enroll_until_killed() -> None:
+        with first.client(key, timeout=30) as http:
+            for name, photo in photos:
+                try:
+                    answer = enroll(http, name, photo)
+                except httpx.TransportError:
+                    return
+                if answer.status_code == 201:
+                    reported[name] = answer.json()["results"][0]["face_id"]
+
+    worker = threading.Thread(target=enroll_until_killed)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while len(reported) < 10 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(first.process.pid, signal.SIGKILL)
+    worker.join(timeout=60)
+    assert len(reported) >= 10
+    with second.client(key) as http:
+        for name, face_id in reported.items():
+            faces = http.get("/v1/people/" + quote(name, safe="")).json()["faces"]
+            assert face_id in [f["face_id"] for f in faces], name
+
+
+def test_database_stopped_under_load_gives_503_then_recovers(two_servers, postgres_cluster):
+    _, key, first, second = two_servers
+    probe = data_path("face_recognition", "joe_biden", "biden.jpg")
+    people = [(name, photos[0]) for name, photos in lfw_people(400, 1)]
+    reported: dict[str, int] = {}
+    statuses: list[tuple[float, int]] = []
+    unavailable_codes: set[str] = set()
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def load(server: Server, share: list[tuple[str, Path]]) -> None:
+        with server.client(key, timeout=60) as http:
+            for name, photo in share:
+                if stop.is_set():
+                    return
+                answer = enroll(http, name, photo)
+                identified = http.post("/v1/identify", files=photo_upload(probe))
+                with lock:
+                    for response in (answer, identified):
+                        statuses.append((time.monotonic(), response.status_code))
+                        if response.status_code == 503:
+                            unavailable_codes.add(response.json()["error"]["code"])
+                    if answer.status_code == 201:
+                        reported[name] = answer.json()["results"][0]["face_id"]
+
+    threads = [threading.Thread(target=load, args=(s, people[i::2])) for i, s in enumerate((first, second))]
+    for thread in threads:
+        thread.start()
+    time.sleep(3)
+    postgres_cluster.stop()
+    stopped = time.monotonic()
+    time.sleep(10)
+    postgres_cluster.start()
+    started = time.monotonic()
+    time.sleep(15)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    during = [status for at, status in statuses if stopped + 1 < at < started]
+    after = [status for at, status in statuses if at > started + 8]
+    assert during and set(during) == {503}, Counter(during)
+    assert after and set(after) <= {200, 201, 422}, Counter(after)
+    assert all(status in (200, 201, 422, 503) for _, status in statuses), Counter(s for _, s in statuses)
+    assert unavailable_codes == {"gallery_unavailable"}
+    with first.client(key) as http:
+        for name, face_id in reported.items():
+            faces = http.get("/v1/people/" + quote(name, safe="")).json()["faces"]
+            assert face_id in [f["face_id"] for f in faces], name
