@@ -1,0 +1,137 @@
+"""Identify on a busy machine: throughput of one process alone, of two facesys processes at once,
+and of one beside CPU-burning processes; and a warm in-process verify beside the burners.
+
+    python benchmarks/contention.py                      # ~3 min on 2 cores
+    python benchmarks/contention.py --photos 40 --burners 4 --policies facesys one-thread
+
+Each measurement runs worker processes (this script with ``--worker``): each loads the model and a
+small gallery (10 LFW people, not timed), warms up, then identifies ``--photos`` LFW photos in
+batches as ``facesys identify`` does and reports photos/s, then times ``--verifies`` warm verify
+calls. Burners are ``python -c "while True: pass"`` processes (4 on a 2-core machine: a load of
+about 6 with the worker). Policies (see POLICIES): ``facesys`` (its default: OpenMP threads sleep
+while waiting), ``openmp-default`` (they spin first: what facesys did before) and ``one-thread``
+(OMP_NUM_THREADS=1). Ratios are against the same policy alone, same run.
+Writes benchmarks/results/contention.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA, RESULTS, ROOT
+
+# Environments of the workers: facesys's default (OMP_WAIT_POLICY=PASSIVE, set by ``import facesys``),
+# OpenMP's own default (spin 300,000 rounds before sleeping: what facesys did before), one thread.
+POLICIES = {
+    "facesys": {},
+    "openmp-default": {"GOMP_SPINCOUNT": "300000"},
+    "one-thread": {"OMP_NUM_THREADS": "1"},
+}
+
+
+def worker(photos: int, verifies: int, gallery: Path) -> None:
+    """Runs in a worker process: prints one JSON line (photos/s, verify seconds)."""
+    from facesys import FaceSystem
+
+    folders = sorted(p for p in (DATA / "lfw").iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
+    probes = [sorted(f.glob("*.jpg"))[1] for f in folders[:photos]]
+    system = FaceSystem(gallery)
+    system.identify_many(probes[:4])  # warm-up
+    started = time.perf_counter()
+    for start in range(0, len(probes), 16):
+        system.identify_many(probes[start : start + 16])
+    rate = len(probes) / (time.perf_counter() - started)
+    pair = sorted(folders[0].glob("*.jpg"))[:2]
+    system.verify(*pair)
+    times = []
+    for _ in range(verifies):
+        started = time.perf_counter()
+        system.verify(*pair)
+        times.append(time.perf_counter() - started)
+    print(json.dumps({"photos_per_s": rate, "verify_s": sorted(times)[len(times) // 2]}), flush=True)
+
+
+def run_workers(count: int, env: dict, args: argparse.Namespace) -> list[dict]:
+    command = [sys.executable, __file__, "--worker", "--photos", str(args.photos), "--verifies", str(args.verifies)]
+    command += ["--gallery", str(args.gallery)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(count)]
+    return [json.loads(p.communicate(timeout=1800)[0].strip().splitlines()[-1]) for p in processes]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--gallery", type=Path, default=RESULTS / "cache" / "contention-gallery")
+    parser.add_argument("--photos", type=int, default=40)
+    parser.add_argument("--verifies", type=int, default=5)
+    parser.add_argument("--burners", type=int, default=4)
+    parser.add_argument("--policies", nargs="+", default=list(POLICIES), choices=list(POLICIES))
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.photos, args.verifies, args.gallery)
+        return
+    if not (args.gallery / "gallery.sqlite3").exists():
+        folders = sorted(p for p in (DATA / "lfw").iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)[:10]
+        for folder in folders:
+            photo = sorted(folder.glob("*.jpg"))[0]
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "facesys.cli",
+                    "-q",
+                    "--gallery",
+                    str(args.gallery),
+                    "enroll",
+                    "--name",
+                    folder.name,
+                    str(photo),
+                ],
+                check=False,
+                cwd=ROOT,
+            )
+    rows = {}
+    for policy in args.policies:
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+        env |= POLICIES[policy]
+        alone = run_workers(1, env, args)[0]
+        pair = run_workers(2, env, args)
+        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burners)]
+        try:
+            busy = run_workers(1, env, args)[0]
+        finally:
+            for burner in burners:
+                burner.kill()
+        rows[policy] = {
+            "alone_photos_per_s": round(alone["photos_per_s"], 2),
+            "two_processes_photos_per_s": round(sum(r["photos_per_s"] for r in pair), 2),
+            "busy_photos_per_s": round(busy["photos_per_s"], 2),
+            "two_vs_alone": round(sum(r["photos_per_s"] for r in pair) / alone["photos_per_s"], 2),
+            "busy_slowdown": round(alone["photos_per_s"] / busy["photos_per_s"], 2),
+            "verify_alone_s": round(alone["verify_s"], 3),
+            "verify_busy_s": round(busy["verify_s"], 3),
+        }
+        print(policy, rows[policy], flush=True)
+    header = ["policy", "alone photos/s", "two processes (total)", "vs alone", "beside burners", "slower by"]
+    print("\n| " + " | ".join([*header, "verify alone", "verify beside burners"]) + " |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for policy, r in rows.items():
+        print(
+            f"| {policy} | {r['alone_photos_per_s']} | {r['two_processes_photos_per_s']} | {r['two_vs_alone']}x | "
+            f"{r['busy_photos_per_s']} | {r['busy_slowdown']}x | {r['verify_alone_s']} s | {r['verify_busy_s']} s |"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "contention.json").write_text(
+        json.dumps({"photos": args.photos, "burners": args.burners, **rows}, indent=2) + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
