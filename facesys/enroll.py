@@ -22,7 +22,7 @@ from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP
 from facesys.datasets import images_in, people_in
 from facesys.errors import FacesysError, ImageError
 from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
-from facesys.images import ImageBytes, ImageInput, check_image_file, describe, load_image
+from facesys.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
 from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
 
 PEOPLE_FOLDER = "people"  # <gallery>/people/<name>/*.jpg: photos a bare `facesys enroll` picks up
@@ -95,11 +95,10 @@ class EnrollReport:
 
 
 def image_sha256(source: ImageInput) -> str:
-    """sha256 of a file's bytes (read in chunks, after ``check_image_file``) or an upload's, or of
-    an array's pixels (so re-enrolling the same photo is detected)."""
+    """sha256 of a file's bytes (read in chunks, after ``check_image_file``) or an upload's (after
+    ``check_image_bytes``), or of an array's pixels (so re-enrolling the same photo is detected)."""
     if isinstance(source, ImageBytes):
-        if not source.data:
-            raise ImageError(f"{source.name}: empty file")
+        check_image_bytes(source)
         return hashlib.sha256(source.data).hexdigest()
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)

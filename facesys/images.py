@@ -155,9 +155,7 @@ def load_image(source: ImageInput) -> np.ndarray:
     if isinstance(source, Image.Image):
         return _to_rgb(ImageOps.exif_transpose(source), describe(source))
     if isinstance(source, ImageBytes):
-        if not source.data:
-            raise ImageError(f"{source.name}: empty file")
-        return _decode(_open(io.BytesIO(source.data), source.name, source.max_pixels), source.name)
+        return _decode(_open_bytes(source), source.name)
     if not isinstance(source, (str, os.PathLike)):
         raise ImageError(f"{describe(source)}: not an image path, numpy array, PIL image or ImageBytes")
     path = Path(source)
@@ -168,9 +166,14 @@ def load_image(source: ImageInput) -> np.ndarray:
 def check_image_bytes(source: ImageBytes) -> None:
     """ImageError unless ``source`` is an image of an allowed size, reading its header only
     (nothing is decoded; a file damaged further in fails only when decoded)."""
+    _open_bytes(source).close()
+
+
+def _open_bytes(source: ImageBytes) -> Image.Image:
+    """An upload opened lazily (:func:`_open`); ImageError for an empty one."""
     if not source.data:
         raise ImageError(f"{source.name}: empty file")
-    _open(io.BytesIO(source.data), source.name, source.max_pixels).close()
+    return _open(io.BytesIO(source.data), source.name, source.max_pixels)
 
 
 def _decode(image: Image.Image, name: str) -> np.ndarray:

@@ -84,13 +84,15 @@ class FaceSystem:
             self.gallery.require_model(requested)  # two different registered models: no need to load one
         self.gallery.require_model(self.embedder.model_id)
 
-    def policy(self) -> ThresholdPolicy:
-        """The thresholds in force (the gallery's calibrated ones only when it holds this model)."""
+    def policy(self, threshold: float | None = None) -> ThresholdPolicy:
+        """The thresholds in force (the gallery's calibrated ones only when it holds this model);
+        ``threshold`` overrides them for one call, as the constructor's ``threshold`` does for all."""
         held = self.gallery.model()
         same_model = held is not None and held[0] == self.embedder.model_id
         calibrated = self.gallery.thresholds() if same_model else {}
         spec = self.embedder.spec
-        return ThresholdPolicy(self.threshold_override, calibrated, spec.threshold, spec.far_table, self.target_fpir)
+        override = threshold if threshold is not None else self.threshold_override
+        return ThresholdPolicy(override, calibrated, spec.threshold, spec.far_table, self.target_fpir)
 
     def set_threshold(self, kind: str, value: float | None) -> None:
         """Store a calibrated ``verify`` or ``identify`` threshold in the gallery (None removes it)."""
@@ -128,9 +130,8 @@ class FaceSystem:
                 raise ImageError(result.error)
             if not result.faces:
                 raise NoFaceError(f"{result.source}: no face found")
-        limit, source = (threshold, "argument") if threshold is not None else self.policy().verify()
         return VerifyResult(
-            verify(a.faces[0].embedding, b.faces[0].embedding, limit, source),
+            verify(a.faces[0].embedding, b.faces[0].embedding, *self.policy(threshold).verify()),
             (a.faces[0].box.tolist(), b.faces[0].box.tolist()),
             (a.found, b.found),
         )
@@ -171,8 +172,8 @@ class FaceSystem:
         policy = policy or self.policy()
         vectors = [face.embedding for result in results for face in result.faces]
         found = None
-        if vectors and self.gallery.model() is not None:
-            self.gallery.require_model(self.embedder.model_id)  # re-embedded meanwhile by another process?
+        # require_model: the gallery may have been re-embedded meanwhile by another process
+        if vectors and self.gallery.require_model(self.embedder.model_id) is not None:
             found = self.gallery.search(np.stack(vectors), k=max(64, 16 * top_k))
         threshold = policy.identify(found.size if found else 0)
         answers, row = [], 0

@@ -105,8 +105,9 @@ class Gallery:
             meta = store.meta()
         return (meta["model_id"], meta.get("model_name", meta["model_id"])) if "model_id" in meta else None
 
-    def require_model(self, model_id: str) -> None:
-        """GalleryError when the gallery holds embeddings of another model than ``model_id``."""
+    def require_model(self, model_id: str) -> tuple[str, str] | None:
+        """:meth:`model` (None for a new or empty gallery); GalleryError when the gallery holds
+        embeddings of another model than ``model_id``."""
         held = self.model()
         if held is not None and held[0] != model_id:
             raise GalleryError(
@@ -114,6 +115,7 @@ class Gallery:
                 "or re-embed the gallery with the new model (gallery reindex)",
                 parameter="model",
             )
+        return held
 
     # -- people ---------------------------------------------------------------------------------
 

@@ -42,5 +42,5 @@ def index_folder_of(location: str | Path) -> Path:
     database a folder of this machine's cache named after the URL (without its password)."""
     if not is_database_url(location):
         return Path(location)
-    digest = hashlib.sha256(str(public_form(location)).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(public_url(location).encode()).hexdigest()[:16]
     return cache_dir() / "index" / digest

@@ -128,9 +128,7 @@ async def identify(
     system = service.system
 
     def finish(results: list) -> list:
-        policy = system.policy()
-        policy = dataclasses.replace(policy, override=threshold) if threshold is not None else policy
-        return system.identify_faces(results, top_k, policy)
+        return system.identify_faces(results, top_k, system.policy(threshold))
 
     decoded = await run_in_threadpool(decode, uploads)
     usable = [pixels for pixels in decoded if not isinstance(pixels, ApiError)]
