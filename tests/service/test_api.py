@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -365,8 +363,7 @@ def test_not_ready_is_503(tmp_path):
 
 
 def test_refuses_a_public_address_without_keys(tmp_path):
-    command = [sys.executable, "-m", "facesys.cli", "--gallery", str(tmp_path / "g"), "serve", "--host", "0.0.0.0"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    result = facesys("serve", "--host", "0.0.0.0", gallery=tmp_path / "g", check=False)
     assert result.returncode == 2
     assert "no API key" in result.stderr and len(result.stderr.strip().splitlines()) == 1
 
