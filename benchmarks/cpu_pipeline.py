@@ -94,7 +94,7 @@ def time_facesys(warm: list[Path], photos: list[Path], batch: int) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         system = FaceSystem(Path(folder) / "gallery", embedder=embedder)
         started = time.perf_counter()
-        report = system.enroll_many([(p.parent.name, p) for p in photos], batch_size=batch)
+        report = system.enroll_many([(p.parent.name, p) for p in photos])  # batches of PHOTO_BATCH photos
         enroll_s = time.perf_counter() - started
         started = time.perf_counter()
         for a, b in zip(photos[:10], photos[10:20], strict=True):

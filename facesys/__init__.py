@@ -6,19 +6,15 @@ Heavy modules (torch, opencv, facenet-pytorch) are imported only when first used
 
 from __future__ import annotations
 
-import os
 from importlib import import_module
 from typing import Any
 
+from facesys import threads
+
 __version__ = "0.1.0"
 
-# OpenMP threads (torch, FAISS) sleep while they wait for work instead of spinning: beside other
-# busy processes, spinning threads steal the cores the working ones need (benchmarks/contention.py:
-# identify beside 4 CPU burners 10.7x slower than alone with OpenMP's default spin, 3.7x with this;
-# the same speed when the machine is idle). It must be set before torch loads OpenMP; a wait policy
-# or spin count the user set wins.
-if "OMP_WAIT_POLICY" not in os.environ and "GOMP_SPINCOUNT" not in os.environ:
-    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+# OpenMP's wait policy must be in the environment before torch loads OpenMP (facesys/threads.py).
+threads.set_wait_policy()
 
 _LAZY = {
     "FaceSystem": "facesys.system",

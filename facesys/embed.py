@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from facesys import threads
 from facesys.align import align_faces
 from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, FACE_SELECTIONS, PHOTO_BATCH
 from facesys.detect import Detection, FaceDetector, pick_faces
@@ -132,6 +133,7 @@ class Embedder:
         """(N, S, S, 3) uint8 aligned chips -> (N, D) float32 unit embeddings."""
         import torch
 
+        threads.adapt()
         out = np.zeros((len(chips), self.spec.embedding_dim), np.float32)
         low = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         device_type = torch.device(self.device).type
@@ -218,6 +220,7 @@ class Embedder:
 
     def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool) -> list[tuple]:
         """One batch: detect, select, align, embed."""
+        threads.adapt()
         decoded = [i for i, (_, _, image, _) in enumerate(pending) if image is not None]
         found = dict(
             zip(decoded, self._detect([pending[i][2] for i in decoded], [pending[i][1] for i in decoded], errors), strict=True)

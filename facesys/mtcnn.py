@@ -21,8 +21,8 @@ thresholds, float32 throughout), so boxes, scores and landmarks are those of
 ``facenet_pytorch.MTCNN.detect`` (on the CPU, to the bit: tests/test_mtcnn.py). What differs is how
 the work is laid out: every stage runs on the whole batch at once.
 The candidates of all images and pyramid levels are one set of tensors with an image column; NMS is
-one torchvision call keyed by image (or by image and level), the "Min" NMS a masked matrix in torch;
-the crops of all boxes are cut and resampled on the device in one gather from a summed-area table
+one call of torchvision's operator (facesys/nms.py) keyed by image (or by image and level), the "Min"
+NMS a masked matrix in torch; the crops of all boxes are cut and resampled on the device in one gather from a summed-area table
 (exactly what area interpolation of each crop computes, without a Python loop); RNet and ONet see
 all crops in chunks of ``chunk_size``; the host sees only the last NMS's scores (below) and the result.
 
@@ -44,7 +44,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.ops import batched_nms, nms
+
+from facesys.mtcnn_nets import pretrained_nets
+from facesys.nms import batched_nms, nms
 
 Faces = tuple[np.ndarray, np.ndarray, np.ndarray]
 """One image's faces: boxes (K, 4) x1, y1, x2, y2 pixels, scores (K,) in [0, 1], landmarks (K, 5, 2) x, y
@@ -68,12 +70,8 @@ class BatchedMTCNN:
         factor: float = 0.709,
         chunk_size: int | None = None,
     ):
-        from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
-
         self.device = torch.device(device)
-        self.pnet = PNet(pretrained=True).to(self.device).eval()
-        self.rnet = RNet(pretrained=True).to(self.device).eval()
-        self.onet = ONet(pretrained=True).to(self.device).eval()
+        self.pnet, self.rnet, self.onet = (net.to(self.device) for net in pretrained_nets())
         self.min_face_size = min_face_size
         self.thresholds = tuple(thresholds)
         self.factor = factor
@@ -262,14 +260,15 @@ def _resample_crops(sums: Tensor, owner: Tensor, x0: Tensor, y0: Tensor, x1: Ten
     total = corner(bottom, right) - corner(top, right) - corner(bottom, left) + corner(top, left)
     rows = (bottom - top)[:, :, None, None].float()
     cols = (right - left)[:, None, :, None].float()
-    return (total.float() / rows / cols).permute(0, 3, 1, 2).contiguous()
+    # (K, C, size, size) in channels-last memory, as facenet-pytorch's crops are (and 10x faster to max-pool)
+    return (total.float() / rows / cols).permute(0, 3, 1, 2)
 
 
 def _nms_whole_pixels(boxes: Tensor, scores: Tensor, groups: Tensor, group_count: int, threshold: float) -> Tensor:
     """IoU NMS within each of ``group_count`` groups, for boxes (K, 4) with whole, non-negative pixel coordinates
     (PNet's windows). Returns the indices kept, highest score first.
 
-    One ``torchvision.ops.nms`` call: the groups are moved apart onto a square grid of tiles, one tile per group,
+    One NMS call: the groups are moved apart onto a square grid of tiles, one tile per group,
     each larger than any box, so boxes of different groups never overlap. Whole numbers stay exact in float32
     up to 2**24, so the shift changes no overlap; ``batched_nms`` would give the same, but for many boxes it
     loops over the groups in Python.

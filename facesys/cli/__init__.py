@@ -2,7 +2,8 @@
 
 Exit codes (one table for all commands):
 0 ok (identify answering "unknown" included); 1 verify: different person; 2 error (bad input,
-bad arguments, missing model, gallery problem); 3 enroll finished but rejected some photos.
+bad arguments, missing model, gallery problem); 3 enroll finished but rejected some photos, or
+scan finished but could not read some files.
 Every error is one line on stderr naming the file and the problem (``-v`` adds the traceback).
 """
 
@@ -18,10 +19,25 @@ from click.core import ParameterSource
 from facesys import __version__
 from facesys.config import DEFAULT_GALLERY, DEFAULT_MODEL, DEVICE_FORMS, GALLERY_ENV, PRECISIONS
 from facesys.errors import FacesysError
+from facesys.threads import THREADS_ENV, configure, parse_threads
 
 JSON_SCHEMA_VERSION = 1
 EXIT_OK, EXIT_DIFFERENT, EXIT_ERROR, EXIT_REJECTED = 0, 1, 2, 3
 
+
+class ThreadCount(click.ParamType):
+    """``auto`` or a whole number >= 1 (facesys/threads.py)."""
+
+    name = "threads"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_threads(value) or "auto"
+        except FacesysError:
+            self.fail(f"{value!r} (from --threads or ${THREADS_ENV}) is not a thread count; use auto or a whole number >= 1")
+
+
+THREAD_COUNT = ThreadCount()
 
 # The global options, defined once: (parameter declarations, settings shared by the root group and
 # the leaf commands, settings of the root group's copy only). The root group reads the environment
@@ -47,6 +63,15 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
         ("--gallery",),
         {"type": click.Path(file_okay=False), "help": f"Gallery folder (default ./{DEFAULT_GALLERY})."},
         {"envvar": GALLERY_ENV},
+    ),
+    (
+        ("--threads",),
+        {
+            "type": THREAD_COUNT,
+            "metavar": "N|auto",
+            "help": f"CPU threads; auto (the default) adapts to how busy the machine is. Env: {THREADS_ENV}.",
+        },
+        {},
     ),
     (("-v", "--verbose"), {"is_flag": True, "help": "More detail; tracebacks on errors."}, {}),
     (("-q", "--quiet"), {"is_flag": True, "help": "Only results and errors."}, {}),
@@ -143,6 +168,7 @@ FLAG_HINTS = {
     "weights": " (--weights PATH)",
     "precision": " (--precision " + "|".join(PRECISIONS) + ")",
     "threshold": " (--threshold T, a distance between 0 and 2)",
+    "threads": f" (--threads N|auto or ${THREADS_ENV})",
 }
 
 
@@ -169,10 +195,29 @@ class Settings:
     """Global options shared by every command."""
 
     def __init__(
-        self, model: str | None, weights: str | None, device: str, precision: str, gallery: str | None, verbose: bool, quiet: bool
+        self,
+        model: str | None,
+        weights: str | None,
+        device: str,
+        precision: str,
+        gallery: str | None,
+        threads: int | str | None,
+        verbose: bool,
+        quiet: bool,
     ):
         self.model, self.weights, self.device, self.precision, self.gallery = model, weights, device, precision, gallery
-        self.verbose, self.quiet = verbose, quiet
+        self.threads, self.verbose, self.quiet = threads, verbose, quiet
+
+    @property
+    def threads(self) -> int | str | None:
+        """``auto``, a fixed count, or None (not given: facesys/threads.py reads the environment);
+        setting a value configures this process."""
+        return self._threads
+
+    @threads.setter
+    def threads(self, value: int | str | None) -> None:
+        self._threads = value
+        configure(value)
 
     def embedder(self, flip: bool = False):
         from facesys.embed import Embedder
@@ -204,11 +249,12 @@ def main(
     device: str,
     precision: str,
     gallery: str | None,
+    threads: int | str | None,
     verbose: bool,
     quiet: bool,
 ) -> None:
     """facesys: offline face verification and recognition."""
-    ctx.obj = Settings(model, weights, device, precision, gallery, verbose, quiet)
+    ctx.obj = Settings(model, weights, device, precision, gallery, threads, verbose, quiet)
 
 
 from facesys.cli import embed, evaluate, gallery, keys, models, people, serve, train  # noqa: E402  (registers the commands)

@@ -52,6 +52,8 @@ def serve(settings: Settings, host: str, port: int, workers: int, cors: tuple[st
         device=settings.device,
         weights=settings.weights,
         precision=settings.precision,
+        threads=settings.threads,
+        workers=workers,
         host=host,
         port=port,
         cors=cors,

@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from facesys import __version__
+from facesys import __version__, threads
 from facesys.errors import FacesysError
 from facesys.service.batching import MicroBatcher
 from facesys.service.errors import ApiError, error_response, install_error_handlers
@@ -39,6 +39,7 @@ class Service:
         from facesys.system import FaceSystem
 
         self.settings = settings
+        threads.configure(settings.threads, share=settings.workers)
         gallery = Gallery(settings.gallery, save_index=False)  # kept in memory; saved when the service stops
         self.system = FaceSystem(
             gallery, model=settings.model, device=settings.device, weights=settings.weights, precision=settings.precision

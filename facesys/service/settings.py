@@ -13,7 +13,8 @@ SETTINGS_ENV = "FACESYS_SERVICE_SETTINGS"  # how ``serve --workers N`` hands its
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """``gallery``/``model``/``device``/``weights``/``precision``: as the CLI's global options;
+    """``gallery``/``model``/``device``/``weights``/``precision``/``threads``: as the CLI's global options;
+    ``workers``: processes serving (each takes at most an equal share of the cores);
     ``host``/``port``: where to listen; ``cors``: origins allowed to call from a browser;
     ``max_upload_bytes``: largest request body; ``max_files``: uploads per request;
     ``max_pixels``: largest declared image size decoded; ``request_timeout_s``: longest a
@@ -25,6 +26,8 @@ class ServiceSettings:
     device: str = "cpu"
     weights: str | None = None
     precision: str = "auto"
+    threads: int | str | None = None  # None: from the environment (FACESYS_THREADS), else automatic
+    workers: int = 1
     host: str = "127.0.0.1"
     port: int = 8000
     cors: tuple[str, ...] = field(default_factory=tuple)

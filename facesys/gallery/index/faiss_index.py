@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from facesys import threads
 from facesys.gallery.index.base import VectorIndex
 
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
@@ -153,6 +154,7 @@ class FaissIndex(VectorIndex):
         if len(self) == 0:
             return np.full((len(queries), 1), np.inf, np.float32), np.full((len(queries), 1), -1, np.int64)
         k = max(1, min(k, len(self)))
+        threads.adapt()
         squared, ids = self.index.search(np.ascontiguousarray(queries, np.float32), k)
         return np.sqrt(np.maximum(squared, 0)), ids
 

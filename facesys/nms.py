@@ -1,0 +1,65 @@
+"""Non-maximum suppression through torchvision's compiled operator, without importing the torchvision package.
+
+``import torchvision`` (which any ``torchvision.ops`` import runs) imports its models and ``torch._dynamo``:
+~0.9 s of start-up for one C++ function. The operator lives in torchvision's extension library; loading
+that library registers ``torch.ops.torchvision.nms`` (CPU and, in CUDA builds, GPU kernels) exactly as
+torchvision itself does, so the results are torchvision's. If the library cannot be found or loaded
+(an unusual build), the torchvision package is imported after all.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+# torchvision.ops.batched_nms shifts the groups apart and runs one NMS up to this many box coordinates
+# (boxes.numel()), one NMS per group above; the two can differ in the last float bit of an overlap,
+# so facesys follows the same rule to keep facenet-pytorch's boxes to the bit.
+_ONE_CALL_LIMIT = {"cpu": 4000, "other": 100_000}
+
+
+@functools.cache
+def _nms_operator() -> Callable[[Tensor, Tensor, float], Tensor]:
+    spec = importlib.util.find_spec("torchvision")
+    if spec is not None and spec.submodule_search_locations:
+        folder = next(iter(spec.submodule_search_locations))
+        finder = importlib.machinery.FileFinder(
+            folder, (importlib.machinery.ExtensionFileLoader, importlib.machinery.EXTENSION_SUFFIXES)
+        )
+        for name in ("_C_stable", "_C"):  # the library's name in recent and in older torchvision releases
+            library = finder.find_spec(name)
+            if library is not None and library.origin and Path(library.origin).is_file():
+                try:
+                    torch.ops.load_library(library.origin)
+                    return torch.ops.torchvision.nms
+                except (OSError, RuntimeError, AttributeError):
+                    break
+    from torchvision.ops import nms
+
+    return nms
+
+
+def nms(boxes: Tensor, scores: Tensor, threshold: float) -> Tensor:
+    """Indices of the boxes (K, 4) x1, y1, x2, y2 kept by greedy IoU NMS at ``threshold``, best score first."""
+    return _nms_operator()(boxes, scores, threshold)
+
+
+def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, threshold: float) -> Tensor:
+    """NMS within each group (``groups`` (K,) integer labels), as ``torchvision.ops.batched_nms`` computes it."""
+    if not boxes.numel():
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    if boxes.numel() <= _ONE_CALL_LIMIT["cpu" if boxes.device.type == "cpu" else "other"]:
+        offsets = groups.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
+        return nms(boxes + offsets[:, None], scores, threshold)
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    for group in torch.unique(groups):
+        members = torch.where(groups == group)[0]
+        keep[members[nms(boxes[members], scores[members], threshold)]] = True
+    kept = torch.where(keep)[0]
+    return kept[scores[kept].sort(descending=True)[1]]

@@ -1,0 +1,140 @@
+"""How many CPU threads torch and FAISS use: chosen before each batch, so a busy machine does not collapse them.
+
+torch starts one thread per core and every parallel step waits for all of them. When other processes
+keep the cores busy, some of those threads are off the CPU at any moment and the others wait for
+them: on this 2-core machine beside 4 CPU-burning processes, two threads made a warm verify 3x slower
+than one thread (benchmarks/contention.py). So facesys picks the count itself, before each batch of
+photos (``adapt``, a few microseconds of reading ``/proc``):
+
+- ``FACESYS_THREADS=N`` or ``--threads N`` (or ``configure(N)``): exactly N threads, always; with
+  neither, ``OMP_NUM_THREADS=N`` counts as a fixed choice too (torch honours it);
+- ``auto`` (the default): the cores this process may use (its CPU affinity and cgroup quota) minus the
+  threads of *other* processes running right now (``/proc/loadavg``), at most an equal share of the
+  cores when ``serve --workers W`` runs W processes, and at least 1. Idle machine: all cores; busy: fewer.
+
+OpenMP's wait policy (``set_wait_policy``, run by ``import facesys`` before torch loads OpenMP): a thread
+that waits for work spins for ``SPIN_ROUNDS`` rounds (~0.1 ms) and then sleeps. OpenMP's default spins
+10x longer: beside busy processes, spinning threads steal the cores the working ones need (identify
+beside 4 CPU burners 9.5x slower than alone, two processes together 0.25x one alone). Never spinning
+costs an idle machine 15% of identify's throughput and 60% on a verify's latency. The short spin is
+safe because the automatic count drops threads when other processes run; with a fixed count
+(``FACESYS_THREADS``, ``OMP_NUM_THREADS``, ``--threads N``) threads never spin. A wait policy or spin
+count the user set wins. Numbers: benchmarks/contention.py, README "Performance".
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+from pathlib import Path
+
+from facesys.errors import FacesysError
+
+THREADS_ENV = "FACESYS_THREADS"
+SPIN_ROUNDS = "30000"  # GOMP_SPINCOUNT while the thread count is automatic (OpenMP's default: 300000)
+_WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+_wait_policy_chosen_by_facesys = False
+
+_configured: int | str | None = "unset"  # set by configure(): a count, or None for auto; "unset": read THREADS_ENV
+_share = 1  # processes splitting this machine's cores (serve --workers)
+
+
+def parse_threads(value: str | int | None, source: str = THREADS_ENV) -> int | None:
+    """A thread count from ``value`` (``auto``, empty or None -> None, for automatic); FacesysError if it is
+    neither ``auto`` nor a whole number >= 1 (``source`` names where it came from)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "auto")):
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise FacesysError(f"{source}={value!r}: not a thread count; use auto or a whole number >= 1", parameter="threads")
+    return count
+
+
+def configure(threads: str | int | None = None, share: int = 1) -> None:
+    """For this process: ``threads`` a count (fixed), ``auto`` (chosen per batch) or None (as the
+    environment says: ``FACESYS_THREADS``, else ``OMP_NUM_THREADS``, else automatic; checked now);
+    ``share``: how many processes split the machine's cores (``serve --workers``)."""
+    global _configured, _share
+    if threads is None:
+        parse_threads(os.environ.get(THREADS_ENV))  # a bad value is reported now, naming the variable
+        _configured = "unset"
+    else:
+        _configured = parse_threads(threads, "threads")
+    _share = max(1, share)
+    set_wait_policy(fixed_count=None if threads is None else _configured is not None)
+
+
+def set_wait_policy(fixed_count: bool | None = None) -> None:
+    """Choose OpenMP's wait policy in the environment, unless the user did or OpenMP is loaded already (torch
+    imported): sleep at once with a fixed thread count, spin ``SPIN_ROUNDS`` first with an automatic one.
+    ``fixed_count`` None: whether ``FACESYS_THREADS`` or ``OMP_NUM_THREADS`` fixes it."""
+    global _wait_policy_chosen_by_facesys
+    if "torch" in sys.modules or (any(v in os.environ for v in _WAIT_VARIABLES) and not _wait_policy_chosen_by_facesys):
+        return
+    if fixed_count is None:
+        fixed_count = os.environ.get(THREADS_ENV, "").strip().lower() not in ("", "auto") or "OMP_NUM_THREADS" in os.environ
+    for variable in _WAIT_VARIABLES:
+        os.environ.pop(variable, None)
+    if fixed_count:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    else:
+        os.environ["GOMP_SPINCOUNT"] = SPIN_ROUNDS
+    _wait_policy_chosen_by_facesys = True
+
+
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity, capped by a cgroup v2 CPU quota if there is one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, math.ceil(int(quota) / int(period))))
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
+def running_elsewhere() -> int:
+    """Threads of other processes running or ready to run right now (0 where the system does not say)."""
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+        own = 0
+        for task in Path("/proc/self/task").iterdir():
+            try:
+                stat = (task / "stat").read_text()
+            except OSError:  # the thread ended meanwhile
+                continue
+            own += stat[stat.rindex(")") + 2] == "R"
+    except (OSError, ValueError, IndexError):
+        return 0
+    return max(0, running - own)
+
+
+def choose_threads() -> int:
+    """The thread count for the next batch (see the module docstring)."""
+    fixed = _configured
+    if fixed == "unset":
+        fixed = parse_threads(os.environ.get(THREADS_ENV))
+        if fixed is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():  # as torch itself does
+            fixed = max(1, int(os.environ["OMP_NUM_THREADS"]))
+    if fixed is not None:
+        return fixed
+    cores = usable_cores()
+    return max(1, min(cores // _share, cores - running_elsewhere()))
+
+
+def adapt() -> int:
+    """Set this thread's intra-op thread count for torch and FAISS (those already imported) to
+    ``choose_threads()``; returns it. OpenMP keeps the count per calling thread, so the thread that
+    runs the work calls this."""
+    count = choose_threads()
+    torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
+    if torch is not None and torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    if faiss is not None and faiss.omp_get_max_threads() != count:
+        faiss.omp_set_num_threads(count)
+    return count
