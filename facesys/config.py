@@ -20,6 +20,10 @@ ERROR_POLICIES = ("raise", "collect")  # what Embedder.faces does with an unread
 # Open-set identification: the false-identification rate the computed threshold aims at.
 DEFAULT_TARGET_FPIR = 0.01
 
+# How a person with several enrolled photos is scored against a probe (facesys/scoring.py).
+PERSON_SCORES = ("template", "nearest", "nearest-2")
+DEFAULT_PERSON_SCORE = "template"
+
 # Batching: photos (or video frames) detected and embedded together, unless their decoded pixels
 # pass BATCH_BYTES (a folder of huge photos must not take gigabytes); chips per network pass.
 PHOTO_BATCH = 16

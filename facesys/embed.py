@@ -21,6 +21,7 @@ from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIE
 from facesys.detect import Detection, FaceDetector, pick_faces
 from facesys.errors import FacesysError, ImageError
 from facesys.images import ImageInput, describe, load_image
+from facesys.quality import sharpness
 
 Tag = TypeVar("Tag")
 # What the pipeline accepts as one image: a path, array or PIL image, or a zero-argument callable
@@ -32,7 +33,8 @@ ImageSource = ImageInput | Callable[[], np.ndarray]
 class Face:
     """A detected face: ``box`` (4,) x1, y1, x2, y2 pixels; ``landmarks`` (5, 2) x, y pixels;
     ``score`` MTCNN's detection probability; ``embedding`` (D,) float32 with unit L2 norm (None
-    when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for.
+    when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for; ``sharpness`` of the
+    chip (variance of its Laplacian, facesys/quality.py).
     """
 
     box: np.ndarray
@@ -40,6 +42,7 @@ class Face:
     score: float
     embedding: np.ndarray | None
     chip: np.ndarray | None = field(default=None, repr=False, compare=False)
+    sharpness: float | None = None
 
     def to_dict(self) -> dict:
         """JSON-ready: box and landmarks rounded to 0.1 pixel, embedding as a list of floats."""
@@ -244,7 +247,8 @@ class Embedder:
             faces = []
             for d in chosen.get(i, []):
                 vector = None if vectors is None else vectors[offset]
-                faces.append(Face(d.box, d.landmarks, d.score, vector, chips[offset] if keep_chips else None))
+                chip = chips[offset]
+                faces.append(Face(d.box, d.landmarks, d.score, vector, chip if keep_chips else None, sharpness(chip)))
                 offset += 1
             out.append((tag, ImageFaces(name, faces, detections if error is None else [], image, error)))
         return out

@@ -48,6 +48,10 @@ class UnknownFaceError(GalleryError):
     """No enrolled face of that id in the gallery (a service answers 404)."""
 
 
+class UnknownClusterError(GalleryError):
+    """No cluster of that id among the unnamed faces of the photo library (a service answers 404)."""
+
+
 class UnknownKeyError(GalleryError):
     """No active API key of that name in the gallery."""
 

@@ -7,8 +7,9 @@ Identification is open-set: each probe meets every enrolled face, so a per-compa
 rate (FAR) becomes, over a gallery of N faces, a false-identification rate of about N x FAR. Its
 threshold is therefore stricter than verify's: the model's impostor table (measured on LFW's
 pairsDevTrain people, see benchmarks/calibrate_default_threshold.py) gives the threshold whose
-FAR is ``target_fpir / N``; it is never looser than the verification threshold.
-People are ranked by their best (smallest) distance over their enrolled faces.
+FAR is ``target_fpir / N``; it is never looser than the verification threshold. The gallery's
+own estimate (facesys/calibration.py) replaces it when stricter. People are ranked by their person
+score (facesys/scoring.py: distance to their template by default).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facesys.calibration import Calibration
 from facesys.config import DEFAULT_TARGET_FPIR
+from facesys.scoring import Evidence
 
 
 @dataclass(frozen=True)
@@ -33,18 +36,32 @@ class Verification:
 
 @dataclass(frozen=True)
 class Candidate:
-    """An enrolled person, their best distance to the probe and the id of that nearest face."""
+    """An enrolled person: their person score (``distance``) to the probe, the id of their enrolled
+    face nearest the probe, and their enrolled faces nearest first (``faces``: the photos behind
+    the score)."""
 
     name: str
     distance: float
     face_id: int
+    faces: tuple[Evidence, ...] = ()
+
+    def to_dict(self, photos: int | None = None) -> dict:
+        """JSON-ready; ``photos``: how many of the person's nearest faces to list (all by default)."""
+        return {
+            "name": self.name,
+            "distance": round(self.distance, 4),
+            "face_id": self.face_id,
+            "faces": [{"face_id": e.face_id, "source": e.source, "distance": round(e.distance, 4)} for e in self.faces[:photos]],
+        }
 
 
 @dataclass(frozen=True)
 class Identification:
     """One face of a probe photo: ``box`` x1, y1, x2, y2 pixels, detection ``score``; ``name`` is
     None for unknown; ``candidates`` are the nearest people, best first; ``face_id`` the enrolled
-    face nearest the probe (the photo that matched when it is named), None for an empty gallery."""
+    face nearest the probe (the photo that matched when it is named), None for an empty gallery;
+    ``quality``: why the face is too poor to name anyone (then ``name`` is None), else None;
+    ``threshold_source``: where the threshold came from."""
 
     box: list[float]
     score: float
@@ -52,20 +69,34 @@ class Identification:
     distance: float | None
     threshold: float
     candidates: list[Candidate] = field(default_factory=list)
+    quality: str | None = None
+    threshold_source: str = ""
 
     @property
     def face_id(self) -> int | None:
         return self.candidates[0].face_id if self.candidates else None
 
-    def to_dict(self) -> dict:
+    @property
+    def matched(self) -> Evidence | None:
+        """The enrolled photo that decided the name (the named person's face nearest the probe)."""
+        if self.name is None or not self.candidates[0].faces:
+            return None
+        return self.candidates[0].faces[0]
+
+    def to_dict(self, photos: int | None = 3) -> dict:
+        """JSON-ready; each candidate lists its ``photos`` nearest enrolled faces."""
+        matched = self.matched
         return {
             "box": [round(float(v), 1) for v in self.box],
             "score": round(self.score, 4),
             "name": self.name,
             "distance": None if self.distance is None else round(self.distance, 4),
             "threshold": round(self.threshold, 4),
+            "threshold_source": self.threshold_source,
+            "quality": self.quality,
             "face_id": self.face_id,
-            "candidates": [{"name": c.name, "distance": round(c.distance, 4), "face_id": c.face_id} for c in self.candidates],
+            "matched": None if matched is None else {"face_id": matched.face_id, "source": matched.source},
+            "candidates": [c.to_dict(photos) for c in self.candidates],
         }
 
 
@@ -97,21 +128,6 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
 def verify(a: np.ndarray, b: np.ndarray, threshold: float, threshold_source: str) -> Verification:
     d = distance(a, b)
     return Verification(d, threshold, d <= threshold, threshold_source)
-
-
-def rank_people(distances: np.ndarray, face_ids: np.ndarray, names_by_id: dict[int, str], top_k: int) -> list[Candidate]:
-    """The ``top_k`` people nearest a probe, each scored by their best face.
-
-    ``distances`` and ``face_ids``: (k,) search results (face id -1 = no result); faces missing
-    from ``names_by_id`` (removed meanwhile) are skipped.
-    """
-    best: dict[str, tuple[float, int]] = {}
-    for d, face_id in zip(distances.tolist(), face_ids.tolist(), strict=True):
-        name = names_by_id.get(face_id)
-        if name is not None and d < best.get(name, (math.inf, -1))[0]:
-            best[name] = (d, face_id)
-    ranked = sorted(best.items(), key=lambda item: item[1][0])[:top_k]
-    return [Candidate(name, d, face_id) for name, (d, face_id) in ranked]
 
 
 def identify_threshold(
@@ -154,10 +170,20 @@ class ThresholdPolicy:
             return float(self.calibrated["verify"]), "gallery"
         return self.model_threshold, "model default"
 
-    def identify(self, faces_in_gallery: int) -> float:
-        """The open-set threshold for a gallery of ``faces_in_gallery`` faces."""
+    @property
+    def uses_calibration(self) -> bool:
+        """Whether :meth:`identify` would consult the gallery's own calibration."""
+        return self.override is None and self.calibrated.get("identify") is None
+
+    def identify(self, faces_in_gallery: int, calibration: Calibration | None = None) -> tuple[float, str]:
+        """(the open-set threshold for a gallery of ``faces_in_gallery`` faces, where it came from):
+        the argument, the gallery's stored value, or the stricter of the model's table and the
+        gallery's own ``calibration`` (facesys/calibration.py)."""
         if self.override is not None:
-            return self.override
+            return self.override, "argument"
         if self.calibrated.get("identify") is not None:
-            return float(self.calibrated["identify"])
-        return identify_threshold(self.far_table, faces_in_gallery, self.verify()[0], self.target_fpir)
+            return float(self.calibrated["identify"]), "gallery setting"
+        table = identify_threshold(self.far_table, faces_in_gallery, self.verify()[0], self.target_fpir)
+        if calibration is not None and calibration.threshold(self.target_fpir) < table:
+            return calibration.threshold(self.target_fpir), "gallery's own strangers"
+        return table, "model table"

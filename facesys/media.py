@@ -108,6 +108,7 @@ def video_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarra
     if not capture.isOpened():
         raise ImageError(f"{path}: cannot open as a video")
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+    pixel_aspect = _pixel_aspect(capture.get(cv2.CAP_PROP_SAR_NUM), capture.get(cv2.CAP_PROP_SAR_DEN))
     number = 0
     try:
         while True:
@@ -115,12 +116,31 @@ def video_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarra
             if not ok:
                 break
             if number % every == 0:
-                yield number, number / fps, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                yield number, number / fps, square_pixels(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB), pixel_aspect)
             number += 1
     finally:
         capture.release()
     if number == 0:
         raise ImageError(f"{path}: no frames could be read")
+
+
+def _pixel_aspect(numerator: float, denominator: float) -> float:
+    """A video's sample aspect ratio (pixel width / height) from opencv's properties; 1 when unknown."""
+    return numerator / denominator if numerator > 0 and denominator > 0 else 1.0
+
+
+def square_pixels(frame: np.ndarray, pixel_aspect: float) -> np.ndarray:
+    """(H, W, 3) frame of pixels ``pixel_aspect`` times as wide as tall -> the frame as it is shown,
+    with square pixels (wider or taller, never smaller). Anamorphic video (DVDs, HDV 1440x1080 shown
+    as 1920x1080) stores faces squashed; alignment can only undo rotation and scale, so a squashed
+    face would be embedded as someone narrower."""
+    if abs(pixel_aspect - 1.0) < 0.01:
+        return frame
+    import cv2
+
+    height, width = frame.shape[:2]
+    size = (round(width * pixel_aspect), height) if pixel_aspect > 1 else (width, round(height / pixel_aspect))
+    return cv2.resize(frame, size, interpolation=cv2.INTER_CUBIC)
 
 
 def animated_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.ndarray]]:

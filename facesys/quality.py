@@ -1,4 +1,5 @@
-"""Enrollment quality gates: is this detection a usable reference photo of one person?
+"""Quality gates: is this detection a usable reference photo of one person (enrollment), and is a
+probe face good enough to name anyone (identify)?
 
 Each rule gives a reason a user can act on. Defaults were chosen so that ordinary photos (every
 LFW image we tried) pass and clearly unusable ones do not:
@@ -54,4 +55,62 @@ def check_chip(chip: np.ndarray, rules: QualityRules) -> str | None:
     value = sharpness(chip)
     if value < rules.min_sharpness:
         return f"too blurred (sharpness {value:.1f} < {rules.min_sharpness:.0f})"
+    return None
+
+
+@dataclass(frozen=True)
+class ProbeRules:
+    """When identify answers "unknown (low quality)" instead of naming a face. A poor probe gives a poor
+    embedding, and a poor embedding can land near anyone. Chosen on 800 LFW photos (every 13th) so
+    that ordinary photos pass (their 1st percentiles: face 77 px, score 0.995, sharpness 13.9; 99th
+    percentile of the pose measure 0.42; face shape between 0.71 and 1.13), and damaged ones do not:
+
+    - ``min_face_size`` (px, the box's shorter side): below it the 150 px chip is up-scaled mush;
+    - ``min_score``: MTCNN's probability that this is a face;
+    - ``min_sharpness``: variance of the Laplacian of the aligned chip (the same photos blurred with a
+      Gaussian of sigma 3: 99th percentile 8.0);
+    - ``max_pose``: how far the nose sits from the line between the eyes' and the mouth's centres, in
+      eye distances: above 0.5 it lies beyond an eye, a face in profile whose landmarks are guesses;
+    - ``face_shape``: the range of eye distance / eyes-to-mouth distance; a frame squashed to 60% of
+      its width scores 0.70 at the median, stretched (60% of its height) 1.20, so only strong
+      distortion is caught here: videos are first shown at their true pixel shape (facesys/media.py).
+    """
+
+    min_face_size: float = 32.0
+    min_score: float = 0.90
+    min_sharpness: float = 8.0
+    max_pose: float = 0.55
+    face_shape: tuple[float, float] = (0.6, 1.35)
+
+
+def face_geometry(landmarks: np.ndarray) -> tuple[float, float]:
+    """(pose, shape) of (5, 2) landmarks (eyes, nose, mouth corners): the nose's distance from the
+    eyes-to-mouth centre line in eye distances, and eye distance / eyes-to-mouth distance."""
+    points = np.asarray(landmarks, np.float64)
+    eyes, mouth = points[:2].mean(0), points[3:].mean(0)
+    eye_distance = max(float(np.linalg.norm(points[1] - points[0])), 1e-6)
+    axis = mouth - eyes
+    length = max(float(np.linalg.norm(axis)), 1e-6)
+    across = np.array([-axis[1], axis[0]]) / length
+    pose = abs(float(np.dot(points[2] - (eyes + mouth) / 2, across))) / eye_distance
+    return pose, eye_distance / length
+
+
+def probe_problem(
+    box: np.ndarray, score: float, landmarks: np.ndarray, chip_sharpness: float | None, rules: ProbeRules
+) -> str | None:
+    """Why a probe face is too poor to name anyone, or None. ``box`` x1, y1, x2, y2 pixels."""
+    size = float(min(box[2] - box[0], box[3] - box[1]))
+    if size < rules.min_face_size:
+        return f"face too small ({size:.0f} px < {rules.min_face_size:.0f} px)"
+    if score < rules.min_score:
+        return f"uncertain detection (score {score:.2f} < {rules.min_score:.2f})"
+    if chip_sharpness is not None and chip_sharpness < rules.min_sharpness:
+        return f"too blurred (sharpness {chip_sharpness:.1f} < {rules.min_sharpness:.0f})"
+    pose, shape = face_geometry(landmarks)
+    if pose > rules.max_pose:
+        return f"extreme pose (nose {pose:.2f} eye distances off-centre > {rules.max_pose})"
+    low, high = rules.face_shape
+    if not low <= shape <= high:
+        return f"distorted face shape ({shape:.2f} outside {low}-{high}: a squashed or stretched image?)"
     return None

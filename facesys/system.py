@@ -17,8 +17,8 @@ from facesys.enroll import Enrollment, EnrollReport, EnrollResult
 from facesys.errors import FacesysError, GalleryError, ImageError, NoFaceError
 from facesys.gallery.gallery import Gallery
 from facesys.images import ImageInput
-from facesys.match import Identification, ThresholdPolicy, VerifyResult, rank_people, verify
-from facesys.quality import QualityRules
+from facesys.match import Identification, ThresholdPolicy, VerifyResult, verify
+from facesys.quality import ProbeRules, QualityRules, probe_problem
 
 if TYPE_CHECKING:
     from facesys.embed import ImageFaces
@@ -32,7 +32,8 @@ class FaceSystem:
     ``gallery``: a Gallery or its folder (default ``$FACESYS_GALLERY`` or ``./gallery``); ``model``:
     a model name or checkpoint path (default: the gallery's model, else the default model);
     ``threshold``: overrides verify's and identify's thresholds; ``target_fpir``: open-set
-    false-identification target; ``embedder``: an already loaded Embedder to use.
+    false-identification target; ``embedder``: an already loaded Embedder to use; ``quality``:
+    enrollment's gates; ``probe_rules``: when identify answers "unknown (low quality)".
 
     Thread-safe: the embedder is created once under a lock and holds no per-call state; every
     call opens its own store connection; the gallery guards its shared in-memory index.
@@ -49,12 +50,14 @@ class FaceSystem:
         threshold: float | None = None,
         target_fpir: float = DEFAULT_TARGET_FPIR,
         embedder=None,
+        probe_rules: ProbeRules | None = None,
     ):
         if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 2.0):
             raise FacesysError(f"threshold {threshold}: must be a distance between 0 and 2", parameter="threshold")
         self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
         self.requested_model, self.device, self.weights, self.precision = model, device, weights, precision
         self.quality = quality or QualityRules()
+        self.probe_rules = probe_rules or ProbeRules()
         self.threshold_override = threshold
         self.target_fpir = target_fpir
         self._embedder = embedder
@@ -167,24 +170,21 @@ class FaceSystem:
         self, results: list[ImageFaces], top_k: int = 3, policy: ThresholdPolicy | None = None
     ) -> list[list[Identification]]:
         """The identifications of every face of images already through the pipeline (one search
-        for all of them); a missing or empty gallery names nobody. ``policy``: thresholds (default
-        those in force)."""
+        for all of them); a missing or empty gallery names nobody; a face that fails the probe
+        quality rules (``probe_rules``) names nobody either. ``policy``: thresholds (default those
+        in force)."""
         policy = policy or self.policy()
-        vectors = [face.embedding for result in results for face in result.faces]
-        found = None
+        faces = [face for result in results for face in result.faces]
+        ranked, searched, calibration = [[] for _ in faces], 0, None
         # require_model: the gallery may have been re-embedded meanwhile by another process
-        if vectors and self.gallery.require_model(self.embedder.model_id) is not None:
-            found = self.gallery.search(np.stack(vectors), k=max(64, 16 * top_k))
-        threshold = policy.identify(found.size if found else 0)
-        answers, row = [], 0
-        for result in results:
-            faces = []
-            for face in result.faces:
-                candidates = rank_people(found.distances[row], found.ids[row], found.names, top_k) if found else []
-                faces.append(_identification(face, candidates, threshold))
-                row += 1
-            answers.append(faces)
-        return answers
+        if faces and self.gallery.require_model(self.embedder.model_id) is not None:
+            with self.gallery.open() as store:
+                ranked, searched = self.gallery.rank_people(np.stack([f.embedding for f in faces]), top_k, store=store)
+                if policy.uses_calibration:
+                    calibration = self.gallery.calibration(store=store)
+        threshold, source = policy.identify(searched, calibration)
+        answers = iter(_identification(f, c, threshold, source, self.probe_rules) for f, c in zip(faces, ranked, strict=True))
+        return [[next(answers) for _ in result.faces] for result in results]
 
     def reindex(self, model: str) -> int:
         """Re-embed every stored face with ``model`` from the stored crops; returns the faces done."""
@@ -196,13 +196,80 @@ class FaceSystem:
             self._embedder = embedder
         return count
 
+    # -- the photo library (facesys/library/): faces nobody labelled, unnamed until named ---------
 
-def _identification(face, candidates, threshold: float) -> Identification:
-    """One face's answer: named when its best candidate is within ``threshold``."""
+    def scan(
+        self,
+        paths: list,
+        every: int | None = None,
+        on_result: Callable | None = None,
+        force: bool = False,
+        on_start: Callable[[int], None] | None = None,
+    ):
+        """Store every face of the photos (and every ``every``-th video frame) under ``paths`` as
+        unnamed library faces, incrementally; faces matching an enrolled person are attached to them
+        automatically. Returns a ScanReport; see facesys/library/scan.py."""
+        from facesys.library.scan import scan
+
+        return scan(self, paths, every, on_result, force, on_start)
+
+    def cluster(self, threshold: float | None = None):
+        """Group the unnamed library faces (clusters that persist keep their ids); returns a ClusterRun."""
+        from facesys.library.clusters import cluster_library
+
+        return cluster_library(self.gallery, threshold)
+
+    def clusters(self, min_size: int = 1) -> list:
+        """The clusters of unnamed faces with at least ``min_size`` faces, largest first."""
+        from facesys.library.clusters import list_clusters
+
+        return list_clusters(self.gallery, min_size)
+
+    def name_cluster(self, cluster: int, name: str):
+        """Name every face of ``cluster`` (merged into an existing person of that name); returns NamedFaces."""
+        from facesys.library.names import name_cluster
+
+        return name_cluster(self.gallery, cluster, name)
+
+    def name_faces(self, face_ids: list[int], name: str):
+        """Name library faces (moving them from another person if named before); returns NamedFaces."""
+        from facesys.library.names import name_faces
+
+        return name_faces(self.gallery, face_ids, name)
+
+    def unname_faces(self, face_ids: list[int]) -> list[int]:
+        """Take library faces back from their person (automatic or not); returns those that were named."""
+        from facesys.library.names import unname_faces
+
+        return unname_faces(self.gallery, face_ids)
+
+    def remove_library_faces(self, face_ids: list[int]) -> int:
+        """Delete library faces entirely (crops and vectors); returns how many."""
+        from facesys.library.names import remove_faces
+
+        return remove_faces(self.gallery, face_ids)
+
+    def find(self, name: str):
+        """The photos ``name`` appears in (enrolled and library), each with its boxes; returns Found."""
+        from facesys.library.names import find
+
+        return find(self.gallery, name)
+
+
+def _identification(face, candidates, threshold: float, source: str, rules: ProbeRules) -> Identification:
+    """One face's answer: named when it is good enough to judge and its best candidate is within ``threshold``."""
     best = candidates[0] if candidates else None
-    named = best is not None and best.distance <= threshold
+    problem = probe_problem(face.box, face.score, face.landmarks, face.sharpness, rules)
+    named = best is not None and problem is None and best.distance <= threshold
     return Identification(
-        face.box.tolist(), face.score, best.name if named else None, best.distance if best else None, threshold, candidates
+        face.box.tolist(),
+        face.score,
+        best.name if named else None,
+        best.distance if best else None,
+        threshold,
+        candidates,
+        quality=problem,
+        threshold_source=source,
     )
 
 

@@ -1,11 +1,11 @@
-"""Matching rules on synthetic numbers: aggregation per person and the open-set threshold."""
+"""Matching rules on synthetic numbers: verify and the open-set threshold."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from facesys.match import identify_threshold, rank_people, verify
+from facesys.match import identify_threshold, verify
 
 TABLE = ((1e-1, 0.50), (1e-2, 0.45), (1e-3, 0.40), (1e-4, 0.35), (1e-5, 0.30))
 
@@ -14,15 +14,6 @@ def test_verify_uses_less_or_equal():
     a = np.array([1.0, 0.0])
     assert verify(a, np.array([1.0, 0.5]), threshold=0.5, threshold_source="x").same
     assert not verify(a, np.array([0.0, 1.0]), threshold=1.0, threshold_source="x").same
-
-
-def test_people_are_ranked_by_their_best_face():
-    names = {1: "ann", 2: "ann", 3: "bob", 4: "cy"}
-    distances = np.array([0.30, 0.32, 0.40, 0.55, np.inf])
-    ids = np.array([3, 1, 2, 4, -1])
-    ranked = rank_people(distances, ids, names, top_k=5)
-    assert [(c.name, c.distance) for c in ranked] == [("bob", 0.30), ("ann", 0.32), ("cy", 0.55)]
-    assert [c.name for c in rank_people(distances, ids, names, top_k=1)] == ["bob"]
 
 
 def test_open_set_threshold_tightens_with_gallery_size():

@@ -257,6 +257,6 @@ def main(
     ctx.obj = Settings(model, weights, device, precision, gallery, threads, verbose, quiet)
 
 
-from facesys.cli import embed, evaluate, gallery, keys, models, people, serve, train  # noqa: E402  (registers the commands)
+from facesys.cli import embed, evaluate, gallery, keys, library, models, people, serve, train  # noqa: E402  (registers the commands)
 
-__all__ = ["embed", "evaluate", "gallery", "keys", "main", "models", "people", "serve", "train"]
+__all__ = ["embed", "evaluate", "gallery", "keys", "library", "main", "models", "people", "serve", "train"]

@@ -123,6 +123,7 @@ def verify(settings: Settings, a: str, b: str, threshold: float | None, as_json:
 @click.option("--annotate", type=click.Path(dir_okay=False), help="Write the photo with boxes and names drawn (one input photo).")
 @click.option("--every", type=click.IntRange(min=1), default=10, show_default=True, help="Videos: look at every Nth frame.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo (or video frame).")
+@click.option("--explain", is_flag=True, help="Also show the nearest enrolled photos of each candidate (JSON: all of them).")
 @click.pass_obj
 def identify(
     settings: Settings,
@@ -132,6 +133,7 @@ def identify(
     annotate: str | None,
     every: int,
     as_json: bool,
+    explain: bool,
 ) -> None:
     """Who is in each photo: every face, largest first, named or "unknown".
 
@@ -156,7 +158,7 @@ def identify(
             failed += 1
             error_line(result.error)
             continue
-        show(settings, faces, ref, as_json)
+        show(faces, ref, as_json, explain)
         if annotate:
             save_annotated(result.image, faces, annotate)
     progress.close()
@@ -167,20 +169,36 @@ def identify(
     sys.exit(EXIT_ERROR if failed else EXIT_OK)
 
 
-def show(settings: Settings, faces, ref, as_json: bool) -> None:
-    """One photo's (or video frame's) answer: a JSON line, or a header line and a line per face."""
+EXPLAINED_PHOTOS = 3  # enrolled photos shown per candidate with --explain
+
+
+def show(faces, ref, as_json: bool, explain: bool = False) -> None:
+    """One photo's (or video frame's) answer: a JSON line, or a header line and a line per face (with
+    ``explain``, each candidate's nearest enrolled photos under it)."""
     if as_json:
-        emit_json({**ref.to_dict(), "faces": [f.to_dict() for f in faces]})
+        emit_json({**ref.to_dict(), "faces": [f.to_dict(photos=None if explain else 3) for f in faces]})
         return
     where = f" frame {ref.frame} ({ref.time_s:.1f} s)" if ref.frame is not None else ""
     click.echo(f"{ref.source}{where}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
     for number, face in enumerate(faces, start=1):
-        box = ",".join(str(round(v)) for v in face.box)
-        if face.name is not None:
-            click.echo(f"  face {number} ({box}): {face.name} (distance {face.distance:.3f} <= {face.threshold:.3f})")
-        elif face.candidates:
-            near = face.candidates[0]
-            nearest = f"nearest {near.name}, distance {near.distance:.3f} > {face.threshold:.3f}"
-            click.echo(f"  face {number} ({box}): unknown ({nearest})")
-        else:
-            click.echo(f"  face {number} ({box}): unknown (empty gallery)")
+        click.echo(f"  face {number} ({','.join(str(round(v)) for v in face.box)}): {answer_line(face)}")
+        for candidate in face.candidates if explain else []:
+            click.echo(f"    {candidate.name}: score {candidate.distance:.3f}")
+            for photo in candidate.faces[:EXPLAINED_PHOTOS]:
+                click.echo(f"      face #{photo.face_id} {photo.source} (distance {photo.distance:.3f})")
+
+
+def answer_line(face) -> str:
+    """What one face is: its name and the enrolled photo that decided it, or why it is unknown."""
+    if face.quality is not None:
+        return f"unknown (low quality: {face.quality})"
+    if not face.candidates:
+        return "unknown (empty gallery)"
+    best = face.candidates[0]
+    if face.name is None:
+        return f"unknown (nearest {best.name}, score {best.distance:.3f} > {face.threshold:.3f}, {face.threshold_source})"
+    photo = face.matched
+    return (
+        f"{face.name} (score {face.distance:.3f} <= {face.threshold:.3f}, {face.threshold_source}; "
+        f"nearest enrolled photo: face #{photo.face_id} {photo.source})"
+    )

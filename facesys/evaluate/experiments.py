@@ -19,6 +19,7 @@ from facesys.evaluate.identification import GenuineProbe, dir_at, identification
 from facesys.evaluate.pairs import Pair
 from facesys.evaluate.protocol import kfold_accuracy
 from facesys.evaluate.roc import roc_curve
+from facesys.scoring import DEFAULT_PERSON_SCORE
 
 # A pair with a missing face gets the largest possible distance between unit vectors: it is
 # always called "different" (a miss for a same-person pair, a hit for a different-person pair).
@@ -180,30 +181,47 @@ def split_identification(
     return IdentificationSplit(enrolled, genuine, impostor)
 
 
-def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, default_threshold: Callable[[int], float]) -> dict:
-    """rank-1/5, DIR at FPIR 1e-1 and 1e-2, and the system's default behaviour on ``split``.
+def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, policy, score: str = DEFAULT_PERSON_SCORE) -> dict:
+    """rank-1/5, DIR at FPIR 1e-1 and 1e-2, and facesys's open-set answers on ``split``, with people
+    ranked as identify ranks them (``score``: facesys/scoring.py; candidates from the 64 nearest faces).
 
-    ``default_threshold(faces_in_gallery)`` gives the open-set threshold facesys would use.
+    Two thresholds from ``policy`` (a ThresholdPolicy): the model's table alone, and the default (the
+    stricter of the table and the gallery's own calibration, facesys/calibration.py).
     """
+    from facesys.calibration import describe, fit, sample_faces
     from facesys.gallery.index import index_class
-    from facesys.match import rank_people
+    from facesys.gallery.people_ranking import SEARCHED_FACES, rank
 
     photos = [p for ps in split.enrolled.values() for p in ps]
     vectors = cache.embed(photos + [p for _, p in split.genuine] + [p for _, p in split.impostor])
     gallery = [(name, vectors[p]) for name, ps in split.enrolled.items() for p in ps if vectors[p] is not None]
-    ids = np.arange(len(gallery), dtype=np.int64)
-    names_by_id = {i: name for i, (name, _) in enumerate(gallery)}
-    index = index_class().build(ids, np.stack([v for _, v in gallery]).astype(np.float32), "flat")
+    owner = {i: name for i, (name, _) in enumerate(gallery)}
+    matrix = np.stack([v for _, v in gallery]).astype(np.float32)
+    index = index_class().build(np.arange(len(gallery), dtype=np.int64), matrix, "flat")
+    people: dict[str, tuple[np.ndarray, np.ndarray, dict]] = {}
+    for i, (name, vector) in enumerate(gallery):
+        ids, rows, _ = people.get(name, (np.zeros(0, np.int64), np.zeros((0, matrix.shape[1]), np.float32), {}))
+        people[name] = (np.append(ids, i), np.vstack([rows, vector]), {})
 
-    def ranked(vector) -> list[tuple[str, float]]:
-        distances, found = index.search(vector[None], len(gallery))
-        return [(c.name, c.distance) for c in rank_people(distances[0], found[0], names_by_id, top_k=5)]
+    def ranked(probes: np.ndarray, top_k: int, exclude: list[str] | None = None) -> list[list]:
+        found = index.search(probes, SEARCHED_FACES)[1]
+        return rank(probes, found, owner, people.__getitem__, top_k, score, exclude)
 
-    genuine = [GenuineProbe(name, ranked(vectors[p]) if vectors[p] is not None else []) for name, p in split.genuine]
-    impostor_best = np.array([ranked(vectors[p])[0][1] if vectors[p] is not None else np.inf for _, p in split.impostor])
+    def answers(items: list[tuple[str, Path]]) -> list[list[tuple[str, float]]]:
+        present = [p for _, p in items if vectors[p] is not None]
+        found = iter(ranked(np.stack([vectors[p] for p in present]), 5)) if present else iter(())
+        return [[(c.name, c.distance) for c in next(found)] if vectors[p] is not None else [] for _, p in items]
+
+    genuine = [GenuineProbe(name, r) for (name, _), r in zip(split.genuine, answers(split.genuine), strict=True)]
+    impostor_best = np.array([r[0][1] if r else np.inf for r in answers(split.impostor)])
     metrics = identification_metrics(genuine, impostor_best)
-    threshold = default_threshold(len(gallery))
+    sample = sample_faces(len(gallery))
+    strangers = ranked(matrix[sample], 1, [owner[int(i)] for i in sample])
+    calibration = fit(np.array([c[0].distance if c else np.inf for c in strangers]), len(people))
+    table, _ = policy.identify(len(gallery))
+    threshold, source = policy.identify(len(gallery), calibration)
     return {
+        "person_score": score,
         "people_enrolled": len(split.enrolled),
         "faces_enrolled": len(gallery),
         "genuine_probes": len(genuine),
@@ -213,7 +231,13 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, d
         "rank1": metrics.rank1,
         "rank5": metrics.rank5,
         "dir_at_fpir": {f"{f:g}": {"dir": d, "threshold": t} for f, (d, t) in metrics.dir_at_fpir.items()},
+        "model_table_threshold": table,
+        "model_table_named_correctly": dir_at(genuine, table),
+        "model_table_unknown_rejected": rejection_rate(impostor_best, table),
+        "calibration": None if calibration is None else calibration.to_dict(),
+        "calibration_note": describe(calibration, len(people)),
         "default_threshold": threshold,
+        "default_threshold_source": source,
         "default_named_correctly": dir_at(genuine, threshold),
         "default_unknown_rejected": rejection_rate(impostor_best, threshold),
         "missing_face_policy": "probes without a face count as misses (genuine) and as rejected (impostor)",

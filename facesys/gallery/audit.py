@@ -34,6 +34,13 @@ ACTIONS = (
     "key_revoke",
     "remove_empty_people",
     "repair",
+    # the photo library (facesys/library/)
+    "auto_attach",
+    "forget_photos",
+    "cluster",
+    "name_faces",
+    "unname_faces",
+    "remove_library_faces",
 )
 
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("facesys_actor", default=None)

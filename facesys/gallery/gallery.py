@@ -16,14 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
+from facesys.calibration import Calibration
 from facesys.config import default_gallery
 from facesys.errors import GalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
+from facesys.gallery import people_ranking
 from facesys.gallery.audit import AuditEvent
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
 from facesys.gallery.index import sync as index_sync
 from facesys.gallery.location import index_folder_of, is_database_url, public_form
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
 from facesys.keys import ApiKey, hash_key, new_key
+from facesys.match import Candidate
+from facesys.scoring import DEFAULT_PERSON_SCORE
 
 THRESHOLD_KINDS = ("verify", "identify")
 
@@ -69,6 +73,8 @@ class Gallery:
         self.saves_index = save_index
         self._index: VectorIndex | None = None
         self._lock = threading.RLock()
+        self._person_faces = people_ranking.PersonFaces()
+        self._calibration: tuple = (None, None, None, None)  # (gallery id, method), generation, size, value
 
     @property
     def is_folder(self) -> bool:
@@ -146,6 +152,16 @@ class Gallery:
         if jpeg is None:
             raise UnknownFaceError(f"no face #{face_id} in {self.location}")
         return jpeg
+
+    def library_crop(self, face_id: int) -> bytes:
+        """The stored JPEG crop of library face ``face_id``; UnknownFaceError when there is no such face."""
+        crops: dict[int, bytes] = {}
+        if self.exists():
+            with self.open() as store:
+                crops = store.library_crops([face_id])
+        if face_id not in crops:
+            raise UnknownFaceError(f"no library face #{face_id} in {self.location}")
+        return crops[face_id]
 
     def owner_of_photo(self, image_sha256: str) -> str | None:
         """Who the photo with this sha256 is enrolled as, if anyone."""
@@ -268,6 +284,46 @@ class Gallery:
             distances, ids = index.search(vectors, k)
             size = len(index)
         return Neighbours(distances, ids, store.names_of(ids), size)
+
+    def rank_people(
+        self, vectors: np.ndarray, top_k: int, method: str = DEFAULT_PERSON_SCORE, store: TruthStore | None = None
+    ) -> tuple[list[list[Candidate]], int]:
+        """For each of (Q, D) float32 unit ``vectors``: the ``top_k`` enrolled people, best first, by person
+        score (facesys/scoring.py), each with their faces nearest first; and how many faces were searched."""
+        if store is None:
+            with self.open() as opened:
+                return self.rank_people(vectors, top_k, method, opened)
+        found = self.search(vectors, people_ranking.SEARCHED_FACES, store)
+        faces_of = self._person_faces.reader(store)
+        return people_ranking.rank(vectors, found.ids, found.names, faces_of, top_k, method), found.size
+
+    def calibration(self, method: str = DEFAULT_PERSON_SCORE, store: TruthStore | None = None) -> Calibration | None:
+        """The gallery's own stranger calibration (facesys/calibration.py); None when too small to tell.
+        Kept in memory and recomputed when the number of people (beyond 50 people: by a tenth) or
+        that of faces (by a tenth) changes: it costs up to 1,000 identifications."""
+        if store is None:
+            with self.open() as opened:
+                return self.calibration(method, opened)
+        key, generation = (store.gallery_id, method), store.generation
+        with self._lock:
+            cached_key, cached_generation, cached_size, value = self._calibration
+        if cached_key == key and cached_generation == generation:
+            return value
+        people = len(store.people())
+        size = (people if people < 50 else round(math.log(people, 1.1)), round(math.log(max(store.face_count(), 1), 1.1)))
+        if cached_key == key and cached_size == size:
+            with self._lock:
+                self._calibration = (key, generation, size, value)
+            return value
+
+        def search(vectors: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+            found = self.search(vectors, people_ranking.SEARCHED_FACES, store)
+            return found.ids, found.names
+
+        value = people_ranking.calibrate(store, search, self._person_faces.reader(store), method)
+        with self._lock:
+            self._calibration = (key, generation, size, value)
+        return value
 
     def index_info(self, kind: str | None = None) -> dict:
         """The search index (kind, faces, kind setting, seconds to get it ready); ``kind`` forces

@@ -11,7 +11,10 @@ Layout of the zip (format ``facesys-gallery-export``, version 1):
 - ``crops/<n>.jpg``: each face's stored crop.
 
 An export holds faces and settings only: not the API keys nor the audit log, which belong to the
-gallery they were made in (``Gallery.repair`` carries those over itself).
+gallery they were made in (``Gallery.repair`` carries those over itself), nor the photo library
+(``library_photos`` / ``library_faces``: unnamed faces found by ``facesys scan``; a scan of the
+same folders rebuilds them, and named library faces are exported as the enrolled faces they were
+copied to). ``Gallery.repair`` of a damaged database therefore loses the library too.
 
 An export is untrusted input: :func:`import_gallery` checks the whole archive (sizes before
 reading anything, then every field, embedding and crop) before it writes anything, and refuses

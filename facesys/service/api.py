@@ -122,8 +122,10 @@ async def identify(
     service: Ready,
     top_k: Annotated[int, Query(ge=1, le=50, description="Candidates listed per face")] = 3,
     threshold: Threshold = None,
+    explain: Annotated[bool, Query(description="List every enrolled photo of each candidate, not only the 3 nearest")] = False,
 ) -> dict:
-    """Every face of every photo, largest first: the enrolled person (or null), distances, candidates."""
+    """Every face of every photo, largest first: the enrolled person (or null), the enrolled photo that
+    decided it, person scores, candidates with their nearest enrolled photos."""
     uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
     system = service.system
 
@@ -140,7 +142,7 @@ async def identify(
         if isinstance(pixels, ApiError):
             results.append({"file": upload.name, **error_body(pixels.code, pixels.message)})
         else:
-            results.append({"file": upload.name, "faces": [face.to_dict() for face in next(found)]})
+            results.append({"file": upload.name, "faces": [face.to_dict(None if explain else 3) for face in next(found)]})
     errors = sum(isinstance(d, ApiError) for d in decoded)
     return {"model": system.embedder.model_id, "results": results, "summary": {"files": len(uploads), "errors": errors}}
 

@@ -112,6 +112,7 @@ class RequestGuard:
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The service's app for ``settings`` (one per worker process)."""
     from facesys.service.api import router
+    from facesys.service.library_api import router as library_router
 
     service = Service(settings)
 
@@ -176,6 +177,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.include_router(router)
+    app.include_router(library_router)
     return app
 
 

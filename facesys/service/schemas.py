@@ -3,7 +3,7 @@ those of the CLI's ``--json`` objects (docs/json.md)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -31,10 +31,20 @@ class Health(BaseModel):
     batched_images: int = Field(description="Images those batches held")
 
 
+class EnrolledPhoto(BaseModel):
+    face_id: int
+    source: str | None = Field(description="The photo it was enrolled from")
+
+
+class PhotoDistance(EnrolledPhoto):
+    distance: float
+
+
 class CandidateOut(BaseModel):
     name: str
-    distance: float
+    distance: float = Field(description="Person score: distance to the person's template (mean of their embeddings)")
     face_id: int = Field(description="The person's enrolled face nearest the probe")
+    faces: list[PhotoDistance] = Field(description="The person's enrolled faces nearest the probe (3; all with explain=true)")
 
 
 class FaceOut(BaseModel):
@@ -43,7 +53,10 @@ class FaceOut(BaseModel):
     name: str | None = Field(description="null: unknown")
     distance: float | None
     threshold: float
+    threshold_source: str = Field(description="argument, gallery setting, gallery's own strangers or model table")
+    quality: str | None = Field(description="Why the face is too poor to name anyone (then name is null), else null")
     face_id: int | None = Field(description="The enrolled face nearest this one (the photo that matched when named)")
+    matched: EnrolledPhoto | None = Field(description="The enrolled photo that decided the name; null when unknown")
     candidates: list[CandidateOut]
 
 
@@ -193,3 +206,82 @@ class EventOut(BaseModel):
 
 class LogAnswer(Versioned):
     events: list[EventOut]
+
+
+# -- the photo library (facesys/library/, facesys/service/library_api.py) ------------------------
+
+LibraryFaceId = Annotated[int, Field(strict=True, ge=1)]
+
+
+class ClusterRunAnswer(Versioned):
+    faces: int = Field(description="Unnamed library faces clustered")
+    clusters: int = Field(description="Clusters they form")
+    new: int = Field(description="Clusters that did not exist before this run (the others keep their ids)")
+    placed: int = Field(description="Faces clustered for the first time")
+    threshold: float | None = Field(description="Distance under which two faces are linked")
+
+
+class ClusterOut(BaseModel):
+    cluster: int = Field(description="The cluster's id (ids are never reused)")
+    size: int = Field(description="Its faces")
+    photos: int = Field(description="Files its faces come from")
+    faces: list[int] = Field(description="Library face ids, the most typical first (the first max_faces of them)")
+
+
+class ClustersAnswer(Versioned):
+    total: int = Field(description="Clusters of at least min_size faces (the first limit are listed)")
+    clusters: list[ClusterOut]
+
+
+class PersonName(BaseModel):
+    name: str = Field(description="The person's name (an existing person of that name, ignoring case, gets the faces)")
+
+
+class LibraryFaces(BaseModel):
+    face_ids: list[LibraryFaceId] = Field(min_length=1, max_length=10_000, description="Library face ids")
+
+
+class LibraryFacesToName(LibraryFaces):
+    name: str = Field(description="The person's name (an existing person of that name, ignoring case, gets the faces)")
+
+
+class EnrolledCopy(BaseModel):
+    library_face_id: int
+    face_id: int = Field(description="Its new enrolled face (what identify searches)")
+
+
+class NamedAnswer(Versioned):
+    name: str = Field(description="The person as stored (an existing person's spelling when the name matched one)")
+    faces: list[int] = Field(description="The library faces named")
+    enrolled: list[EnrolledCopy]
+    not_enrolled: list[int] = Field(description="Named without an enrolled copy: their photo has an enrolled face already")
+
+
+class NamedClusterAnswer(NamedAnswer):
+    cluster: int
+
+
+class UnnamedAnswer(Versioned):
+    unnamed: list[int] = Field(description="The faces that were named (their enrolled copies are removed)")
+
+
+class RemovedLibraryFaceAnswer(Versioned):
+    removed_library_face: int
+
+
+class FaceSeenOut(BaseModel):
+    box: list[float] = Field(description="[x1, y1, x2, y2] pixels of the EXIF-rotated image")
+    frame: int | None = Field(description="The video frame; null for a photo")
+    automatic: bool = Field(description="Attached by a scan's match, not named by anyone")
+    library_face_id: int | None = Field(description="null for a photo enrolled directly")
+    face_id: int | None = Field(description="The enrolled face; null when not enrolled")
+
+
+class PhotoFoundOut(BaseModel):
+    file: str = Field(description="The photo's path (on the machine it was enrolled or scanned on)")
+    faces: list[FaceSeenOut]
+
+
+class FoundAnswer(Versioned):
+    name: str = Field(description="The person as stored")
+    photos: list[PhotoFoundOut]

@@ -173,7 +173,7 @@ def test_eval_pairs_text_report_and_its_errors(tmp_path, fake_embeddings):
 def test_eval_identify_json_and_report(tmp_path, fake_embeddings, monkeypatch):
     result_of_run = {"rank1": 0.9, "rank5": 1.0, "dir_at_fpir": {"0.1": {"dir": 0.8, "threshold": 0.4}}, "spread": float("nan")}
     monkeypatch.setattr(experiments, "split_identification", lambda *args: "split")
-    monkeypatch.setattr(experiments, "evaluate_identification", lambda cache, split, threshold: dict(result_of_run))
+    monkeypatch.setattr(experiments, "evaluate_identification", lambda cache, split, policy, score: dict(result_of_run))
     report = tmp_path / "identify.json"
     args = ["eval", "identify", "--data", str(tmp_path), "--seed", "7", "--json", "--report", str(report)]
     result = CliRunner().invoke(main, args)
@@ -187,6 +187,7 @@ def test_eval_identify_json_and_report(tmp_path, fake_embeddings, monkeypatch):
         "data": str(tmp_path),
         "enroll": 2,
         "seed": 7,
+        "flip": False,
         **result_of_run,
         "spread": None,
     }

@@ -90,6 +90,18 @@ def create_key(gallery: Path | str, name: str, scope: str) -> str:
     return facesys("keys", "create", name, "--scope", scope, gallery=gallery).stdout.strip()
 
 
+LIBRARY_PEOPLE = ("joe_biden", "kit_harington", "rose_leslie")  # folders of face_recognition: 7 photos, one face each
+
+
+@pytest.fixture(scope="session")
+def library_gallery(tmp_path_factory, people_photos) -> Path:
+    """A gallery whose photo library holds the photos of LIBRARY_PEOPLE, scanned with the CLI (not
+    clustered, nobody enrolled, no keys); copy it before serving it."""
+    gallery = tmp_path_factory.mktemp("library") / "gallery"
+    facesys("scan", *(str(people_photos / folder) for folder in LIBRARY_PEOPLE), gallery=gallery)
+    return gallery
+
+
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory, people_photos):
     """A server over a gallery with one key per scope: yields (server, {scope: key})."""

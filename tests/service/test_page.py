@@ -1,7 +1,8 @@
 """The page at / in headless Chromium (selenium): paste an admin key, enroll two people by upload,
 identify a photo of both and one of two strangers, see their crops in the people list, see an
 error for a non-image, then rename a person (to a name full of markup), remove a photo and remove
-a person.
+a person. And the Library section: group the scanned faces of a library, see each group's crops,
+name one group and find that person's photos.
 
 Skips cleanly without Debian's chromium + chromedriver or without the shared face data. Saves a
 screenshot after identifying to docs/service_page.png (shown in the README) and to tmp_path.
@@ -184,3 +185,49 @@ def test_page_enroll_identify_people_and_errors(people_photos, browser, admin_se
         browser.save_screenshot(str(tmp_path / "failure.png"))
         print(f"page text at failure:\n{find(By.TAG_NAME, 'body').text}\n\nserver log:\n{server.log()}")
         raise
+
+
+def test_page_groups_library_faces_names_a_group_and_finds_its_photos(browser, library_gallery, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    gallery = shutil.copytree(library_gallery, tmp_path / "gallery")  # 7 photos scanned: groups of 3, 2 and 2 faces
+    key = create_key(gallery, "page-test", "enroll")
+    server = Server(gallery).wait_ready()
+    wait = WebDriverWait(browser, WAIT_S)
+    find = browser.find_element
+
+    def rows() -> list:
+        return find(By.ID, "clusters").find_elements(By.CSS_SELECTOR, "li.cluster")
+
+    def crops_loaded(_) -> bool:
+        images = find(By.ID, "clusters").find_elements(By.CSS_SELECTOR, "img.crop")
+        return len(images) == 7 and all(browser.execute_script("return arguments[0].naturalWidth", img) for img in images)
+
+    try:
+        browser.get(server.url + "/")
+        wait.until(lambda _: "API key" in find(By.ID, "error").text)  # no key yet: 401
+        find(By.ID, "api-key").send_keys(key)
+        find(By.ID, "find-name").click()  # "change": the people and the clusters load with the key
+        wait.until(lambda _: "No groups" in find(By.ID, "clusters").text)
+        find(By.ID, "library-cluster").click()
+        wait.until(crops_loaded)
+        counts = [row.find_element(By.CLASS_NAME, "count").text for row in rows()]
+        assert counts == ["3 faces · 3 photos", "2 faces · 2 photos", "2 faces · 2 photos"]
+
+        rows()[0].find_element(By.CLASS_NAME, "cluster-name").send_keys("Kit Harington")
+        rows()[0].find_element(By.CLASS_NAME, "name-cluster").click()
+        wait.until(lambda _: len(rows()) == 2 and "Kit Harington" in find(By.ID, "people").text)
+        find(By.ID, "find-name").send_keys("kit harington")
+        find(By.ID, "find-button").click()
+        wait.until(lambda _: len(find(By.ID, "find-results").find_elements(By.CSS_SELECTOR, "li.photo")) == 3)
+        assert "Kit Harington: 3 photos" in find(By.ID, "find-results").text
+        assert not find(By.ID, "error").is_displayed(), find(By.ID, "error").text
+        problems = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "/v1/people - " not in e["message"]]
+        assert not problems, problems  # no script error; only the first people list (no key) was refused
+    except Exception:
+        browser.save_screenshot(str(tmp_path / "failure.png"))
+        print(f"page text at failure:\n{find(By.TAG_NAME, 'body').text}\n\nserver log:\n{server.log()}")
+        raise
+    finally:
+        server.stop()

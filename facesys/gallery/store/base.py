@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, InvalidValueError
+from facesys.errors import ConflictError, GalleryError, InvalidValueError, UnknownFaceError
 from facesys.gallery.audit import AuditEvent
 from facesys.keys import MAX_KEY_NAME_LENGTH, SCOPES, ApiKey
 
@@ -67,6 +67,113 @@ class NewFace:
     crop_origin: tuple[float, float, float]
     embedding: np.ndarray
     sharpness: float | None = None
+
+
+@dataclass(frozen=True)
+class ScannedPhoto:
+    """A file of the photo library as a scan found it: resolved absolute ``path``, ``size`` in
+    bytes, modification time ``mtime_ns`` (nanoseconds), sha256 of its bytes, and ``error``: why it
+    could not be read (then it has no faces)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class LibraryPhoto:
+    """A library file as stored: what :class:`ScannedPhoto` holds, its id, how many faces the scan
+    found in it, the model they were embedded with (None when it had none) and when (seconds since
+    the epoch) it was scanned."""
+
+    id: int
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    faces: int
+    error: str | None
+    model_id: str | None
+    scanned_at: float
+
+
+@dataclass(frozen=True)
+class NewLibraryFace:
+    """A face found by a scan, not enrolled: box (4,), landmarks (5, 2) and detection score in
+    source pixels, JPEG crop and its origin (x0, y0, scale), a (dim,) float32 unit embedding, the
+    video ``frame`` it was seen in (None for a photo) and ``person``: the enrolled person it
+    matched, to attach it to automatically (None: unnamed)."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    score: float
+    crop_jpeg: bytes
+    crop_origin: tuple[float, float, float]
+    embedding: np.ndarray
+    frame: int | None = None
+    person: str | None = None
+
+
+@dataclass(frozen=True)
+class LibraryFace:
+    """A library face as stored (no pixels, no embedding): its photo (id, path, sha256) and video
+    frame, geometry as :class:`FaceRecord`'s, ``cluster`` (None: not clustered, or named),
+    ``person`` (None: unnamed), ``assigned`` ("auto" by a scan's match, "user" by naming, None) and
+    ``enrolled_face_id``: its copy among the enrolled faces (what identify searches), if any."""
+
+    id: int
+    photo_id: int
+    path: str
+    image_sha256: str
+    frame: int | None
+    box: list[float]
+    landmarks: list[list[float]]
+    score: float
+    crop_origin: list[float]
+    model_id: str
+    cluster: int | None
+    person: str | None
+    assigned: str | None
+    enrolled_face_id: int | None
+
+
+@dataclass(frozen=True)
+class NamedFaces:
+    """What naming library faces did: the person's stored ``name`` (an existing person's spelling
+    when the name matched one), the library faces named, ``enrolled``: library face id -> the id of
+    its new enrolled copy, and ``not_enrolled``: library faces named without a copy because their
+    photo has an enrolled face already (one enrolled face per photo, as enroll keeps)."""
+
+    name: str
+    faces: list[int]
+    enrolled: dict[int, int]
+    not_enrolled: list[int]
+
+
+LIBRARY_FACE_COLUMNS = (
+    "lf.id, lf.photo_id, lp.path, lp.sha256, lf.frame, lf.box, lf.landmarks, lf.score, lf.crop_origin, lf.model_id, "
+    "lf.cluster, p.name, lf.assigned, lf.enrolled_face_id"
+)
+LIBRARY_FACES_FROM = "library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id LEFT JOIN people p ON p.id = lf.person_id"
+
+
+def library_face(row: tuple) -> LibraryFace:
+    """A LibraryFace from a row of LIBRARY_FACE_COLUMNS (box, landmarks and crop origin as JSON text)."""
+    face_id, photo_id, path, sha, frame, box, landmarks, score, origin, model_id, cluster, person, assigned, enrolled = row
+    return LibraryFace(
+        face_id, photo_id, path, sha, frame, json.loads(box), json.loads(landmarks), score, json.loads(origin), model_id,
+        cluster, person, assigned, enrolled,
+    )  # fmt: skip
+
+
+def missing_library_faces(wanted: Iterable[int], found: Iterable[int], location: str) -> None:
+    """UnknownFaceError naming the ids of ``wanted`` that are not in ``found``, if any."""
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        shown = ", ".join(f"#{i}" for i in missing[:10]) + (", ..." if len(missing) > 10 else "")
+        raise UnknownFaceError(f"no library face {shown} in {location}")
 
 
 @dataclass(frozen=True)
@@ -226,6 +333,26 @@ def face_problems(face_id: int, blob: bytes, face_model: str, crop_head: bytes, 
     if crop_head != b"\xff\xd8":
         problems.append(f"face {face_id}: stored crop is not a JPEG")
     return problems
+
+
+def library_face_problems(
+    face_id: int, blob: bytes, face_model: str, crop_head: bytes, dim: int, model_id: str | None
+) -> list[str]:
+    """What is wrong with one stored library face (for ``check``), as :func:`face_problems` says it."""
+    problems = face_problems(face_id, blob, face_model, crop_head, dim, model_id)
+    hint = " (scan the library again)"
+    return [f"library {p}{hint if 'made by' in p else ''}" for p in problems]
+
+
+def choose_copies(rows: list[tuple], taken: set[str]) -> list[int]:
+    """Which library faces to copy into ``faces`` when naming them: of ``rows`` (id, person id,
+    enrolled face id, photo sha256, detection score, ...), the best-scored face of each photo whose
+    sha256 is not ``taken`` by an enrolled face (image_sha256 is unique there); ids ascending."""
+    chosen: dict[str, int] = {}
+    for row in sorted(rows, key=lambda row: (-row[4], row[0])):
+        if row[3] not in taken:
+            chosen.setdefault(row[3], row[0])
+    return sorted(chosen.values())
 
 
 def salvaged_face(row: tuple, dim: int, model_id: str | None) -> tuple[FaceRecord, np.ndarray, bytes] | None:
@@ -407,6 +534,75 @@ class TruthStore(ABC):
         self, model_id: str, model_name: str, weights_sha256: str, dim: int, vectors: dict[int, np.ndarray]
     ) -> None:
         """Switch every face to another model in one transaction; calibrated thresholds are dropped."""
+
+    # -- the photo library: faces found by scans, unnamed until named -----------------------------
+    # Library faces live in their own tables, never in ``faces``: identify cannot see them. Naming
+    # one copies it into ``faces`` (logged in the change log, so the index follows); a scan's
+    # automatic match only links it to the person, without a copy. Library face ids are never
+    # reused. Changes that touch only the library do not bump the generation.
+
+    @abstractmethod
+    def record_photo(self, photo: ScannedPhoto, faces: list[NewLibraryFace] | None, model_id: str | None) -> list[int]:
+        """Record one scanned file with all its faces in ONE transaction (all or nothing),
+        replacing an earlier record of the same path and its faces (their enrolled copies stay);
+        returns the new library face ids. A face's ``person`` attaches it automatically to that
+        enrolled person (ignored when nobody has that name now). ``faces=None``: the file's content
+        is unchanged, only its size, modification time and scan time are updated. Freed space is
+        erased by the next :meth:`erase_freed_pages`. GalleryError when faces are given and
+        ``model_id`` is not the store's model."""
+
+    @abstractmethod
+    def library_photos(self) -> list[LibraryPhoto]:
+        """Every recorded library file, by path."""
+
+    @abstractmethod
+    def forget_photos(self, paths: list[str]) -> int:
+        """Forget these recorded files (unknown paths are ignored) with their library faces, in one
+        transaction, and erase the freed space; returns how many faces went. Enrolled copies of
+        named faces stay enrolled."""
+
+    @abstractmethod
+    def library_faces(
+        self, ids: list[int] | None = None, person: str | None = None, cluster: int | None = None, unnamed: bool = False
+    ) -> list[LibraryFace]:
+        """Library faces by id ascending: those of ``ids`` that exist, of ``person`` (any spelling
+        of the name; [] for nobody), of ``cluster``, unnamed only; filters combine."""
+
+    @abstractmethod
+    def library_vectors(self, ids: list[int]) -> np.ndarray:
+        """(len(ids), dim) float32 unit embeddings of these library faces, in the order given.
+        UnknownFaceError naming the ids that do not exist; GalleryError for one of another dimension."""
+
+    @abstractmethod
+    def library_crops(self, ids: list[int]) -> dict[int, bytes]:
+        """Library face id -> its JPEG crop, for those of ``ids`` that exist."""
+
+    @abstractmethod
+    def set_clusters(self, ids: list[int], clusters: list[int]) -> None:
+        """Set the cluster of each library face (ids that do not exist, or are named meanwhile, are
+        left alone) in one transaction; meta ``last_cluster_id`` keeps the highest cluster id ever
+        set, so new clusters can be given ids never used before."""
+
+    @abstractmethod
+    def name_library_faces(self, ids: list[int], name: str) -> NamedFaces:
+        """Name library faces ``name`` in ONE transaction: the person is created, or the existing
+        person of that name (compared ignoring case, :func:`name_key`) is used; each face is copied
+        into ``faces`` (crop, embedding, geometry, path, sha256; logged in the change log) unless its
+        photo has an enrolled face already, linked to its copy, and marked assigned "user". A face
+        named another person before loses that copy. UnknownFaceError for ids that do not exist;
+        GalleryError for a face of another model or when the person would have no enrolled face."""
+
+    @abstractmethod
+    def unname_library_faces(self, ids: list[int]) -> list[int]:
+        """Take these library faces back from their person (automatic or not), removing their
+        enrolled copies (a person left without faces goes too), in one transaction; returns those
+        that were named. UnknownFaceError for ids that do not exist."""
+
+    @abstractmethod
+    def remove_library_faces(self, ids: list[int]) -> int:
+        """Delete these library faces and their enrolled copies (crops and vectors gone, freed space
+        erased), in one transaction; returns how many. The file stays recorded, so a re-scan does
+        not find the face again until the file changes. UnknownFaceError for ids that do not exist."""
 
     # -- API keys and the audit log ----------------------------------------------------------------
 

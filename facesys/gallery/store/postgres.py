@@ -4,7 +4,7 @@ The location is a URL, ``postgresql://USER[:PASS]@HOST[:PORT]/DB`` (or ``postgre
 password is used to connect and nowhere else: ``location``, every message and every error show
 the URL without it (:func:`facesys.gallery.location.public_url`).
 
-Tables (schema version 1 of this backend, in the connection's search_path, usually ``public``)
+Tables (schema version 2 of this backend, in the connection's search_path, usually ``public``)
 hold what SQLite's do (see sqlite.py), with the rules as constraints, so that any number of
 servers cannot break them:
 
@@ -18,6 +18,8 @@ servers cannot break them:
 - ``api_keys(id, name, scope, key_hash UNIQUE, created_at, revoked_at)``: one active key per name
   (a partial unique index).
 - ``audit(id, at, actor, action, person_id, detail)``: person ids, never names, paths or hashes.
+- ``library_photos`` and ``library_faces`` (v2): the photo library, as SQLite's (see sqlite.py);
+  a removal VACUUMs them too.
 
 Face and person ids are identity columns (GENERATED ALWAYS): never reused, even after a rollback.
 
@@ -65,14 +67,22 @@ from facesys.errors import ConflictError, GalleryError, GalleryUnavailableError,
 from facesys.gallery.audit import AuditEvent, current_actor
 from facesys.gallery.location import public_url
 from facesys.gallery.store.base import (
+    LIBRARY_FACE_COLUMNS,
+    LIBRARY_FACES_FROM,
     Carried,
     Changes,
     DuplicatePhotoError,
     FaceRecord,
+    LibraryFace,
+    LibraryPhoto,
     NameConflictError,
+    NamedFaces,
     NewFace,
+    NewLibraryFace,
+    ScannedPhoto,
     TruthStore,
     check_new_key,
+    choose_copies,
     detail_json,
     embedding_bytes,
     face_problems,
@@ -81,13 +91,16 @@ from facesys.gallery.store.base import (
     fold_changes,
     geometry_json,
     key_name,
+    library_face,
+    library_face_problems,
+    missing_library_faces,
     name_key,
     normalize_name,
     salvaged_face,
 )
 from facesys.keys import ApiKey
 
-SCHEMA_VERSION = 1  # this backend's own numbering
+SCHEMA_VERSION = 2  # this backend's own numbering (v2: the photo library)
 SCHEMES = ("postgresql", "postgres")
 CHANNEL = "facesys_changes"  # NOTIFY channel; payload "<gallery id>:<generation>"
 POOL_SIZE = 8  # connections per URL per process, at most
@@ -96,7 +109,7 @@ POOL_WAIT_S = 5.0  # to get a free connection from a busy pool before the databa
 RECONNECT_S = 1.0  # how long the pool retries a failed connection in the background before the next request tries again
 _WAIT_SLICE_S = 0.1  # a store waiting for a connection looks this often whether an attempt to connect failed
 STREAM_BYTES = 16 * 2**20  # about this many bytes per chunk when reading every face
-TABLES = ("meta", "people", "faces", "changes", "api_keys", "audit")
+TABLES = ("meta", "people", "faces", "changes", "api_keys", "audit", "library_photos", "library_faces")
 _SCHEMA_LOCK = 0x66616365_73797300  # pg_advisory_xact_lock key held while creating or migrating the schema
 _FACE_COLUMNS = "f.id, p.name, f.source, f.image_sha256, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, f.created_at"
 _FACES = "faces f JOIN people p ON p.id = f.person_id"
@@ -128,8 +141,26 @@ _SCHEMA = [
     "actor TEXT NOT NULL, action TEXT NOT NULL, person_id BIGINT, detail TEXT NOT NULL)",
     "CREATE INDEX audit_at ON audit(at)",
 ]
+# v2: the photo library (scanned files; the faces found in them, unnamed until named: never in
+# ``faces``, so identify cannot see them).
+_LIBRARY = [
+    "CREATE TABLE library_photos (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, path TEXT NOT NULL UNIQUE, "
+    "size BIGINT NOT NULL, mtime_ns BIGINT NOT NULL, sha256 TEXT NOT NULL, faces INTEGER NOT NULL, error TEXT, model_id TEXT, "
+    "scanned_at DOUBLE PRECISION NOT NULL)",
+    "CREATE TABLE library_faces (id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, "
+    "photo_id BIGINT NOT NULL REFERENCES library_photos(id) ON DELETE CASCADE, frame INTEGER, box TEXT NOT NULL, "
+    "landmarks TEXT NOT NULL, score DOUBLE PRECISION NOT NULL, crop BYTEA NOT NULL, crop_origin TEXT NOT NULL, "
+    "embedding BYTEA NOT NULL, model_id TEXT NOT NULL, cluster BIGINT, "
+    "person_id BIGINT REFERENCES people(id) ON DELETE SET NULL, assigned TEXT CHECK (assigned IN ('auto', 'user')), "
+    "enrolled_face_id BIGINT REFERENCES faces(id) ON DELETE SET NULL)",
+    "CREATE INDEX library_faces_photo ON library_faces(photo_id)",
+    "CREATE INDEX library_faces_person ON library_faces(person_id)",
+    "CREATE INDEX library_faces_cluster ON library_faces(cluster)",
+    "CREATE INDEX library_faces_enrolled ON library_faces(enrolled_face_id)",
+]
+_SCHEMA += _LIBRARY
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
-_MIGRATIONS: dict[int, list[str]] = {}
+_MIGRATIONS: dict[int, list[str]] = {1: _LIBRARY}
 
 _LOCK_WRITERS = "SELECT value FROM meta WHERE key = 'generation' FOR UPDATE"
 _BUMP = "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation' RETURNING value::bigint"
@@ -652,6 +683,10 @@ class PostgresStore(TruthStore):
     def remove_person(self, name: str) -> int:
         with self.transaction():
             person_id = self._existing_person(name)
+            self._execute(  # their library faces stay, unnamed again
+                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL WHERE person_id = %s",
+                (person_id,),
+            )
             ids = sorted(row[0] for row in self._rows("DELETE FROM faces WHERE person_id = %s RETURNING id", (person_id,)))
             self._execute("DELETE FROM people WHERE id = %s", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
@@ -674,6 +709,7 @@ class PostgresStore(TruthStore):
                 "AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)",
                 (sorted({person_id for _, person_id, _ in found}),),
             )
+            self._detach_orphans()
             self._log(self._bump_generation(), ids, added=False)
             for person_id, removed in faces_by_person([(face_id, person_id) for face_id, person_id, _ in found]).items():
                 self._audit("remove_faces", person_id, {"face_ids": removed})
@@ -703,7 +739,7 @@ class PostgresStore(TruthStore):
         blocks instead). Rows a still-open transaction may see are kept until it ends (autovacuum
         gets them later), and copies in the WAL, in replicas and in backups follow the server's
         retention. GalleryError (the change itself is committed) when VACUUM fails."""
-        self._vacuum("faces", "people")
+        self._vacuum("faces", "people", "library_faces", "library_photos")
 
     def _vacuum(self, *tables: str) -> None:
         try:
@@ -786,6 +822,247 @@ class PostgresStore(TruthStore):
             self._execute("DELETE FROM meta WHERE key IN ('verify_threshold', 'identify_threshold')")
             self._set_meta({"log_from": self._bump_generation()})  # every vector changed: no index can follow
             self._audit("replace_embeddings", detail={"model_id": model_id, "faces": len(vectors)})
+
+    # -- the photo library -----------------------------------------------------------------------
+
+    def record_photo(self, photo: ScannedPhoto, faces: list[NewLibraryFace] | None, model_id: str | None) -> list[int]:
+        with self.transaction():
+            row = self._row("SELECT id FROM library_photos WHERE path = %s", (photo.path,))
+            now = time.time()
+            if faces is None:
+                if row is None:
+                    raise GalleryError(f"{photo.path}: not in the library of {self.location}; nothing to update")
+                self._execute(
+                    "UPDATE library_photos SET size = %s, mtime_ns = %s, scanned_at = %s WHERE id = %s",
+                    (photo.size, photo.mtime_ns, now, row[0]),
+                )
+                return []
+            if faces and self.model_id != model_id:
+                raise GalleryError(f"{self.location}: gallery model is {self.model_id}, not {model_id}")
+            values = (photo.size, photo.mtime_ns, photo.sha256, len(faces), photo.error, model_id, now)
+            if row is None:
+                (photo_id,) = self._row(
+                    "INSERT INTO library_photos(size, mtime_ns, sha256, faces, error, model_id, scanned_at, path) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (*values, photo.path),
+                )
+            else:
+                photo_id = row[0]
+                self._execute("DELETE FROM library_faces WHERE photo_id = %s", (photo_id,))
+                self._execute(
+                    "UPDATE library_photos SET size = %s, mtime_ns = %s, sha256 = %s, faces = %s, error = %s, model_id = %s, "
+                    "scanned_at = %s WHERE id = %s",
+                    (*values, photo_id),
+                )
+            people: dict[str, int | None] = {}
+            for name in {face.person for face in faces if face.person is not None}:
+                found = self._person_row(name)
+                people[name] = found[0] if found else None
+            rows = []
+            for face in faces:
+                person_id = people.get(face.person) if face.person is not None else None
+                box, landmarks, origin = geometry_json(face)
+                crop, vector = face.crop_jpeg, embedding_bytes(face.embedding)
+                rows.append((photo_id, face.frame, box, landmarks, float(face.score), crop, origin, vector, model_id, person_id))
+            inserted: list[tuple[int, int | None]] = []
+            with self._errors(), self.conn.cursor() as cursor:
+                for values in rows:
+                    cursor.execute(
+                        "INSERT INTO library_faces(photo_id, frame, box, landmarks, score, crop, crop_origin, embedding, "
+                        "model_id, person_id, assigned) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                        "CASE WHEN %s::bigint IS NULL THEN NULL ELSE 'auto' END) RETURNING id",
+                        (*values, values[-1]),
+                    )
+                    inserted.append((cursor.fetchone()[0], values[-1]))
+            attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
+            for person_id, face_ids in faces_by_person(attached).items():
+                self._audit("auto_attach", person_id, {"library_faces": face_ids})
+            return [face_id for face_id, _ in inserted]
+
+    def library_photos(self) -> list[LibraryPhoto]:
+        rows = self._rows(
+            "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at FROM library_photos "
+            'ORDER BY path COLLATE "C"'
+        )
+        return [LibraryPhoto(*row) for row in rows]
+
+    def forget_photos(self, paths: list[str]) -> int:
+        with self.transaction():
+            photos, faces = self._row(
+                "SELECT COUNT(*), (SELECT COUNT(*) FROM library_faces WHERE photo_id IN "
+                "(SELECT id FROM library_photos WHERE path = ANY(%s::text[]))) FROM library_photos WHERE path = ANY(%s::text[])",
+                (sorted(set(paths)), sorted(set(paths))),
+            )
+            if not photos:
+                return 0
+            self._execute("DELETE FROM library_photos WHERE path = ANY(%s::text[])", (sorted(set(paths)),))
+            self._audit("forget_photos", detail={"photos": photos, "library_faces": faces})
+        self.erase_freed_pages()
+        return faces
+
+    def library_faces(
+        self, ids: list[int] | None = None, person: str | None = None, cluster: int | None = None, unnamed: bool = False
+    ) -> list[LibraryFace]:
+        where, params = [], []
+        with self.reading():
+            if ids is not None:
+                where.append("lf.id = ANY(%s::bigint[])")
+                params.append(_ids(ids))
+            if person is not None:
+                found = self._person_row(normalize_name(person)) if person.strip() else None
+                if found is None:
+                    return []
+                where.append("lf.person_id = %s")
+                params.append(found[0])
+            if cluster is not None:
+                where.append("lf.cluster = %s")
+                params.append(int(cluster))
+            if unnamed:
+                where.append("lf.person_id IS NULL")
+            clause = f" WHERE {' AND '.join(where)}" if where else ""
+            rows = self._rows(f"SELECT {LIBRARY_FACE_COLUMNS} FROM {LIBRARY_FACES_FROM}{clause} ORDER BY lf.id", params)
+        return [library_face(row) for row in rows]
+
+    def library_vectors(self, ids: list[int]) -> np.ndarray:
+        wanted = [int(i) for i in ids]
+        with self.reading():
+            dim = self.dim
+            found = dict(
+                self._rows("SELECT id, embedding FROM library_faces WHERE id = ANY(%s::bigint[])", (_ids(wanted),), binary=True)
+            )
+        missing_library_faces(wanted, found, self.location)
+        out = np.zeros((len(wanted), dim), np.float32)
+        for row, face_id in enumerate(wanted):
+            if len(found[face_id]) != 4 * dim:
+                raise GalleryError(f"{self.location}: library face #{face_id} has {len(found[face_id]) // 4} values, not {dim}")
+            out[row] = np.frombuffer(found[face_id], "<f4")
+        return out
+
+    def library_crops(self, ids: list[int]) -> dict[int, bytes]:
+        return dict(self._rows("SELECT id, crop FROM library_faces WHERE id = ANY(%s::bigint[])", (_ids(ids),), binary=True))
+
+    def set_clusters(self, ids: list[int], clusters: list[int]) -> None:
+        pairs = [(int(i), int(c)) for i, c in zip(ids, clusters, strict=True)]
+        with self.transaction():
+            self._execute(
+                "UPDATE library_faces lf SET cluster = new.cluster FROM unnest(%s::bigint[], %s::bigint[]) AS new(id, cluster) "
+                "WHERE lf.id = new.id AND lf.person_id IS NULL",
+                ([i for i, _ in pairs], [c for _, c in pairs]),
+            )
+            last = max([int(self.meta().get("last_cluster_id", -1))] + [c for _, c in pairs])
+            self._set_meta({"last_cluster_id": last})
+            self._audit("cluster", detail={"library_faces": len(pairs), "clusters": len({c for _, c in pairs})})
+
+    def _library_rows(self, ids: list[int]) -> list[tuple]:
+        """(id, person id, enrolled face id, photo sha256, score, model id) of the library faces
+        ``ids`` (inside a transaction); UnknownFaceError naming those that do not exist."""
+        rows = self._rows(
+            "SELECT lf.id, lf.person_id, lf.enrolled_face_id, lp.sha256, lf.score, lf.model_id FROM library_faces lf "
+            "JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id = ANY(%s::bigint[]) ORDER BY lf.id FOR UPDATE OF lf",
+            (_ids(ids),),
+        )
+        missing_library_faces([int(i) for i in ids], [row[0] for row in rows], self.location)
+        return rows
+
+    def _drop_copies(self, rows: list[tuple]) -> list[int]:
+        """Inside a transaction: delete the enrolled copies of library face ``rows`` (from
+        :meth:`_library_rows`), logged and audited per person, and the people left without faces
+        (their library faces detached); returns the copies' face ids."""
+        copies = sorted((row[2], row[1]) for row in rows if row[2] is not None)
+        if not copies:
+            return []
+        ids = [face_id for face_id, _ in copies]
+        self._execute("DELETE FROM faces WHERE id = ANY(%s::bigint[])", (ids,))
+        self._execute(
+            "DELETE FROM people p WHERE p.id = ANY(%s::bigint[]) AND NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)",
+            (sorted({person_id for _, person_id in copies}),),
+        )
+        self._detach_orphans()
+        self._log(self._bump_generation(), ids, added=False)
+        for person_id, removed in faces_by_person(copies).items():
+            self._audit("remove_faces", person_id, {"face_ids": removed})
+        return ids
+
+    def _detach_orphans(self) -> None:
+        """Inside a transaction: library faces whose person went lose their assignment too."""
+        self._execute(
+            "UPDATE library_faces SET assigned = NULL, enrolled_face_id = NULL "
+            "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
+        )
+
+    def name_library_faces(self, ids: list[int], name: str) -> NamedFaces:
+        name = normalize_name(name)
+        with self.transaction():
+            rows = self._library_rows(ids)
+            model_id = self.model_id
+            for face_id, _, _, _, _, face_model in rows:
+                if face_model != model_id:
+                    raise ConflictError(
+                        f"library face #{face_id} was made by {face_model}; the gallery's model is {model_id} "
+                        "(scan the library again)"
+                    )
+            existing = self._person_row(name)
+            # faces named this person already, with their copy, stay as they are; the others are (re)named
+            todo = [row for row in rows if not (existing and row[1] == existing[0] and row[2] is not None)]
+            dropped = self._drop_copies(todo)  # copies made when they were named someone else
+            name = existing[1] if existing else name
+            hashes = sorted({row[3] for row in todo})
+            taken = {
+                sha for (sha,) in self._rows("SELECT image_sha256 FROM faces WHERE image_sha256 = ANY(%s::text[])", (hashes,))
+            }
+            chosen = choose_copies(todo, taken)
+            if existing is None and not chosen:
+                raise ConflictError(
+                    f"{name!r} would have no enrolled face: the photos of these library faces are enrolled already "
+                    "(one enrolled face per photo); name a face from another photo first"
+                )
+            person_id = self._person_id(name, create=True)
+            enrolled = {face_id: self._copy_library_face(face_id, person_id) for face_id in chosen}
+            self._execute(
+                "UPDATE library_faces lf SET person_id = %s, assigned = 'user', cluster = NULL, enrolled_face_id = new.copy "
+                "FROM unnest(%s::bigint[], %s::bigint[]) AS new(id, copy) WHERE lf.id = new.id",
+                (person_id, [row[0] for row in todo], [enrolled.get(row[0]) for row in todo]),
+            )
+            if enrolled:
+                self._log(self._bump_generation(), list(enrolled.values()), added=True)
+            self._audit("name_faces", person_id, {"library_faces": [row[0] for row in rows], "face_ids": list(enrolled.values())})
+        if dropped:
+            self.erase_freed_pages()
+        return NamedFaces(name, [row[0] for row in rows], enrolled, [row[0] for row in todo if row[0] not in enrolled])
+
+    def _copy_library_face(self, face_id: int, person_id: int) -> int:
+        """Inside a transaction: copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
+        (new_id,) = self._row(
+            "INSERT INTO faces(person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, model_id, "
+            "created_at) SELECT %s, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, lf.embedding, "
+            "lf.model_id, %s FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id = %s RETURNING id",
+            (person_id, time.time(), face_id),
+        )
+        return new_id
+
+    def unname_library_faces(self, ids: list[int]) -> list[int]:
+        with self.transaction():
+            named = [row for row in self._library_rows(ids) if row[1] is not None]
+            dropped = self._drop_copies(named)
+            self._execute(
+                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
+                "WHERE id = ANY(%s::bigint[])",
+                ([row[0] for row in named],),
+            )
+            for person_id, face_ids in faces_by_person([(row[0], row[1]) for row in named]).items():
+                self._audit("unname_faces", person_id, {"library_faces": face_ids})
+        if dropped:
+            self.erase_freed_pages()
+        return [row[0] for row in named]
+
+    def remove_library_faces(self, ids: list[int]) -> int:
+        with self.transaction():
+            rows = self._library_rows(ids)
+            self._drop_copies(rows)
+            self._execute("DELETE FROM library_faces WHERE id = ANY(%s::bigint[])", ([row[0] for row in rows],))
+            self._audit("remove_library_faces", detail={"library_faces": [row[0] for row in rows]})
+        self.erase_freed_pages()
+        return len(rows)
 
     # -- API keys and the audit log --------------------------------------------------------------
 
@@ -894,6 +1171,9 @@ class PostgresStore(TruthStore):
                     'ORDER BY name COLLATE "C"'
                 )
                 problems += [f"person {name!r} has no face" for (name,) in empty]
+                query = "SELECT id, embedding, model_id, substring(crop from 1 for 2) FROM library_faces ORDER BY id"
+                for face_id, blob, face_model, head in self._stream(query):
+                    problems += library_face_problems(face_id, blob, face_model, head, dim, model_id)
         except GalleryError as exc:
             problems.insert(0, f"postgresql: {exc}")
         return problems
@@ -925,6 +1205,7 @@ class PostgresStore(TruthStore):
     def remove_empty_people(self) -> int:
         with self.transaction():
             count = self._execute("DELETE FROM people p WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)")
+            self._detach_orphans()
             if count:
                 self._bump_generation()
                 self._audit("remove_empty_people", detail={"people": count})
@@ -933,9 +1214,11 @@ class PostgresStore(TruthStore):
     def stats(self) -> dict[str, object]:
         with self.reading():
             meta = self.meta()
-            people, faces, size = self._row(
+            people, faces, size, *library = self._row(
                 "SELECT (SELECT COUNT(*) FROM people), (SELECT COUNT(*) FROM faces), "
-                "(SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(t))), 0) FROM unnest(%s::text[]) AS t)",
+                "(SELECT COALESCE(SUM(pg_total_relation_size(to_regclass(t))), 0) FROM unnest(%s::text[]) AS t), "
+                "(SELECT COUNT(*) FROM library_photos), (SELECT COUNT(*) FROM library_faces), "
+                "(SELECT COUNT(*) FROM library_faces WHERE person_id IS NULL)",
                 (list(TABLES),),
             )
         return {
@@ -946,7 +1229,7 @@ class PostgresStore(TruthStore):
             "dim": int(meta["dim"]) if "dim" in meta else None,
             "gallery_schema_version": int(meta["schema_version"]),
             "database_bytes": int(size),
-        }
+        } | dict(zip(("library_photos", "library_faces", "library_unnamed_faces"), library, strict=True))
 
 
 def _geometry(face: NewFace) -> tuple:

@@ -1,6 +1,6 @@
 """The SQLite truth store: one database (WAL mode) in the gallery folder.
 
-Tables (schema version 4; older galleries are migrated when opened):
+Tables (schema version 5; older galleries are migrated when opened):
 
 - ``meta(key, value)``: schema_version, gallery_id (random, made at creation), model_id
   (``name@sha256[:16]``), model_name, weights_sha256, dim, metric, generation (bumped by every
@@ -17,6 +17,11 @@ Tables (schema version 4; older galleries are migrated when opened):
 - ``audit(id, at, actor, action, person_id, detail)``: one row per committed change, written in
   its transaction (see facesys/gallery/audit.py): a person by id only, a JSON detail without
   names, paths, hashes or pixels, so an erased person leaves nothing personal here either.
+- ``library_photos(id, path UNIQUE, size, mtime_ns, sha256, faces, error, model_id, scanned_at)``
+  and ``library_faces(id, photo_id, frame, box, landmarks, score, crop, crop_origin, embedding,
+  model_id, cluster, person_id, assigned, enrolled_face_id)``: the photo library (v5), faces found
+  by ``facesys scan``, unnamed until named; never searched by identify (see base.py). Their
+  deletions are erased as the faces' are.
 
 Every change is one transaction; nothing here imports torch. A database on a read-only volume
 is opened read-only (immutable when even that fails), so it can still be read. A read that meets
@@ -40,14 +45,22 @@ import numpy as np
 from facesys.errors import ConflictError, GalleryError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import AuditEvent, current_actor
 from facesys.gallery.store.base import (
+    LIBRARY_FACE_COLUMNS,
+    LIBRARY_FACES_FROM,
     Carried,
     Changes,
     DuplicatePhotoError,
     FaceRecord,
+    LibraryFace,
+    LibraryPhoto,
     NameConflictError,
+    NamedFaces,
     NewFace,
+    NewLibraryFace,
+    ScannedPhoto,
     TruthStore,
     check_new_key,
+    choose_copies,
     detail_json,
     embedding_bytes,
     face_problems,
@@ -56,13 +69,16 @@ from facesys.gallery.store.base import (
     fold_changes,
     geometry_json,
     key_name,
+    library_face,
+    library_face_problems,
+    missing_library_faces,
     name_key,
     normalize_name,
     salvaged_face,
 )
 from facesys.keys import ApiKey
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
 ERASE_PENDING = "erase_pending"  # meta key: a removal committed, its freed pages not yet erased
@@ -79,6 +95,23 @@ _KEYS_AND_AUDIT = [
     "CREATE TABLE IF NOT EXISTS audit (id INTEGER PRIMARY KEY, at REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, "
     "person_id INTEGER, detail TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS audit_at ON audit(at)",
+]
+
+# v5: the photo library: scanned files, and the faces found in them, unnamed until named (never in
+# ``faces``, so identify cannot see them). AUTOINCREMENT: a library face id is never reused.
+_LIBRARY = [
+    "CREATE TABLE IF NOT EXISTS library_photos (id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL UNIQUE, "
+    "size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, faces INTEGER NOT NULL, error TEXT, "
+    "model_id TEXT, scanned_at REAL NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS library_faces (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "photo_id INTEGER NOT NULL REFERENCES library_photos(id) ON DELETE CASCADE, frame INTEGER, box TEXT NOT NULL, "
+    "landmarks TEXT NOT NULL, score REAL NOT NULL, crop BLOB NOT NULL, crop_origin TEXT NOT NULL, embedding BLOB NOT NULL, "
+    "model_id TEXT NOT NULL, cluster INTEGER, person_id INTEGER REFERENCES people(id) ON DELETE SET NULL, "
+    "assigned TEXT CHECK (assigned IN ('auto', 'user')), enrolled_face_id INTEGER REFERENCES faces(id) ON DELETE SET NULL)",
+    "CREATE INDEX IF NOT EXISTS library_faces_photo ON library_faces(photo_id)",
+    "CREATE INDEX IF NOT EXISTS library_faces_person ON library_faces(person_id)",
+    "CREATE INDEX IF NOT EXISTS library_faces_cluster ON library_faces(cluster)",
+    "CREATE INDEX IF NOT EXISTS library_faces_enrolled ON library_faces(enrolled_face_id)",
 ]
 
 _SCHEMA = """
@@ -108,7 +141,7 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, face_id INTEGER NOT NULL, added INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
-""" + ";\n".join(_KEYS_AND_AUDIT)
+""" + ";\n".join(_KEYS_AND_AUDIT + _LIBRARY)
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
 _MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE faces ADD COLUMN sharpness REAL"],  # v2: the enrollment photo's sharpness
@@ -119,6 +152,7 @@ _MIGRATIONS: dict[int, list[str]] = {
         "CREATE INDEX people_name_key ON people(name_key)",
     ],
     3: _KEYS_AND_AUDIT,  # v4: API keys and the audit log
+    4: _LIBRARY,  # v5: the photo library
 }
 
 
@@ -464,6 +498,10 @@ class SQLiteStore(TruthStore):
         with self.transaction():
             person_id = self._existing_person(name)
             ids = [r[0] for r in self.db.execute("SELECT id FROM faces WHERE person_id = ?", (person_id,))]
+            self.db.execute(  # their library faces stay, unnamed again
+                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL WHERE person_id = ?",
+                (person_id,),
+            )
             self.db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
             self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
@@ -480,6 +518,7 @@ class SQLiteStore(TruthStore):
             ids = sorted(face_id for face_id, _, _ in found)
             self.db.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in ids])
             self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)")
+            self._detach_orphans()
             self._log(self._bump_generation(), ids, added=False)
             self._audit_faces("remove_faces", sorted((face_id, person_id) for face_id, person_id, _ in found))
             self._set_meta({ERASE_PENDING: 1})
@@ -590,6 +629,268 @@ class SQLiteStore(TruthStore):
             self.db.execute("DELETE FROM meta WHERE key IN ('verify_threshold', 'identify_threshold')")
             self._set_meta({"log_from": self._bump_generation()})  # every vector changed: no index can follow
             self._audit("replace_embeddings", detail={"model_id": model_id, "faces": len(vectors)})
+
+    # -- the photo library ----------------------------------------------------------------------
+
+    def record_photo(self, photo: ScannedPhoto, faces: list[NewLibraryFace] | None, model_id: str | None) -> list[int]:
+        with self.transaction():
+            row = self.db.execute("SELECT id FROM library_photos WHERE path = ?", (photo.path,)).fetchone()
+            now = time.time()
+            if faces is None:
+                if row is None:
+                    raise GalleryError(f"{photo.path}: not in the library of {self.folder}; nothing to update")
+                self.db.execute(
+                    "UPDATE library_photos SET size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
+                    (photo.size, photo.mtime_ns, now, row[0]),
+                )
+                return []
+            if faces and self.model_id != model_id:
+                raise GalleryError(f"{self.folder}: gallery model is {self.model_id}, not {model_id}")
+            values = (photo.size, photo.mtime_ns, photo.sha256, len(faces), photo.error, model_id, now)
+            if row is None:
+                photo_id = self.db.execute(
+                    "INSERT INTO library_photos(size, mtime_ns, sha256, faces, error, model_id, scanned_at, path) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (*values, photo.path),
+                ).lastrowid
+            else:
+                photo_id = row[0]
+                if self.db.execute("DELETE FROM library_faces WHERE photo_id = ?", (photo_id,)).rowcount:
+                    self._set_meta({ERASE_PENDING: 1})
+                self.db.execute(
+                    "UPDATE library_photos SET size = ?, mtime_ns = ?, sha256 = ?, faces = ?, error = ?, model_id = ?, "
+                    "scanned_at = ? WHERE id = ?",
+                    (*values, photo_id),
+                )
+            people: dict[str, int | None] = {}
+            inserted: list[tuple[int, int | None]] = []
+            for face in faces:
+                if face.person is not None and face.person not in people:
+                    found = self._person_row(face.person)
+                    people[face.person] = found[0] if found else None
+                person_id = people.get(face.person) if face.person is not None else None
+                box, landmarks, origin = geometry_json(face)
+                face_id = self.db.execute(
+                    "INSERT INTO library_faces(photo_id, frame, box, landmarks, score, crop, crop_origin, embedding, model_id, "
+                    "person_id, assigned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        photo_id,
+                        face.frame,
+                        box,
+                        landmarks,
+                        float(face.score),
+                        face.crop_jpeg,
+                        origin,
+                        embedding_bytes(face.embedding),
+                        model_id,
+                        person_id,
+                        None if person_id is None else "auto",
+                    ),
+                ).lastrowid
+                inserted.append((face_id, person_id))
+            attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
+            for person_id, face_ids in faces_by_person(attached).items():
+                self._audit("auto_attach", person_id, {"library_faces": face_ids})
+            return [face_id for face_id, _ in inserted]
+
+    def library_photos(self) -> list[LibraryPhoto]:
+        with self._reads():
+            rows = self.db.execute(
+                "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at FROM library_photos ORDER BY path"
+            ).fetchall()
+        return [LibraryPhoto(*row) for row in rows]
+
+    def forget_photos(self, paths: list[str]) -> int:
+        with self.transaction():
+            wanted = json.dumps(sorted(set(paths)))
+            photos, faces = self.db.execute(
+                "SELECT COUNT(*), (SELECT COUNT(*) FROM library_faces WHERE photo_id IN "
+                "(SELECT id FROM library_photos WHERE path IN (SELECT value FROM json_each(?1)))) "
+                "FROM library_photos WHERE path IN (SELECT value FROM json_each(?1))",
+                (wanted,),
+            ).fetchone()
+            if not photos:
+                return 0
+            self.db.execute("DELETE FROM library_photos WHERE path IN (SELECT value FROM json_each(?))", (wanted,))
+            self._audit("forget_photos", detail={"photos": photos, "library_faces": faces})
+            self._set_meta({ERASE_PENDING: 1})
+        self.erase_freed_pages()
+        return faces
+
+    def library_faces(
+        self, ids: list[int] | None = None, person: str | None = None, cluster: int | None = None, unnamed: bool = False
+    ) -> list[LibraryFace]:
+        where, params = [], []
+        with self._reads():
+            if ids is not None:
+                where.append("lf.id IN (SELECT value FROM json_each(?))")
+                params.append(json.dumps(sorted({int(i) for i in ids})))
+            if person is not None:
+                found = self._person_row(normalize_name(person)) if person.strip() else None
+                if found is None:
+                    return []
+                where.append("lf.person_id = ?")
+                params.append(found[0])
+            if cluster is not None:
+                where.append("lf.cluster = ?")
+                params.append(int(cluster))
+            if unnamed:
+                where.append("lf.person_id IS NULL")
+            clause = f" WHERE {' AND '.join(where)}" if where else ""
+            rows = self.db.execute(
+                f"SELECT {LIBRARY_FACE_COLUMNS} FROM {LIBRARY_FACES_FROM}{clause} ORDER BY lf.id", params
+            ).fetchall()
+        return [library_face(row) for row in rows]
+
+    def library_vectors(self, ids: list[int]) -> np.ndarray:
+        dim = self.dim
+        wanted = [int(i) for i in ids]
+        with self._reads():
+            found = dict(
+                self.db.execute(
+                    "SELECT id, embedding FROM library_faces WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted(set(wanted))),),
+                ).fetchall()
+            )
+        missing_library_faces(wanted, found, self.location)
+        out = np.zeros((len(wanted), dim), np.float32)
+        for row, face_id in enumerate(wanted):
+            if len(found[face_id]) != 4 * dim:
+                raise GalleryError(f"{self.folder}: library face #{face_id} has {len(found[face_id]) // 4} values, not {dim}")
+            out[row] = np.frombuffer(found[face_id], "<f4")
+        return out
+
+    def library_crops(self, ids: list[int]) -> dict[int, bytes]:
+        with self._reads():
+            return dict(
+                self.db.execute(
+                    "SELECT id, crop FROM library_faces WHERE id IN (SELECT value FROM json_each(?))",
+                    (json.dumps(sorted({int(i) for i in ids})),),
+                ).fetchall()
+            )
+
+    def set_clusters(self, ids: list[int], clusters: list[int]) -> None:
+        pairs = [(int(c), int(i)) for i, c in zip(ids, clusters, strict=True)]
+        with self.transaction():
+            self.db.executemany("UPDATE library_faces SET cluster = ? WHERE id = ? AND person_id IS NULL", pairs)
+            last = max([int(self.meta().get("last_cluster_id", -1))] + [c for c, _ in pairs])
+            self._set_meta({"last_cluster_id": last})
+            self._audit("cluster", detail={"library_faces": len(pairs), "clusters": len({c for c, _ in pairs})})
+
+    def _library_rows(self, ids: list[int]) -> list[tuple]:
+        """(id, person id, enrolled face id, photo sha256, score, model id) of the library faces
+        ``ids`` (inside a transaction); UnknownFaceError naming those that do not exist."""
+        rows = self.db.execute(
+            "SELECT lf.id, lf.person_id, lf.enrolled_face_id, lp.sha256, lf.score, lf.model_id FROM library_faces lf "
+            "JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id IN (SELECT value FROM json_each(?)) ORDER BY lf.id",
+            (json.dumps(sorted({int(i) for i in ids})),),
+        ).fetchall()
+        missing_library_faces([int(i) for i in ids], [row[0] for row in rows], self.location)
+        return rows
+
+    def _drop_copies(self, rows: list[tuple]) -> list[int]:
+        """Inside a transaction: delete the enrolled copies of library face ``rows`` (from
+        :meth:`_library_rows`), logged and audited per person, and the people left without faces
+        (their library faces detached); returns the copies' face ids."""
+        copies = sorted((row[2], row[1]) for row in rows if row[2] is not None)
+        if not copies:
+            return []
+        ids = [face_id for face_id, _ in copies]
+        self.db.execute("DELETE FROM faces WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+        self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)")
+        self._detach_orphans()
+        self._log(self._bump_generation(), ids, added=False)
+        self._audit_faces("remove_faces", copies)
+        self._set_meta({ERASE_PENDING: 1})
+        return ids
+
+    def _detach_orphans(self) -> None:
+        """Inside a transaction: library faces whose person went lose their assignment too."""
+        self.db.execute(
+            "UPDATE library_faces SET assigned = NULL, enrolled_face_id = NULL "
+            "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
+        )
+
+    def name_library_faces(self, ids: list[int], name: str) -> NamedFaces:
+        name = normalize_name(name)
+        with self.transaction():
+            rows = self._library_rows(ids)
+            for face_id, _, _, _, _, face_model in rows:
+                if face_model != self.model_id:
+                    raise ConflictError(
+                        f"library face #{face_id} was made by {face_model}; the gallery's model is {self.model_id} "
+                        "(scan the library again)"
+                    )
+            existing = self._person_row(name)
+            # faces named this person already, with their copy, stay as they are; the others are (re)named
+            todo = [row for row in rows if not (existing and row[1] == existing[0] and row[2] is not None)]
+            dropped = self._drop_copies(todo)  # copies made when they were named someone else
+            name = existing[1] if existing else name
+            chosen = self._photos_to_enroll(todo)
+            if existing is None and not chosen:
+                raise ConflictError(
+                    f"{name!r} would have no enrolled face: the photos of these library faces are enrolled already "
+                    "(one enrolled face per photo); name a face from another photo first"
+                )
+            person_id = self._person_id(name, create=True)
+            enrolled = {face_id: self._copy_library_face(face_id, person_id) for face_id in chosen}
+            self.db.executemany(
+                "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? WHERE id = ?",
+                [(person_id, enrolled.get(row[0]), row[0]) for row in todo],
+            )
+            if enrolled:
+                self._log(self._bump_generation(), list(enrolled.values()), added=True)
+            self._audit("name_faces", person_id, {"library_faces": [row[0] for row in rows], "face_ids": list(enrolled.values())})
+        if dropped:
+            self.erase_freed_pages()
+        return NamedFaces(name, [row[0] for row in rows], enrolled, [row[0] for row in todo if row[0] not in enrolled])
+
+    def _photos_to_enroll(self, rows: list[tuple]) -> list[int]:
+        """Inside a transaction: of library face ``rows`` (from :meth:`_library_rows`, copies already
+        dropped), the ids to copy into ``faces``: the best detection of each photo that has no
+        enrolled face yet (image_sha256 is unique among enrolled faces), ascending."""
+        hashes = json.dumps(sorted({row[3] for row in rows}))
+        query = "SELECT image_sha256 FROM faces WHERE image_sha256 IN (SELECT value FROM json_each(?))"
+        taken = {sha for (sha,) in self.db.execute(query, (hashes,))}
+        return choose_copies(rows, taken)
+
+    def _copy_library_face(self, face_id: int, person_id: int) -> int:
+        """Inside a transaction: copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
+        new_id = self._next_id("last_face_id", "faces")
+        self.db.execute(
+            "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
+            "model_id, created_at) SELECT ?, ?, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, "
+            "lf.embedding, lf.model_id, ? FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id = ?",
+            (new_id, person_id, time.time(), face_id),
+        )
+        return new_id
+
+    def unname_library_faces(self, ids: list[int]) -> list[int]:
+        with self.transaction():
+            named = [row for row in self._library_rows(ids) if row[1] is not None]
+            dropped = self._drop_copies(named)
+            self.db.execute(
+                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
+                "WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps([row[0] for row in named]),),
+            )
+            for person_id, face_ids in faces_by_person([(row[0], row[1]) for row in named]).items():
+                self._audit("unname_faces", person_id, {"library_faces": face_ids})
+        if dropped:
+            self.erase_freed_pages()
+        return [row[0] for row in named]
+
+    def remove_library_faces(self, ids: list[int]) -> int:
+        with self.transaction():
+            rows = self._library_rows(ids)
+            self._drop_copies(rows)
+            self.db.execute(
+                "DELETE FROM library_faces WHERE id IN (SELECT value FROM json_each(?))", (json.dumps([row[0] for row in rows]),)
+            )
+            self._audit("remove_library_faces", detail={"library_faces": [row[0] for row in rows]})
+            self._set_meta({ERASE_PENDING: 1})
+        self.erase_freed_pages()
+        return len(rows)
 
     # -- API keys and the audit log ------------------------------------------------------------
 
@@ -724,6 +1025,9 @@ class SQLiteStore(TruthStore):
             problems += face_problems(face_id, blob, face_model, crop, dim, model_id)
         for (name,) in self.db.execute("SELECT name FROM people WHERE id NOT IN (SELECT person_id FROM faces)"):
             problems.append(f"person {name!r} has no face")
+        query = "SELECT id, embedding, model_id, substr(crop, 1, 2) FROM library_faces ORDER BY id"
+        for face_id, blob, face_model, crop in self.db.execute(query):
+            problems += library_face_problems(face_id, blob, face_model, crop, dim, model_id)
 
     def salvage(self) -> tuple[list[tuple[FaceRecord, np.ndarray, bytes]], int]:
         """Every face row that can still be read and parsed, read one by one by id (1 up to the
@@ -813,6 +1117,7 @@ class SQLiteStore(TruthStore):
     def remove_empty_people(self) -> int:
         with self.transaction():
             count = self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)").rowcount
+            self._detach_orphans()
             if count:
                 self._bump_generation()
                 self._audit("remove_empty_people", detail={"people": count})
@@ -823,6 +1128,9 @@ class SQLiteStore(TruthStore):
         with self._reads():
             people = self.db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
             faces = self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
+            library = self.db.execute(
+                "SELECT (SELECT COUNT(*) FROM library_photos), COUNT(*), COUNT(*) - COUNT(person_id) FROM library_faces"
+            ).fetchone()
         size = sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*"))
         return {
             "gallery": self.location,
@@ -832,4 +1140,4 @@ class SQLiteStore(TruthStore):
             "dim": int(meta["dim"]) if "dim" in meta else None,
             "gallery_schema_version": int(meta["schema_version"]),
             "database_bytes": size,
-        }
+        } | dict(zip(("library_photos", "library_faces", "library_unnamed_faces"), library, strict=True))

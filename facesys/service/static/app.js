@@ -1,4 +1,5 @@
-// The facesys page: status, API key, identify (file or webcam), enroll, and the people list.
+// The facesys page: status, API key, identify (file or webcam), enroll, the people list and the
+// photo library (group faces, name a group, find a person's photos).
 // Talks only to the JSON API of docs/service.md. Server text and names are user data: they go
 // into the page through textContent / createElement only, never as HTML.
 "use strict";
@@ -6,9 +7,12 @@
 const KEY_STORAGE = "facesys.apiKey";
 const KNOWN_COLOR = "#1a7f37";
 const UNKNOWN_COLOR = "#bc4c00";
+const CLUSTER_FACES_SHOWN = 12; // crops shown per cluster
 
 let cropUrls = [];        // blob: URLs of the people list's crops (revoked when the list is rebuilt)
 let peopleGeneration = 0; // the newest people list; an older refresh still running drops its results
+let libraryUrls = [];     // blob: URLs of the clusters' crops (revoked when the clusters are rebuilt)
+let libraryGeneration = 0; // the newest cluster list (as peopleGeneration)
 let cameraStream = null;  // the running webcam stream, if any
 let serviceReady = false; // the last /healthz said ready
 
@@ -94,6 +98,11 @@ function el(tag, className, text) {
   return node;
 }
 
+// "1 face", "2 faces".
+function plural(count, word) {
+  return `${count} ${word}${count === 1 ? "" : "s"}`;
+}
+
 // Read and store the API key (localStorage may be unavailable: then the key lasts until reload).
 function storedKey(value) {
   try {
@@ -126,7 +135,7 @@ async function checkStatus() {
   status.className = ready ? "status ready" : "status down";
   serviceReady = ready;
   if (!ready) setTimeout(checkStatus, 3000);
-  else refreshPeople().catch((err) => showError(err.message)); // the list, once the service is (back) up
+  else refreshAll().catch((err) => showError(err.message)); // the lists, once the service is (back) up
 }
 
 // ---- identify ---------------------------------------------------------------------------------
@@ -162,19 +171,27 @@ async function identify(blob, filename) {
   await drawFaces(blob, result.faces);
 }
 
-// One line per face in #identify-results: name (or "unknown"), distance and threshold.
+// One line per face in #identify-results: name (or "unknown" and why), score, threshold and the
+// enrolled photo that decided the name.
 function listFaces(faces) {
   const items = faces.map((face) => {
-    const known = face.name != null; // null (or absent): nobody within the threshold
+    const known = face.name != null; // null (or absent): nobody within the threshold, or a poor face
     const item = el("li", known ? "face known" : "face unknown");
-    item.append(el("span", "face-name", known ? face.name : "unknown"));
+    item.append(el("span", "face-name", known ? face.name : face.quality ? "unknown (low quality)" : "unknown"));
     const candidates = face.candidates || [];
     const nearest = !known && candidates.length ? `nearest ${candidates[0].name}, ` : "";
-    const distance = face.distance == null ? "nobody enrolled" : `${nearest}distance ${face.distance.toFixed(3)}`;
-    item.append(el("span", "detail", ` ${distance} · threshold ${face.threshold.toFixed(3)}`));
+    const distance = face.distance == null ? "nobody enrolled" : `${nearest}score ${face.distance.toFixed(3)}`;
+    const matched = face.matched ? ` · matched enrolled face #${face.matched.face_id} (${baseName(face.matched.source)})` : "";
+    const quality = face.quality ? ` · ${face.quality}` : "";
+    item.append(el("span", "detail", ` ${distance} · threshold ${face.threshold.toFixed(3)}${matched}${quality}`));
     return item;
   });
   $("identify-results").replaceChildren(...(items.length ? items : [el("li", "empty", "No face found in this photo.")]));
+}
+
+// The last part of a path (enrolled photos are stored with the path they were enrolled from).
+function baseName(path) {
+  return path ? path.split(/[\\/]/).pop() : "?";
 }
 
 // Draw the photo on #identify-canvas scaled to fit, with each face's box and name.
@@ -354,10 +371,16 @@ function personCard(person, crops) {
 
 // Fetch one face crop with the key and show it through a blob: URL (an <img src> sends no headers).
 async function loadCrop(img, faceId, generation) {
-  const blob = await (await api(`v1/faces/${faceId}/crop`)).blob();
+  await showCrop(img, `v1/faces/${faceId}/crop`, cropUrls, () => generation !== peopleGeneration);
+}
+
+// Fetch the crop at ``path`` and show it in ``img`` through a blob: URL kept in ``urls`` (to be
+// revoked when its list is rebuilt), unless ``stale()`` says the list was rebuilt meanwhile.
+async function showCrop(img, path, urls, stale) {
+  const blob = await (await api(path)).blob();
   const url = URL.createObjectURL(blob);
-  if (generation !== peopleGeneration) return URL.revokeObjectURL(url);
-  cropUrls.push(url);
+  if (stale()) return URL.revokeObjectURL(url);
+  urls.push(url);
   img.src = url;
 }
 
@@ -387,14 +410,124 @@ async function removeFace(faceId, source, name) {
   await refreshPeople();
 }
 
+// ---- library ----------------------------------------------------------------------------------
+
+// Group the library's unnamed faces (POST /v1/library/cluster), then list the groups.
+async function groupFaces() {
+  const done = await apiJson("v1/library/cluster", { method: "POST" });
+  $("library-summary").textContent =
+    `Grouped ${plural(done.faces, "unnamed face")} into ${plural(done.clusters, "group")} (${done.new} new).`;
+  await refreshLibrary();
+}
+
+// Rebuild #clusters from GET /v1/library/clusters; crops load as blob: URLs.
+async function refreshLibrary() {
+  const generation = ++libraryGeneration;
+  const answer = await apiJson(`v1/library/clusters?max_faces=${CLUSTER_FACES_SHOWN}`);
+  if (generation !== libraryGeneration) return;
+  libraryUrls.forEach((url) => URL.revokeObjectURL(url));
+  libraryUrls = [];
+  const crops = [];
+  const rows = answer.clusters.map((cluster) => clusterRow(cluster, crops));
+  const none = el("li", "empty", "No groups of unnamed faces (scan photos with facesys scan, then Group faces).");
+  $("clusters").replaceChildren(...(rows.length ? rows : [none]));
+  const stale = () => generation !== libraryGeneration;
+  const loads = await Promise.allSettled(
+    crops.map(([img, faceId]) => showCrop(img, `v1/library/faces/${faceId}/crop`, libraryUrls, stale)),
+  );
+  const failed = loads.find((load) => load.status === "rejected");
+  if (failed) throw failed.reason;
+}
+
+// One cluster's row: id, counts, a name field with its Name button, and its first crops.
+function clusterRow(cluster, crops) {
+  const row = el("li", "cluster");
+  const form = el("form", "cluster-form");
+  const title = `Group ${cluster.cluster}`;
+  const field = el("input", "cluster-name");
+  field.type = "text";
+  field.required = true;
+  field.maxLength = 200;
+  field.autocomplete = "off";
+  field.placeholder = "name";
+  field.setAttribute("aria-label", `Name of the person in group ${cluster.cluster}`);
+  const button = el("button", "name-cluster", "Name");
+  button.type = "submit";
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    run(button, () => nameCluster(cluster.cluster, field.value));
+  });
+  const count = `${plural(cluster.size, "face")} · ${plural(cluster.photos, "photo")}`;
+  form.append(el("h3", "cluster-title", title), el("span", "count", count), field, button);
+  const list = el("ul", "crops");
+  for (const faceId of cluster.faces) {
+    const item = el("li", "crop-item");
+    const img = el("img", "crop");
+    img.alt = img.title = `${title}: library face #${faceId}`;
+    item.append(img);
+    list.append(item);
+    crops.push([img, faceId]);
+  }
+  if (cluster.size > cluster.faces.length) list.append(el("li", "more", `+${cluster.size - cluster.faces.length} more`));
+  row.append(form, list);
+  return row;
+}
+
+// Name every face of a cluster (merged into an existing person of that name); then refresh both lists.
+async function nameCluster(cluster, name) {
+  name = name.trim();
+  if (!name) throw new Error("Enter the person's name.");
+  const answer = await apiJson(`v1/library/clusters/${cluster}/name`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+  $("library-summary").textContent = `Named group ${cluster} ${answer.name}: ${plural(answer.faces.length, "face")}.`;
+  await Promise.all([refreshLibrary(), refreshPeople()]);
+}
+
+// List the photos the person in #find-name appears in, with the boxes of their faces.
+async function findPhotos() {
+  const name = $("find-name").value.trim();
+  if (!name) throw new Error("Enter the name of the person to find.");
+  const results = $("find-results");
+  results.replaceChildren(el("li", "busy", `Finding ${name}…`));
+  let answer;
+  try {
+    answer = await apiJson(`v1/library/find/${encodeURIComponent(name)}`);
+  } catch (err) {
+    results.replaceChildren();
+    throw err;
+  }
+  const items = [el("li", "summary", `${answer.name}: ${plural(answer.photos.length, "photo")}`)];
+  for (const photo of answer.photos) {
+    const item = el("li", "photo");
+    item.append(el("span", "file", photo.file));
+    for (const face of photo.faces) {
+      const frame = face.frame == null ? "" : `frame ${face.frame}, `;
+      const box = face.box.map((v) => Math.round(v)).join(", ");
+      item.append(el("span", "detail", `${frame}box ${box}${face.automatic ? " · attached automatically" : ""}`));
+    }
+    items.push(item);
+  }
+  results.replaceChildren(...items);
+}
+
+// The people list, then the clusters.
+async function refreshAll() {
+  await refreshPeople();
+  await refreshLibrary();
+}
+
 // ---- start ------------------------------------------------------------------------------------
 
-// Wire up the page: key field, forms and buttons; then check the status (which lists the people).
+// Wire up the page: key field, forms and buttons; then check the status (which lists the people
+// and the clusters).
 function init() {
   const key = $("api-key");
   key.value = storedKey();
   key.addEventListener("input", () => storedKey(key.value.trim()));
-  key.addEventListener("change", () => run(null, refreshPeople));
+  key.addEventListener("change", () => run(null, refreshAll));
   $("identify-form").addEventListener("submit", (event) => {
     event.preventDefault();
     run($("identify-button"), identifyFile);
@@ -406,6 +539,12 @@ function init() {
     run($("enroll-button"), enroll);
   });
   $("people-refresh").addEventListener("click", () => run($("people-refresh"), refreshPeople));
+  $("library-cluster").addEventListener("click", () => run($("library-cluster"), groupFaces));
+  $("library-refresh").addEventListener("click", () => run($("library-refresh"), refreshLibrary));
+  $("find-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    run($("find-button"), findPhotos);
+  });
   checkStatus();
 }
 

@@ -1,0 +1,333 @@
+"""Face clustering: group unit embeddings by person over a thresholded k-nearest-neighbour graph.
+
+Each face is linked to its ``NEIGHBOURS`` nearest faces that lie closer than the threshold
+(FAISS: exact search for small sets, an IVF index for large ones; never an N x N matrix), and the
+graph is cut into clusters. Memory is O(N k) and time about N k D for the graph, then O(edges).
+
+Incremental runs (``previous``): when at most ``INCREMENTAL_SHARE`` of the faces are new, only the
+new faces are placed: each takes the existing cluster its linked neighbours vote for (existing
+labels stay fixed), or forms a new cluster with other new faces; existing ids never change. With
+more new faces everything is re-clustered and each previous id goes to the new cluster that
+shares the most faces with it.
+
+Method and threshold were chosen by measurement (benchmarks/cluster_vs_dlib.py, tuning on AT&T
+and the LFW people whose names start with A-M; the full sets are reported): see METHOD_NOTE.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from facesys.errors import FacesysError
+
+DEFAULT_CLUSTER_THRESHOLD = 0.32  # Euclidean distance between unit dlib-resnet embeddings
+DLIB_VERIFY_THRESHOLD = 0.417  # dlib-resnet's verification threshold, which DEFAULT_CLUSTER_THRESHOLD was measured beside
+NEIGHBOURS = 32  # k of the k-NN graph
+EXACT_PAIRS = 400_000_000  # query x base pairs up to which neighbours are searched exactly (20,000 faces)
+IVF_PROBES = 32  # cells scanned per query by the IVF index of large sets
+INCREMENTAL_SHARE = 0.2  # at most this share of new faces: place them; more: re-cluster everything
+ITERATIONS = 30  # Chinese whispers passes at most (it stops earlier once no label changes)
+SEED = 0
+METHOD_NOTE = "see benchmarks/cluster_vs_dlib.py"
+
+
+class Graph:
+    """Undirected weighted graph in CSR form over N nodes: the neighbours of node i are
+    ``indices[indptr[i]:indptr[i + 1]]`` at ``distances`` (float32, Euclidean) of the same slice."""
+
+    def __init__(self, nodes: int, src: np.ndarray, dst: np.ndarray, distances: np.ndarray):
+        """From directed edges (src -> dst, distance); each edge is stored in both directions, once."""
+        src, dst = np.concatenate([src, dst]).astype(np.int64), np.concatenate([dst, src]).astype(np.int64)
+        distances = np.concatenate([distances, distances]).astype(np.float32)
+        keep = src != dst
+        src, dst, distances = src[keep], dst[keep], distances[keep]
+        key = src * max(nodes, 1) + dst
+        key, first = np.unique(key, return_index=True)  # sorted by (src, dst); duplicates dropped
+        self.nodes = nodes
+        self.src, self.indices, self.distances = src[first], dst[first], distances[first]
+        self.indptr = np.zeros(nodes + 1, np.int64)
+        np.cumsum(np.bincount(self.src, minlength=nodes), out=self.indptr[1:])
+
+    @property
+    def edges(self) -> int:
+        """Undirected edges."""
+        return len(self.indices) // 2
+
+    def edges_of(self, nodes: np.ndarray) -> np.ndarray:
+        """Positions (in ``src``/``indices``/``distances``) of the edges leaving ``nodes``."""
+        starts, counts = self.indptr[nodes], self.indptr[nodes + 1] - self.indptr[nodes]
+        return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+
+    def below(self, threshold: float) -> Graph:
+        """The graph of the edges shorter than ``threshold``."""
+        keep = self.distances < threshold
+        return Graph(self.nodes, self.src[keep], self.indices[keep], self.distances[keep])
+
+
+def neighbours(base: np.ndarray, queries: np.ndarray, k: int, exact: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(Q, k) Euclidean distances and (Q, k) indices into ``base`` of each query's k nearest faces
+    (index -1, distance inf where there are fewer). Exact (inner product) when ``exact`` or when
+    Q x N is at most ``EXACT_PAIRS``; otherwise an IVF index (about 4 sqrt(N) cells, ``IVF_PROBES``
+    probed). Both (., D) float32 unit vectors."""
+    import faiss
+
+    from facesys import threads
+
+    base = np.ascontiguousarray(base, np.float32)
+    queries = np.ascontiguousarray(queries, np.float32)
+    k = max(1, min(k, len(base)))
+    if exact is None:
+        exact = len(base) * len(queries) <= EXACT_PAIRS
+    threads.adapt()
+    dim = base.shape[1]
+    if exact:
+        index = faiss.IndexFlatIP(dim)
+    else:
+        cells = int(2 ** round(np.log2(4 * np.sqrt(len(base)))))
+        cells = max(1, min(cells, len(base) // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, cells, faiss.METRIC_INNER_PRODUCT)
+        sample = np.random.default_rng(SEED).choice(len(base), min(len(base), 40 * cells), replace=False)
+        index.train(base[np.sort(sample)])
+        index.nprobe = min(cells, IVF_PROBES)
+    index.add(base)
+    similarity = np.empty((len(queries), k), np.float32)
+    found = np.empty((len(queries), k), np.int64)
+    for start in range(0, len(queries), 4096):
+        similarity[start : start + 4096], found[start : start + 4096] = index.search(queries[start : start + 4096], k)
+    distances = np.sqrt(np.maximum(2.0 - 2.0 * similarity, 0.0))
+    distances[found < 0] = np.inf
+    return distances, found
+
+
+def knn_graph(vectors: np.ndarray, threshold: float, k: int = NEIGHBOURS, exact: bool | None = None) -> Graph:
+    """Each of the (N, D) unit ``vectors`` linked to its k nearest others closer than ``threshold``."""
+    n = len(vectors)
+    if n < 2:
+        return Graph(n, np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
+    distances, found = neighbours(vectors, vectors, k + 1, exact)
+    src = np.repeat(np.arange(n), found.shape[1])
+    keep = (distances.ravel() < threshold) & (found.ravel() >= 0)
+    return Graph(n, src[keep], found.ravel()[keep], distances.ravel()[keep])
+
+
+def first_seen_ids(labels: np.ndarray, start: int = 0) -> np.ndarray:
+    """Labels renumbered ``start``, ``start + 1``, ... in the order of each label's first face."""
+    if len(labels) == 0:
+        return np.zeros(0, np.int64)
+    _, first, inverse = np.unique(labels, return_index=True, return_inverse=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
+    return start + rank[inverse.ravel()]
+
+
+def connected_components(graph: Graph) -> np.ndarray:
+    """(N,) component labels (each the smallest node of its component): hooking and pointer jumping."""
+    parent = np.arange(graph.nodes)
+    src, dst = graph.src, graph.indices
+    while True:
+        a, b = parent[src], parent[dst]
+        if np.array_equal(a, b):
+            return parent
+        np.minimum.at(parent, np.maximum(a, b), np.minimum(a, b))
+        while True:
+            grand = parent[parent]
+            if np.array_equal(grand, parent):
+                break
+            parent = grand
+
+
+def edge_weights(distances: np.ndarray, threshold: float, weighting: str) -> np.ndarray:
+    """Vote weights of edges: ``uniform`` 1 (dlib's), ``linear`` 1 - d / threshold (closer votes more)."""
+    if weighting == "uniform":
+        return np.ones(len(distances), np.float64)
+    return np.clip(1.0 - distances.astype(np.float64) / threshold, 1e-3, None)
+
+
+def chinese_whispers(
+    graph: Graph,
+    weights: np.ndarray,
+    labels: np.ndarray | None = None,
+    movable: np.ndarray | None = None,
+    iterations: int = ITERATIONS,
+    seed: int = SEED,
+    chunks: int = 8,
+    self_weight: float = 1.0,
+) -> np.ndarray:
+    """Chinese whispers (Biemann 2006, dlib's ``chinese_whispers``): in a random order, each node
+    takes the label with the largest summed edge weight among its neighbours and itself (weight
+    ``self_weight``; ties: the smallest label). Vectorised: each pass visits the ``movable`` nodes (default all)
+    in a seeded random order, ``chunks`` groups at a time. ``labels``: the starting (N,) labels
+    (default: each node its own). Stops when a pass changes nothing."""
+    labels = np.arange(graph.nodes) if labels is None else labels.copy()
+    degree = np.diff(graph.indptr)
+    nodes = np.flatnonzero(degree > 0) if movable is None else movable[degree[movable] > 0]
+    rng = np.random.default_rng(seed)
+    span = int(labels.max()) + 1 if len(labels) else 1
+    for _ in range(iterations):
+        changed = 0
+        for group in np.array_split(rng.permutation(nodes), min(chunks, len(nodes))) if len(nodes) else []:
+            edges = graph.edges_of(group)
+            node = np.concatenate([graph.src[edges], group])
+            label = np.concatenate([labels[graph.indices[edges]], labels[group]])
+            weight = np.concatenate([weights[edges], np.full(len(group), self_weight)])
+            key, inverse = np.unique(node * span + label, return_inverse=True)
+            total = np.bincount(inverse.ravel(), weight)
+            node_of, label_of = key // span, key % span
+            order = np.lexsort((label_of, -total, node_of))  # per node: heaviest, then smallest label
+            best = order[np.r_[True, node_of[order][1:] != node_of[order][:-1]]]
+            new = label_of[best]
+            changed += int(np.count_nonzero(labels[node_of[best]] != new))
+            labels[node_of[best]] = new
+        if not changed:
+            break
+    return labels
+
+
+def average_linkage(graph: Graph, threshold: float) -> np.ndarray:
+    """Agglomerative clustering over the graph's edges: repeatedly merge the two linked clusters
+    whose linked face pairs have the smallest mean distance, while it is under ``threshold``."""
+    size = [1] * graph.nodes
+    links: list[dict[int, list[float]]] = [{} for _ in range(graph.nodes)]
+    heap = []
+    for a, b, d in zip(graph.src.tolist(), graph.indices.tolist(), graph.distances.tolist(), strict=True):
+        links[a][b] = [d, 1]
+        if a < b:
+            heap.append((d, a, b))
+    heapq.heapify(heap)
+    parent = list(range(graph.nodes))
+    while heap:
+        mean, a, b = heapq.heappop(heap)
+        if mean >= threshold:
+            break
+        if parent[a] != a or parent[b] != b or b not in links[a]:
+            continue
+        total, count = links[a][b]
+        if total / count != mean:
+            continue  # stale entry
+        if len(links[a]) < len(links[b]):
+            a, b = b, a
+        parent[b] = a
+        size[a] += size[b]
+        del links[a][b]
+        merged, links[b] = links[b], {}
+        for c, (total, count) in merged.items():
+            if c == a:
+                continue
+            del links[c][b]
+            entry = links[a].setdefault(c, [0.0, 0])
+            entry[0] += total
+            entry[1] += count
+            links[c][a] = entry
+            heapq.heappush(heap, (entry[0] / entry[1], min(a, c), max(a, c)))
+    roots = np.array(parent)
+    while True:
+        grand = roots[roots]
+        if np.array_equal(grand, roots):
+            return roots
+        roots = grand
+
+
+METHODS = ("chinese-whispers", "connected-components", "average-linkage")
+
+
+def cluster_graph(graph: Graph, threshold: float, method: str = "chinese-whispers", weighting: str = "uniform") -> np.ndarray:
+    """(N,) int64 cluster ids 0, 1, ... (in order of each cluster's first face) by ``method`` (one of
+    METHODS) at ``threshold``: over the edges shorter than it, or (average linkage) all of the graph's
+    edges, merging while the mean linked distance is under it."""
+    if method == "average-linkage":
+        return first_seen_ids(average_linkage(graph, threshold))
+    graph = graph.below(threshold)
+    if method == "connected-components":
+        labels = connected_components(graph)
+    elif method == "chinese-whispers":
+        weights = edge_weights(graph.distances, threshold, weighting)
+        labels = chinese_whispers(graph, weights, self_weight=1.0 if weighting == "uniform" else 0.0)
+    else:
+        raise FacesysError(f"method={method!r}: choose from {', '.join(METHODS)}", parameter="method")
+    return first_seen_ids(labels)
+
+
+def cluster_threshold(spec) -> float:
+    """The default clustering threshold for a model's embeddings (``spec``: its ModelSpec): measured for
+    dlib-resnet; another model gets the same fraction of its verification threshold (not measured)."""
+    return DEFAULT_CLUSTER_THRESHOLD * float(spec.threshold) / DLIB_VERIFY_THRESHOLD
+
+
+def _checked(vectors: np.ndarray, previous: np.ndarray | None, threshold: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+    vectors = np.asarray(vectors)
+    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.number):
+        raise FacesysError(f"vectors: expected an (N, D) array of numbers, got shape {vectors.shape}", parameter="vectors")
+    if not np.isfinite(vectors).all():
+        raise FacesysError("vectors: not all finite (NaN or infinity)", parameter="vectors")
+    n = len(vectors)
+    if previous is None:
+        previous = np.full(n, -1, np.int64)
+    previous = np.asarray(previous)
+    if previous.shape != (n,) or not np.issubdtype(previous.dtype, np.integer):
+        raise FacesysError(
+            f"previous: expected ({n},) integer cluster ids, got {previous.dtype} {previous.shape}", parameter="previous"
+        )
+    if threshold is None:
+        threshold = DEFAULT_CLUSTER_THRESHOLD
+    if not 0 < threshold <= 2:
+        raise FacesysError(f"threshold {threshold}: a distance between unit vectors is in (0, 2]", parameter="threshold")
+    return np.ascontiguousarray(vectors, np.float32), previous.astype(np.int64), float(threshold)
+
+
+def cluster_faces(vectors: np.ndarray, previous: np.ndarray | None = None, threshold: float | None = None) -> np.ndarray:
+    """(N, D) float32 unit embeddings; previous: (N,) int64 cluster id of each face from the last run,
+    -1 for faces never clustered (None = all new). Returns (N,) int64 cluster ids >= 0 (a face alone is a
+    cluster of one). Faces of a previous cluster keep its id where the cluster persists; new faces join
+    existing clusters or get fresh ids above every previous id. When few faces are new, only they are
+    placed (cost ~ new faces, existing ids untouched); otherwise all are re-clustered and ids carried over
+    by overlap. threshold: the distance under which two faces are linked (None: the default, documented)."""
+    vectors, previous, threshold = _checked(vectors, previous, threshold)
+    new = previous < 0
+    if len(vectors) and not new.any():
+        return previous.copy()
+    if len(vectors) and not new.all() and new.sum() <= INCREMENTAL_SHARE * len(vectors):
+        return place_new_faces(vectors, previous, threshold)
+    labels = cluster_graph(knn_graph(vectors, threshold), threshold)
+    return carry_ids(labels, previous)
+
+
+def carry_ids(labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
+    """Fresh cluster ``labels`` renamed after ``previous`` ids: greedily by overlap (most shared faces
+    first), each previous id to at most one cluster; the other clusters get ids above every previous one."""
+    old = previous >= 0
+    if not old.any():
+        return labels
+    pairs, shared = np.unique(np.stack([labels[old], previous[old]]), axis=1, return_counts=True)
+    order = np.lexsort((pairs[1], pairs[0], -shared))
+    name: dict[int, int] = {}
+    taken: set[int] = set()
+    for label, prior in pairs[:, order].T.tolist():
+        if label not in name and prior not in taken:
+            name[label] = prior
+            taken.add(prior)
+    ids = np.array([name.get(label, -1) for label in range(labels.max() + 1)], np.int64)
+    fresh = ids < 0
+    ids[fresh] = previous.max() + 1 + np.arange(fresh.sum())
+    return ids[labels]
+
+
+def place_new_faces(vectors: np.ndarray, previous: np.ndarray, threshold: float, k: int = NEIGHBOURS) -> np.ndarray:
+    """Cluster ids when only the faces with ``previous`` -1 are new: each new face's k nearest faces
+    (all faces searched, closer than ``threshold``) vote, existing faces with their fixed ids, new faces
+    with the labels they take (Chinese whispers over the new faces only); new faces that end with no
+    existing id form new clusters, numbered above every previous id in order of their first face."""
+    new = np.flatnonzero(previous < 0)
+    distances, found = neighbours(vectors, vectors[new], k + 1)
+    src = np.repeat(new, found.shape[1])
+    keep = (distances.ravel() < threshold) & (found.ravel() >= 0)
+    graph = Graph(len(vectors), src[keep], found.ravel()[keep], distances.ravel()[keep])
+    top = int(previous.max()) + 1
+    labels = previous.copy()
+    labels[new] = top + np.arange(len(new))
+    labels = chinese_whispers(graph, edge_weights(graph.distances, threshold, "uniform"), labels, movable=new)
+    out = labels.copy()
+    made = labels[new] >= top
+    out[new[made]] = first_seen_ids(labels[new[made]], top)
+    return out

@@ -1,0 +1,148 @@
+"""Naming library faces (a cluster, or faces one by one), taking names back, removing faces, and
+finding the photos a person appears in.
+
+Naming copies each face into the enrolled faces (one per photo), so identify finds the person
+afterwards; the gallery's search index follows at once (and is saved for the next process).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+from facesys.errors import FacesysError, UnknownClusterError, UnknownPersonError
+from facesys.gallery.gallery import Gallery
+from facesys.gallery.store.base import NamedFaces
+
+
+@dataclass(frozen=True)
+class FaceSeen:
+    """One face of a person in a photo: ``box`` x1, y1, x2, y2 source pixels, the video ``frame``
+    (None for a photo), whether it was attached ``automatically`` by a scan, and its ids: the
+    library face (None for a photo enrolled directly) and the enrolled face (None when it is not
+    enrolled)."""
+
+    box: list[float]
+    frame: int | None
+    automatic: bool
+    library_face_id: int | None
+    face_id: int | None
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 1) for v in self.box],
+            "frame": self.frame,
+            "automatic": self.automatic,
+            "library_face_id": self.library_face_id,
+            "face_id": self.face_id,
+        }
+
+
+@dataclass(frozen=True)
+class PhotoFound:
+    """A file a person appears in, with their faces there."""
+
+    path: str
+    faces: list[FaceSeen]
+
+    def to_dict(self) -> dict:
+        return {"file": self.path, "faces": [face.to_dict() for face in self.faces]}
+
+
+@dataclass(frozen=True)
+class Found:
+    """The photos ``name`` (as stored) appears in, by path."""
+
+    name: str
+    photos: list[PhotoFound]
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "photos": [photo.to_dict() for photo in self.photos]}
+
+
+def _whole(value) -> int | None:
+    """``value`` as an int when it is a whole number (numpy integers too, not bools), else None."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
+def checked_ids(face_ids, what: str = "library face id") -> list[int]:
+    """``face_ids`` as a list of ints >= 1 without repeats (order kept); FacesysError naming a bad one or none."""
+    ids: list[int] = []
+    for value in face_ids:
+        number = _whole(value)
+        if number is None or number < 1:
+            raise FacesysError(f"{value!r}: a {what} is a whole number >= 1")
+        if number not in ids:
+            ids.append(number)
+    if not ids:
+        raise FacesysError(f"no {what} given")
+    return ids
+
+
+def name_faces(gallery: Gallery, face_ids, name: str) -> NamedFaces:
+    """Name library faces ``name`` (merged into an existing person of that name); see
+    ``TruthStore.name_library_faces``. The index follows the new enrolled faces."""
+    ids = checked_ids(face_ids)
+    with gallery.open() as store:
+        named = store.name_library_faces(ids, name)
+        gallery.refresh(store)
+    return named
+
+
+def name_cluster(gallery: Gallery, cluster: int, name: str) -> NamedFaces:
+    """Name every unnamed face of ``cluster``; UnknownClusterError when it has none."""
+    number = _whole(cluster)
+    if number is None:
+        raise FacesysError(f"{cluster!r}: a cluster id is a whole number")
+    cluster = number
+    with gallery.open() as store:
+        ids = [face.id for face in store.library_faces(cluster=cluster, unnamed=True)]
+        if not ids:
+            raise UnknownClusterError(f"no cluster {cluster} among the unnamed faces of {gallery.location}")
+        named = store.name_library_faces(ids, name)
+        gallery.refresh(store)
+    return named
+
+
+def unname_faces(gallery: Gallery, face_ids) -> list[int]:
+    """Take library faces back from their person (their enrolled copies go); returns those that were named."""
+    ids = checked_ids(face_ids)
+    with gallery.open() as store:
+        done = store.unname_library_faces(ids)
+        gallery.refresh(store)
+    return done
+
+
+def remove_faces(gallery: Gallery, face_ids) -> int:
+    """Delete library faces and their enrolled copies (crops and vectors erased); returns how many."""
+    ids = checked_ids(face_ids)
+    with gallery.open() as store:
+        count = store.remove_library_faces(ids)
+        gallery.refresh(store)
+    return count
+
+
+def find(gallery: Gallery, name: str) -> Found:
+    """The photos ``name`` appears in: their enrolled photos and the library files with one of
+    their faces (named or attached automatically), by path, each with the boxes.
+    UnknownPersonError when nobody has that name."""
+    stored = gallery.spelling_of(name) if isinstance(name, str) and name.strip() else None
+    if stored is None:
+        raise UnknownPersonError(f"no person named {name!r} in {gallery.location}")
+    with gallery.open() as store, store.reading():
+        enrolled = store.faces(stored)
+        library = store.library_faces(person=stored)
+    copies = {face.enrolled_face_id for face in library if face.enrolled_face_id is not None}
+    photos: dict[str, list[FaceSeen]] = {}
+    for face in library:
+        seen = FaceSeen(face.box, face.frame, face.assigned == "auto", face.id, face.enrolled_face_id)
+        photos.setdefault(face.path, []).append(seen)
+    for record in enrolled:
+        if record.id not in copies:
+            photos.setdefault(record.source, []).append(FaceSeen(record.box, None, False, None, record.id))
+    return Found(stored, [PhotoFound(path, photos[path]) for path in sorted(photos)])

@@ -1,0 +1,269 @@
+"""``facesys scan``: every face of every photo (and every Nth video frame) under some folders,
+stored as unnamed library faces with their file, box, crop and embedding.
+
+Incremental: a file whose size and modification time are those recorded (or, when they differ,
+whose sha256 is) is not processed again, unless its faces were embedded with another model; a
+recorded file that is gone from a scanned folder is forgotten, with its faces. Kill-safe: each file
+is recorded with all its faces in one transaction (``TruthStore.record_photo``), so a scan killed
+at any moment leaves every file either fully recorded or not at all, and the next scan does the
+rest. A file that cannot be read is reported (one line each), recorded with its error (reported
+again, without being read, while it is unchanged) and the scan goes on.
+
+Faces matching an enrolled person at identify's open-set threshold (``FaceSystem.identify_faces``)
+are attached to that person automatically (assigned "auto"), without being enrolled: a wrong
+automatic match never changes who identify finds, and ``unname`` undoes it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from facesys.enroll import face_crop
+from facesys.errors import FacesysError
+from facesys.gallery.store import TruthStore
+from facesys.gallery.store.base import LibraryPhoto, NewLibraryFace, ScannedPhoto
+from facesys.library.files import LibraryFile, file_sha256, resolved_roots, under, walk
+from facesys.media import media_items
+
+if TYPE_CHECKING:
+    from facesys.system import FaceSystem
+
+ANIMATION_EVERY = 10  # frames of an animated image looked at (every Nth) when no video frame step is given
+STATUSES = ("new", "changed", "unchanged", "error", "forgotten")
+
+
+@dataclass(frozen=True)
+class ScanResult:
+    """What a scan did with one file: ``status`` is new or changed (read now), unchanged (skipped),
+    error (could not be read; ``error`` says why) or forgotten (gone from disk); ``faces`` found in
+    it (for forgotten: the faces forgotten), ``face_ids`` the new library face ids, ``automatic``:
+    person -> faces attached to them automatically, and whether this scan read the file."""
+
+    path: str
+    status: str
+    faces: int = 0
+    face_ids: list[int] = field(default_factory=list)
+    automatic: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    processed: bool = False  # read by this scan (an error an earlier scan recorded is only reported again)
+
+    def to_dict(self) -> dict:
+        out: dict = {"file": self.path, "status": self.status, "faces": self.faces}
+        if self.face_ids:
+            out["face_ids"] = self.face_ids
+        if self.automatic:
+            out["automatic"] = self.automatic
+        if self.error:
+            out["error"] = self.error
+        return out
+
+
+@dataclass
+class ScanReport:
+    """Counts of a scan: files by status, files read now, faces found in them, faces attached
+    automatically, faces forgotten with deleted files; videos skipped (no frame step given) and
+    other files (neither photo nor video) in the folders."""
+
+    files: Counter = field(default_factory=Counter)
+    processed: int = 0
+    faces: int = 0
+    automatic: int = 0
+    forgotten_faces: int = 0
+    videos_skipped: int = 0
+    other_files: int = 0
+
+    def add(self, result: ScanResult) -> None:
+        self.files[result.status] += 1
+        self.processed += result.processed
+        if result.status == "forgotten":
+            self.forgotten_faces += result.faces
+        elif result.processed:
+            self.faces += result.faces
+            self.automatic += sum(result.automatic.values())
+
+    def to_dict(self) -> dict:
+        return {
+            "files": {status: self.files.get(status, 0) for status in STATUSES},
+            "processed": self.processed,
+            "faces": self.faces,
+            "automatic": self.automatic,
+            "forgotten_faces": self.forgotten_faces,
+            "videos_skipped": self.videos_skipped,
+            "other_files": self.other_files,
+        }
+
+
+@dataclass
+class _Reading:
+    """A file being processed: its items' faces so far, and their errors."""
+
+    file: LibraryFile
+    old: LibraryPhoto | None
+    sha256: str
+    faces: list[NewLibraryFace] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    items: int = 0
+
+
+def scan(
+    system: FaceSystem,
+    paths: list[str | os.PathLike],
+    every: int | None = None,
+    on_result: Callable[[ScanResult], None] | None = None,
+    force: bool = False,
+    on_start: Callable[[int], None] | None = None,
+) -> ScanReport:
+    """Scan ``paths`` (folders, recursively, or files) into ``system``'s gallery; see the module
+    docstring. ``every``: also scan videos, every Nth frame (None: videos are skipped); ``on_result``
+    hears of every file (after it is recorded); ``force``: forget the photos of a folder that now
+    holds none (refused otherwise: an unmounted disk looks like that); ``on_start`` hears how many
+    results will follow (for a progress bar), once the folders are walked. Returns the counts."""
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise FacesysError(f"every={every!r}: a frame step must be a whole number >= 1", parameter="every")
+    roots = resolved_roots(paths)
+    if system.requested_model is not None:  # a model asked for must be the gallery's before anything changes
+        system.gallery.require_model(system.embedder.model_id)
+    found = walk(roots, videos=every is not None)
+    report = ScanReport(videos_skipped=found.videos_skipped, other_files=found.other_files)
+
+    def emit(result: ScanResult) -> None:
+        report.add(result)
+        if on_result is not None:
+            on_result(result)
+
+    gallery = system.gallery
+    with gallery.open(create=True) as store:
+        stored = {photo.path: photo for photo in store.library_photos()}
+        gone = _gone(stored, found.files, roots, found.unreadable, force)
+        if on_start is not None:
+            on_start(len(found.problems) + len(gone) + len(found.files))
+        for path, message in found.problems:
+            emit(ScanResult(path, "error", error=message))
+        if gone:
+            store.forget_photos(gone)
+            for path in gone:
+                emit(ScanResult(path, "forgotten", faces=stored[path].faces))
+        model_id = store.model_id
+        todo = []
+        for file in found.files:
+            old = stored.get(str(file.path))
+            if old is not None and (old.size, old.mtime_ns) == (file.size, file.mtime_ns) and _current(old, model_id):
+                emit(_unchanged(old))
+            else:
+                todo.append((file, old))
+        if todo:
+            _process(system, store, todo, every, emit)
+    return report
+
+
+def _gone(stored: dict[str, LibraryPhoto], files: list[LibraryFile], roots: list, unreadable: list, force: bool) -> list[str]:
+    """Recorded paths under ``roots`` that the walk did not find (those under ``unreadable``
+    folders excepted). FacesysError, nothing forgotten, when a scanned folder holds no photo now but
+    had some recorded, unless ``force``."""
+    walked = {str(file.path) for file in files}
+    gone = [path for path in stored if under(path, roots) and path not in walked and not under(path, unreadable)]
+    for root in roots:
+        had = [path for path in gone if under(path, [root])]
+        if had and not force and root.is_dir() and not any(under(path, [root]) for path in walked):
+            raise FacesysError(
+                f"{root}: holds no photo now, but {len(had)} file(s) of it are in the library; refusing to forget "
+                "them (is the disk unmounted?); scan with force to forget them",
+                parameter="force",
+            )
+    return sorted(gone)
+
+
+def _current(photo: LibraryPhoto, model_id: str | None) -> bool:
+    """Whether a recorded file's faces are of the gallery's model (a file without faces always is)."""
+    return photo.faces == 0 or photo.model_id == model_id
+
+
+def _unchanged(photo: LibraryPhoto) -> ScanResult:
+    """The result of a file skipped as unchanged: its recorded error again, if it had one."""
+    if photo.error is not None:
+        return ScanResult(photo.path, "error", error=photo.error)
+    return ScanResult(photo.path, "unchanged", faces=photo.faces)
+
+
+def _process(
+    system: FaceSystem,
+    store: TruthStore,
+    todo: list[tuple[LibraryFile, LibraryPhoto | None]],
+    every: int | None,
+    emit: Callable[[ScanResult], None],
+) -> None:
+    """Read the files of ``todo`` through the pipeline and record each one with its faces."""
+    embedder = system.embedder
+    system.gallery.require_model(embedder.model_id)
+    if store.model_id is None:
+        model = embedder.model_info
+        store.set_model(model.model_id, model.name, model.weights_sha256, model.dim)
+    model_id = embedder.model_id
+    policy = system.policy()
+    reading: dict[int, _Reading] = {}
+    settled: list[ScanResult] = []  # files done while items were drawn (touched only, unreadable)
+    replaced = False
+
+    def items() -> Iterator[tuple[tuple[int, object], object]]:
+        for index, (file, old) in enumerate(todo):
+            try:
+                sha = file_sha256(file.path)
+            except OSError as exc:
+                error = f"{file.path}: cannot read ({exc.strerror})"
+                store.record_photo(ScannedPhoto(str(file.path), file.size, file.mtime_ns, "", error), [], model_id)
+                settled.append(ScanResult(str(file.path), "error", error=error, processed=True))
+                continue
+            if old is not None and old.sha256 == sha and old.error is None and _current(old, model_id):
+                store.record_photo(ScannedPhoto(str(file.path), file.size, file.mtime_ns, sha), None, model_id)
+                settled.append(ScanResult(str(file.path), "unchanged", faces=old.faces))
+                continue
+            reading[index] = _Reading(file, old, sha)
+            for ref, image in media_items([file.path], every or ANIMATION_EVERY):
+                yield (index, ref), image
+
+    def finish(index: int) -> None:
+        nonlocal replaced
+        done = reading.pop(index)
+        error = done.errors[0] if done.errors and len(done.errors) == done.items else None
+        faces = [] if error else done.faces
+        photo = ScannedPhoto(str(done.file.path), done.file.size, done.file.mtime_ns, done.sha256, error)
+        ids = store.record_photo(photo, faces, model_id)
+        replaced |= done.old is not None and done.old.faces > 0
+        automatic = Counter(face.person for face in faces if face.person is not None)
+        status = "error" if error else "changed" if done.old is not None else "new"
+        emit(ScanResult(photo.path, status, len(ids), ids, dict(automatic), error, processed=True))
+
+    current: int | None = None
+    for batch in embedder.face_batches(items(), select="all", errors="collect"):
+        answers = system.identify_faces([result for _, result in batch], top_k=1, policy=policy)
+        for ((index, ref), result), named in zip(batch, answers, strict=True):
+            if current is not None and index != current:
+                finish(current)
+            current = index
+            _add(reading[index], ref, result, named)
+        while settled:
+            emit(settled.pop(0))
+    if current is not None:
+        finish(current)
+    for result in settled:
+        emit(result)
+    if replaced:
+        store.erase_freed_pages()  # the faces of changed files were replaced
+
+
+def _add(reading: _Reading, ref, result, named) -> None:
+    """One photo or video frame through the pipeline, into the faces of its file: crops made now
+    (the decoded pixels are dropped after the batch)."""
+    reading.items += 1
+    if result.error:
+        reading.errors.append(result.error)
+        return
+    for face, identification in zip(result.faces, named, strict=True):
+        crop, origin = face_crop(result.image, face.box)
+        reading.faces.append(
+            NewLibraryFace(face.box, face.landmarks, face.score, crop, origin, face.embedding, ref.frame, identification.name)
+        )

@@ -1,0 +1,89 @@
+"""Galleries made before the photo library are migrated when opened (SQLite v4 -> v5, PostgreSQL's
+own v1 -> v2), in one transaction and without losing anything: people, faces, embeddings, the
+change log, keys and the audit log stay, and the library tables work at once."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pytest
+
+from facesys.gallery.store import open_store
+from facesys.gallery.store.sqlite import DB_NAME, SQLiteStore
+from facesys.keys import hash_key, new_key
+from tests.gallery.conftest import MODEL, face
+from tests.gallery.test_sqlite_store import new_gallery, schema
+from tests.library.conftest import library_face, photo
+
+# What a version 4 SQLite gallery is: the same tables, but no library ones.
+V4 = "DROP TABLE library_faces; DROP TABLE library_photos; UPDATE meta SET value = '4' WHERE key = 'schema_version'"
+
+
+def fill(store) -> dict:
+    """People, faces, a removal, a key and audit events in ``store``; returns what to compare."""
+    store.set_model(MODEL, "test-model", "0" * 64, 8)
+    store.add_faces([("Ann", face(1)), ("Ann", face(2)), ("Bob", face(3))], MODEL)
+    store.remove_person("Bob")
+    store.add_api_key("ci", "admin", hash_key(new_key()))
+    ids, vectors, names = store.embeddings()
+    return {
+        "gallery_id": store.gallery_id,
+        "generation": store.generation,
+        "people": store.people(),
+        "embeddings": (ids.tolist(), vectors.tobytes(), names),
+        "crops": list(store.crops()),
+        "keys": store.api_keys(),
+        "log": store.audit_log(None),
+    }
+
+
+def same_data(store, before: dict) -> None:
+    ids, vectors, names = store.embeddings()
+    assert store.gallery_id == before["gallery_id"] and store.generation == before["generation"]
+    assert store.people() == before["people"] and (ids.tolist(), vectors.tobytes(), names) == before["embeddings"]
+    assert list(store.crops()) == before["crops"] and store.api_keys() == before["keys"]
+    assert store.audit_log(None) == before["log"]
+    assert store.changes_since(before["generation"] - 1) is not None  # the change log goes on: no index is rebuilt
+
+
+def library_works(store) -> None:
+    """The migrated store records, names and lists library faces."""
+    ids = store.record_photo(photo(1), [library_face(1), library_face(2)], MODEL)
+    named = store.name_library_faces(ids[:1], "Ann")
+    assert store.people() == [("Ann", 3)] and set(named.enrolled) == {ids[0]}
+    assert [f.person for f in store.library_faces()] == ["Ann", None]
+    store.set_clusters(ids[1:], [0])
+    assert store.check() == []
+
+
+def test_a_version_4_sqlite_gallery_is_migrated_keeping_everything(tmp_path):
+    folder = tmp_path / "v4"
+    with SQLiteStore(folder, create=True) as store:
+        before = fill(store)
+    db = sqlite3.connect(folder / DB_NAME)
+    db.executescript(V4)
+    db.close()
+    assert "library_photos" not in schema(folder / DB_NAME)
+    with SQLiteStore(folder) as store:
+        assert int(store.meta()["schema_version"]) == 5
+        same_data(store, before)
+        library_works(store)
+    assert schema(folder / DB_NAME) == schema(new_gallery(tmp_path))
+
+
+def test_a_version_1_postgresql_gallery_is_migrated_keeping_everything(postgres_cluster):
+    pytest.importorskip("psycopg")
+    url = postgres_cluster.create_database()
+    with open_store(url, create=True) as store:
+        before = fill(store)
+        store.conn.execute("DROP TABLE library_faces; DROP TABLE library_photos")
+        store.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    with open_store(url) as store:
+        assert store.stats()["gallery_schema_version"] == 2
+        same_data(store, before)
+        library_works(store)
+        tables = {row[0] for row in store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"library_photos", "library_faces"} <= tables
+        vectors = store.library_vectors([f.id for f in store.library_faces()])
+        assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0)
