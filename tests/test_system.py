@@ -179,7 +179,10 @@ def test_identify_many_answers_as_identify_one_by_one(small_system):
     alone = [small_system.identify(p) for p in photos]
     assert [len(faces) for faces in together] == [2, 0, 1]
     for many, one in zip(together, alone, strict=True):
-        assert [(f.name, f.box) for f in many] == [(f.name, f.box) for f in one]
+        # the same answers; floats to the last bits only when the thread count is the same (it adapts to
+        # the machine's load per batch, and sums then run in another order)
+        assert [f.name for f in many] == [f.name for f in one]
+        np.testing.assert_allclose([f.box for f in many], [f.box for f in one], atol=1e-3)
         np.testing.assert_allclose([f.distance for f in many], [f.distance for f in one], atol=1e-5)
 
 
