@@ -155,3 +155,18 @@ def test_metrics_of_splits_singletons_and_label_names():
     together = cluster_metrics(truth, np.zeros(6, int))
     assert together["bcubed_recall"] == 1.0 and together["bcubed_precision"] == pytest.approx((4 * 4 / 6 + 2 * 2 / 6) / 6)
     assert cluster_metrics(truth, split)["bcubed_f1"] == cluster_metrics(truth, split * 3 + 1)["bcubed_f1"]
+
+
+def test_faces_too_poor_to_judge_stay_out_of_clusters():
+    from types import SimpleNamespace
+
+    from facesys.library.clusters import good_enough
+
+    frontal = [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]]
+    clear = SimpleNamespace(box=[0, 0, 100, 100], score=0.99, landmarks=frontal)
+    assert good_enough(clear)
+    assert not good_enough(SimpleNamespace(box=[0, 0, 20, 20], score=0.99, landmarks=frontal))  # tiny
+    assert not good_enough(SimpleNamespace(box=[0, 0, 100, 100], score=0.75, landmarks=frontal))  # unsure
+    profile = [p[:] for p in frontal]
+    profile[2][0] = 80
+    assert not good_enough(SimpleNamespace(box=[0, 0, 100, 100], score=0.99, landmarks=profile))

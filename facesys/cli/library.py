@@ -100,6 +100,7 @@ def cluster(settings: Settings, threshold: float | None, as_json: bool) -> None:
     click.echo(
         f"clustered {_plural(run.faces, 'unnamed face')} into {_plural(run.clusters, 'cluster')} "
         f"({run.new} new, {run.placed} face(s) placed now)"
+        + (f"; {_plural(run.poor, 'face')} too small, unsure or in profile to group" if run.poor else "")
     )
     if run.clusters and not settings.quiet:
         click.echo("next: facesys clusters --sheet clusters.png, then facesys name CLUSTER NAME", err=True)

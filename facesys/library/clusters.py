@@ -5,7 +5,8 @@ Clustering is incremental: each unnamed face's cluster from the last run is hand
 ``cluster_faces`` as ``previous``, so clusters that persist keep their ids and new faces join them
 or form new clusters. A new cluster's id is above every id the library ever gave (the store's
 ``last_cluster_id``), so an id seen in an old listing never names another group. Only faces of the
-gallery's model are clustered; named faces belong to no cluster.
+gallery's model are clustered; named faces belong to no cluster, and neither do faces too poor to
+judge (``good_enough``).
 """
 
 from __future__ import annotations
@@ -23,13 +24,15 @@ from facesys.gallery.gallery import Gallery
 @dataclass(frozen=True)
 class ClusterRun:
     """What one clustering run did: unnamed ``faces`` clustered, ``clusters`` they form, how many
-    of those are ``new``, faces ``placed`` now (never clustered before), and the threshold used."""
+    of those are ``new``, faces ``placed`` now (never clustered before), the threshold used, and
+    ``poor`` faces left out (too small, unsure or in profile: identify's probe rules)."""
 
     faces: int
     clusters: int
     new: int
     placed: int
     threshold: float | None
+    poor: int = 0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -77,6 +80,8 @@ def cluster_library(gallery: Gallery, threshold: float | None = None) -> Cluster
         with store.reading():
             meta = store.meta()
             faces = [face for face in store.library_faces(unnamed=True) if face.model_id == meta.get("model_id")]
+            usable = [face for face in faces if good_enough(face)]
+            poor, faces = len(faces) - len(usable), usable
             vectors = store.library_vectors([face.id for face in faces])
         if threshold is None:
             threshold = default_threshold(meta.get("model_name"))
@@ -87,7 +92,17 @@ def cluster_library(gallery: Gallery, threshold: float | None = None) -> Cluster
             store.set_clusters([face.id for face in faces], labels.tolist())
     kept = set(previous[previous >= 0].tolist())
     made = set(labels.tolist())
-    return ClusterRun(len(faces), len(made), len(made - kept), int((previous < 0).sum()), threshold)
+    return ClusterRun(len(faces), len(made), len(made - kept), int((previous < 0).sum()), threshold, poor)
+
+
+def good_enough(face) -> bool:
+    """Whether a library face is clear enough to group: identify's probe rules on its box, detection
+    score and landmarks (facesys/quality.py; its sharpness is not stored). A tiny, unsure or profile
+    face gives an embedding that lands near anyone and would chain different people together; such
+    faces stay out of clusters (they can still be named one by one)."""
+    from facesys.quality import ProbeRules, probe_problem
+
+    return probe_problem(np.asarray(face.box), face.score, np.asarray(face.landmarks), None, ProbeRules()) is None
 
 
 def fresh_ids(labels: np.ndarray, previous: np.ndarray, last: int) -> np.ndarray:

@@ -219,6 +219,7 @@ class ClusterRunAnswer(Versioned):
     new: int = Field(description="Clusters that did not exist before this run (the others keep their ids)")
     placed: int = Field(description="Faces clustered for the first time")
     threshold: float | None = Field(description="Distance under which two faces are linked")
+    poor: int = Field(description="Faces left out: too small, unsure or in profile to group (they can be named one by one)")
 
 
 class ClusterOut(BaseModel):

@@ -74,7 +74,8 @@ def name_body(name: str) -> dict:
 
 
 def test_grouping_lists_every_person_as_one_cluster_largest_first(clients, grouped, paths):
-    assert grouped == {"schema_version": 1, "faces": 7, "clusters": 3, "new": 3, "placed": 7, "threshold": grouped["threshold"]}
+    expected = {"schema_version": 1, "faces": 7, "clusters": 3, "new": 3, "placed": 7, "poor": 0}
+    assert grouped == expected | {"threshold": grouped["threshold"]}
     listed = clients["enroll"].get("/v1/library/clusters").json()
     clusters = listed["clusters"]
     assert listed["total"] == len(clusters) == 3
