@@ -19,9 +19,10 @@ import torch
 from torch import Tensor
 
 # torchvision.ops.batched_nms shifts the groups apart and runs one NMS up to this many box coordinates
-# (boxes.numel()), one NMS per group above; the two can differ in the last float bit of an overlap,
-# so facesys follows the same rule to keep facenet-pytorch's boxes to the bit.
-_ONE_CALL_LIMIT = {"cpu": 4000, "other": 100_000}
+# (boxes.numel()) on the CPU (elsewhere: ONE_CALL_LIMIT_GPU), one NMS per group above; the two can
+# differ in the last float bit of an overlap, so facesys follows the same rule to keep
+# facenet-pytorch's boxes to the bit.
+ONE_CALL_LIMIT_CPU, ONE_CALL_LIMIT_GPU = 4000, 100_000
 
 
 @functools.cache
@@ -54,7 +55,7 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, threshold: float)
     """NMS within each group (``groups`` (K,) integer labels), as ``torchvision.ops.batched_nms`` computes it."""
     if not boxes.numel():
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    if boxes.numel() <= _ONE_CALL_LIMIT["cpu" if boxes.device.type == "cpu" else "other"]:
+    if boxes.numel() <= (ONE_CALL_LIMIT_CPU if boxes.device.type == "cpu" else ONE_CALL_LIMIT_GPU):
         offsets = groups.to(boxes) * (boxes.max() + torch.tensor(1).to(boxes))
         return nms(boxes + offsets[:, None], scores, threshold)
     keep = torch.zeros_like(scores, dtype=torch.bool)

@@ -94,7 +94,8 @@ def stats(settings: Settings, as_json: bool) -> None:
     """Size, model and thresholds of the gallery: the open-set threshold identify uses, where it comes
     from and the share of strangers it is expected to name."""
     gallery = open_gallery(settings)
-    values = gallery.stats() | open_set_summary(gallery)
+    values = gallery.stats()
+    values |= open_set_summary(gallery, values["faces"], values["people"])
     if as_json:
         emit_json(values)
         return
@@ -102,9 +103,10 @@ def stats(settings: Settings, as_json: bool) -> None:
         click.echo(f"{key}: {value if value is not None else '-'}")
 
 
-def open_set_summary(gallery) -> dict:
-    """identify's threshold for this gallery, its source and expected false-identification rate
-    (empty for a gallery of an unregistered model: a checkpoint's table is in the checkpoint)."""
+def open_set_summary(gallery, faces: int, people: int) -> dict:
+    """identify's threshold for this gallery of ``faces`` faces of ``people`` people, its source and
+    expected false-identification rate (empty for a gallery of an unregistered model: a
+    checkpoint's table is in the checkpoint)."""
     from facesys.calibration import describe
     from facesys.errors import ModelError
     from facesys.match import ThresholdPolicy
@@ -117,18 +119,20 @@ def open_set_summary(gallery) -> dict:
         spec = None
     if spec is None:
         return {}
-    faces = sum(count for _, count in gallery.people())
     calibration = gallery.calibration()
     policy = ThresholdPolicy(None, gallery.thresholds(), spec.threshold, spec.far_table)
     threshold, source = policy.identify(faces, calibration)
-    expected = calibration.expected_fpir(threshold) if source == "gallery's own strangers" else None
-    if source == "model table":
-        expected = policy.target_fpir if threshold < spec.threshold else None  # the table's target unless capped
+    if source == "gallery's own strangers":
+        expected = calibration.expected_fpir(threshold)
+    elif source == "model table" and threshold < spec.threshold:
+        expected = policy.target_fpir  # the table's target (not when capped at verify's threshold)
+    else:
+        expected = None
     return {
         "open_set_threshold": round(threshold, 4),
         "open_set_threshold_source": source,
         "expected_false_identification_rate": None if expected is None else round(expected, 4),
-        "self_calibration": describe(calibration, len(gallery.people())),
+        "self_calibration": describe(calibration, people),
     }
 
 

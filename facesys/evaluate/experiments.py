@@ -188,9 +188,9 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, p
     Two thresholds from ``policy`` (a ThresholdPolicy): the model's table alone, and the default (the
     stricter of the table and the gallery's own calibration, facesys/calibration.py).
     """
-    from facesys.calibration import describe, fit, sample_faces
+    from facesys.calibration import describe, sample_faces
     from facesys.gallery.index import index_class
-    from facesys.gallery.people_ranking import SEARCHED_FACES, rank
+    from facesys.gallery.people_ranking import SEARCHED_FACES, calibrate, rank
 
     photos = [p for ps in split.enrolled.values() for p in ps]
     vectors = cache.embed(photos + [p for _, p in split.genuine] + [p for _, p in split.impostor])
@@ -198,26 +198,25 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, p
     owner = {i: name for i, (name, _) in enumerate(gallery)}
     matrix = np.stack([v for _, v in gallery]).astype(np.float32)
     index = index_class().build(np.arange(len(gallery), dtype=np.int64), matrix, "flat")
-    people: dict[str, tuple[np.ndarray, np.ndarray, dict]] = {}
-    for i, (name, vector) in enumerate(gallery):
-        ids, rows, _ = people.get(name, (np.zeros(0, np.int64), np.zeros((0, matrix.shape[1]), np.float32), {}))
-        people[name] = (np.append(ids, i), np.vstack([rows, vector]), {})
+    rows_of: dict[str, list[int]] = {}
+    for i, (name, _) in enumerate(gallery):
+        rows_of.setdefault(name, []).append(i)
+    people = {name: (np.array(rows, np.int64), matrix[rows], {}) for name, rows in rows_of.items()}
 
-    def ranked(probes: np.ndarray, top_k: int, exclude: list[str] | None = None) -> list[list]:
-        found = index.search(probes, SEARCHED_FACES)[1]
-        return rank(probes, found, owner, people.__getitem__, top_k, score, exclude)
+    def search(probes: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+        return index.search(probes, SEARCHED_FACES)[1], owner
 
     def answers(items: list[tuple[str, Path]]) -> list[list[tuple[str, float]]]:
-        present = [p for _, p in items if vectors[p] is not None]
-        found = iter(ranked(np.stack([vectors[p] for p in present]), 5)) if present else iter(())
-        return [[(c.name, c.distance) for c in next(found)] if vectors[p] is not None else [] for _, p in items]
+        present = [vectors[p] for _, p in items if vectors[p] is not None]
+        probes = np.stack(present) if present else None
+        ranked = iter(rank(probes, search(probes)[0], owner, people.__getitem__, 5, score) if present else [])
+        return [[(c.name, c.distance) for c in next(ranked)] if vectors[p] is not None else [] for _, p in items]
 
     genuine = [GenuineProbe(name, r) for (name, _), r in zip(split.genuine, answers(split.genuine), strict=True)]
     impostor_best = np.array([r[0][1] if r else np.inf for r in answers(split.impostor)])
     metrics = identification_metrics(genuine, impostor_best)
     sample = sample_faces(len(gallery))
-    strangers = ranked(matrix[sample], 1, [owner[int(i)] for i in sample])
-    calibration = fit(np.array([c[0].distance if c else np.inf for c in strangers]), len(people))
+    calibration = calibrate(matrix[sample], [owner[int(i)] for i in sample], len(people), search, people.__getitem__, score)
     table, _ = policy.identify(len(gallery))
     threshold, source = policy.identify(len(gallery), calibration)
     return {

@@ -320,7 +320,7 @@ class Gallery:
             found = self.search(vectors, people_ranking.SEARCHED_FACES, store)
             return found.ids, found.names
 
-        value = people_ranking.calibrate(store, search, self._person_faces.reader(store), method)
+        value = people_ranking.calibrate_store(store, people, search, self._person_faces.reader(store), method)
         with self._lock:
             self._calibration = (key, generation, size, value)
         return value

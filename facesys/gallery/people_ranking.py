@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from facesys.calibration import Calibration, fit, sample_faces
+from facesys.calibration import MIN_PEOPLE, Calibration, fit, sample_faces
 from facesys.gallery.store import TruthStore
 from facesys.match import Candidate
 from facesys.scoring import DEFAULT_PERSON_SCORE, Evidence, score_candidates
@@ -81,25 +81,30 @@ def rank(
     return answers
 
 
-def stranger_scores(
-    store: TruthStore, search: Callable[[np.ndarray], tuple[np.ndarray, dict[int, str]]], faces_of, method: str
-) -> tuple[np.ndarray, int]:
-    """Best person scores of (up to SAMPLE_FACES) enrolled faces against everyone but their own person,
-    and the number of people. ``search(vectors)`` -> (found face ids (Q, k), owner of each id)."""
-    people = len(store.people())
+def calibrate(
+    probes: np.ndarray,
+    owners: list[str],
+    people: int,
+    search: Callable[[np.ndarray], tuple[np.ndarray, dict[int, str]]],
+    faces_of,
+    method: str = DEFAULT_PERSON_SCORE,
+) -> Calibration | None:
+    """A gallery's stranger calibration (facesys/calibration.py; None: too small to tell): each of the
+    (S, D) enrolled ``probes`` (faces of ``owners``) identified against everyone but its own person,
+    in a gallery of ``people``. ``search(vectors)`` -> (found face ids (S, k), owner of each id)."""
+    if people < MIN_PEOPLE or not len(probes):
+        return None
+    found, owner = search(probes)
+    ranked = rank(probes, found, owner, faces_of, 1, method, owners)
+    return fit(np.array([c[0].distance if c else np.inf for c in ranked]), people)
+
+
+def calibrate_store(store: TruthStore, people: int, search, faces_of, method: str = DEFAULT_PERSON_SCORE) -> Calibration | None:
+    """:func:`calibrate` over (up to SAMPLE_FACES, seeded) enrolled faces of ``store``."""
+    if people < MIN_PEOPLE:
+        return None
     ids = store.face_ids()
-    if people < 2 or not len(ids):
-        return np.zeros(0), people
     sample = ids[sample_faces(len(ids))]
     owners = store.names_of(sample)
     sample = np.array([i for i in sample.tolist() if i in owners], np.int64)
-    vectors = store.vectors(sample)
-    found, owner = search(vectors)
-    ranked = rank(vectors, found, owner, faces_of, 1, method, [owners[int(i)] for i in sample])
-    return np.array([c[0].distance if c else np.inf for c in ranked]), people
-
-
-def calibrate(store: TruthStore, search, faces_of, method: str = DEFAULT_PERSON_SCORE) -> Calibration | None:
-    """The gallery's stranger calibration (None: too small to tell)."""
-    scores, people = stranger_scores(store, search, faces_of, method)
-    return fit(scores, people)
+    return calibrate(store.vectors(sample), [owners[int(i)] for i in sample], people, search, faces_of, method)
