@@ -13,11 +13,13 @@ another terminal or by a service is, and each in the worker's session. Where Lin
 session (autogroup: /proc/sys/kernel/sched_autogroup_enabled, on by default in most distributions'
 kernels), the first leaves facesys's session half the CPU; the second shares the CPU per thread:
 T facesys threads beside B burners on C cores get at most C*T/(T+B) cores, whatever facesys does.
-Policies (see POLICIES and facesys/threads.py): ``facesys`` (its default: threads chosen before
-each batch from the free cores; waiting threads spin ~0.1 ms, then sleep), ``all-cores`` (a fixed
-thread per core, waiting threads sleep), ``openmp-default`` (a thread per core spinning OpenMP's
-default 300,000 rounds: torch without facesys) and ``one-thread``. Ratios are against the same
-policy alone, same run; the run takes about 8 minutes.
+Policies (see POLICIES and facesys/threads.py): ``facesys`` (its default: a batch split between
+cores + 2 photo workers of one thread each; a single photo on threads chosen from the free cores,
+waiting threads spin ~0.1 ms, then sleep), ``workers=cores`` (a fixed count: as many photo workers
+as cores), ``intra-op`` (facesys before the photo workers: each batch on threads chosen from the
+free cores), ``openmp-default`` (a thread per core spinning OpenMP's default 300,000 rounds, no
+photo workers: torch without facesys) and ``one-thread``. Ratios are against the same policy
+alone, same run; the run takes about 10 minutes.
 Writes benchmarks/results/contention.json.
 """
 
@@ -35,20 +37,26 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS, ROOT
 
-# Environments of the workers (a fixed FACESYS_THREADS makes facesys's waiting threads sleep at once).
+# Environments of the workers (a fixed FACESYS_THREADS makes facesys's waiting threads sleep at once;
+# NO_PHOTO_WORKERS, read by this script's worker, runs each batch in the calling thread as before).
 CORES = str(len(os.sched_getaffinity(0)))
+NO_PHOTO_WORKERS = "CONTENTION_NO_PHOTO_WORKERS"
 POLICIES = {
     "facesys": {},
-    "all-cores": {"FACESYS_THREADS": CORES},
-    "openmp-default": {"FACESYS_THREADS": CORES, "GOMP_SPINCOUNT": "300000"},
+    "workers=cores": {"FACESYS_THREADS": CORES},
+    "intra-op": {NO_PHOTO_WORKERS: "1"},
+    "openmp-default": {"FACESYS_THREADS": CORES, "GOMP_SPINCOUNT": "300000", NO_PHOTO_WORKERS: "1"},
     "one-thread": {"FACESYS_THREADS": "1"},
 }
-CHOSEN_BY_POLICY = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FACESYS_THREADS")
+CHOSEN_BY_POLICY = ("OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "FACESYS_THREADS", NO_PHOTO_WORKERS)
 
 
 def worker(photos: int, verifies: int, gallery: Path) -> None:
     """Runs in a worker process: prints one JSON line (photos/s, verify seconds)."""
-    from facesys import FaceSystem
+    from facesys import FaceSystem, threads
+
+    if os.environ.get(NO_PHOTO_WORKERS):
+        threads.photo_workers = lambda: 1
 
     folders = sorted(p for p in (DATA / "lfw").iterdir() if p.is_dir() and len(list(p.glob("*.jpg"))) >= 2)
     probes = [sorted(f.glob("*.jpg"))[1] for f in folders[:photos]]

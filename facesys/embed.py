@@ -9,7 +9,9 @@ the model's template -> batched network -> L2-normalised float32 vectors. Every 
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -197,11 +199,37 @@ class Embedder:
         ``all`` faces, the ``largest``, or the one nearest the ``center``; ``errors``: ``raise``
         the ImageError of an unusable image, or ``collect`` it in ``ImageFaces.error`` and go on;
         ``keep_chips`` keeps each face's aligned chip; ``embed=False`` stops at the chips.
+
+        On the CPU with several photo workers (facesys/threads.py) a batch of several photos is
+        split between them, each part on one thread, and the next batch starts while this one is
+        handed out.
         """
         if select not in FACE_SELECTIONS:
             raise FacesysError(f"select={select!r}: choose from {', '.join(FACE_SELECTIONS)}")
         if errors not in ERROR_POLICIES:
             raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
+        options = (select, errors, keep_chips, embed)
+        workers = threads.photo_workers() if self.device == "cpu" else 1
+        if workers == 1:
+            for pending in self._decoded(items, errors, batch_size):
+                yield self._run(pending, *options)
+            return
+        pool = threads.photo_pool(workers)
+        started: deque[list[Future]] = deque()  # batches under way, oldest first: one future per part
+        for pending in self._decoded(items, errors, batch_size):
+            if len(pending) == 1 and not started:  # one photo: this thread, with all the threads it may use
+                yield self._run(pending, *options)
+                continue
+            part = -(-len(pending) // workers)
+            started.append([pool.submit(self._run, pending[i : i + part], *options) for i in range(0, len(pending), part)])
+            if len(started) > 1:
+                yield [item for future in started.popleft() for item in future.result()]
+        while started:
+            yield [item for future in started.popleft() for item in future.result()]
+
+    def _decoded(self, items: Iterable[tuple[Tag, ImageSource]], errors: str, batch_size: int) -> Iterator[list[tuple]]:
+        """Batches of (tag, name, decoded image or None, error or None): ``batch_size`` images, fewer
+        when their pixels pass BATCH_BYTES."""
         pending: list[tuple[Tag, str, np.ndarray | None, str | None]] = []
         size = 0
         for tag, source in items:
@@ -216,10 +244,10 @@ class Embedder:
             pending.append((tag, name, image, error))
             size += 0 if image is None else image.nbytes
             if len(pending) >= batch_size or size > BATCH_BYTES:
-                yield self._run(pending, select, errors, keep_chips, embed)
+                yield pending
                 pending, size = [], 0
         if pending:
-            yield self._run(pending, select, errors, keep_chips, embed)
+            yield pending
 
     def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool) -> list[tuple]:
         """One batch: detect, select, align, embed."""

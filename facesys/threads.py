@@ -1,16 +1,29 @@
-"""How many CPU threads torch and FAISS use: chosen before each batch, so a busy machine does not collapse them.
+"""How many CPU threads torch and FAISS use, so that a busy machine does not collapse them.
 
-torch starts one thread per core and every parallel step waits for all of them. When other processes
-keep the cores busy, some of those threads are off the CPU at any moment and the others wait for
-them: on this 2-core machine beside 4 CPU-burning processes, two threads made a warm verify 3x slower
-than one thread (benchmarks/contention.py). So facesys picks the count itself, before each batch of
-photos (``adapt``, a few microseconds of reading ``/proc``):
+Two ways to use the cores, chosen by the work at hand:
 
-- ``FACESYS_THREADS=N`` or ``--threads N`` (or ``configure(N)``): exactly N threads, always; with
-  neither, ``OMP_NUM_THREADS=N`` counts as a fixed choice too (torch honours it);
-- ``auto`` (the default): the cores this process may use (its CPU affinity and cgroup quota) minus the
-  threads of *other* processes running right now (``/proc/loadavg``), at most an equal share of the
-  cores when ``serve --workers W`` runs W processes, and at least 1. Idle machine: all cores; busy: fewer.
+- **Photo workers** for a batch of several photos (``photo_workers``, ``photo_pool``;
+  facesys/embed.py): the batch is split between worker threads, each running torch and FAISS on
+  *one* thread, and the next batch starts while the caller handles this one. Photos never wait for
+  each other, so a core taken by another program slows one worker, not all. Automatic count: the
+  cores this process may use (its CPU affinity and cgroup quota; an equal share under ``serve
+  --workers W``) plus ``SPARE_WORKERS`` (2, as ninja's default ``-j``): a spare worker runs while
+  another waits for the interpreter lock or for a busy core, and Linux, which gives each runnable
+  thread an equal slice within a session, then gives facesys its due beside other busy programs
+  (benchmarks/contention.py: identify beside 4 CPU burners in facesys's session 2.4x slower than
+  alone with 4 workers, 3.7x with the previous policy below; other costs on an idle machine: none
+  measurable).
+- **Threads inside each operation** for a single photo (``adapt``, before each batch; a verify
+  of one pair uses the photo workers): torch's threads wait for each other at every step, so a
+  thread that is off the CPU holds all of them up (on this 2-core machine beside 4 CPU-burning
+  processes, two threads made a warm verify 3x slower than one). The count is chosen before each
+  batch, in a few microseconds of reading ``/proc``: the usable cores minus the threads of *other*
+  processes running right now (``/proc/loadavg``), at most an equal share under ``serve --workers``,
+  and at least 1. Idle machine: all cores; busy: fewer.
+
+``FACESYS_THREADS=N`` or ``--threads N`` (or ``configure(N)``) fixes both: N photo workers, N
+threads for a single photo; with neither, ``OMP_NUM_THREADS=N`` counts as a fixed choice too (torch
+honours it).
 
 OpenMP's wait policy (``set_wait_policy``, run by ``import facesys`` before torch loads OpenMP): a thread
 that waits for work spins for ``SPIN_ROUNDS`` rounds (~0.1 ms) and then sleeps. OpenMP's default spins
@@ -27,17 +40,23 @@ from __future__ import annotations
 import math
 import os
 import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from facesys.errors import FacesysError
 
 THREADS_ENV = "FACESYS_THREADS"
+SPARE_WORKERS = 2  # photo workers beyond the cores (as ninja's default -j: cores + 2)
 SPIN_ROUNDS = "30000"  # GOMP_SPINCOUNT while the thread count is automatic (OpenMP's default: 300000)
 _WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _wait_policy_chosen_by_facesys = False
 
 _configured: int | str | None = "unset"  # set by configure(): a count, or None for auto; "unset": read THREADS_ENV
 _share = 1  # processes splitting this machine's cores (serve --workers)
+_local = threading.local()  # .pinned: this thread's fixed count (the photo workers run one thread each)
+_pools: dict[int, ThreadPoolExecutor] = {}
+_pools_lock = threading.Lock()
 
 
 def parse_threads(value: str | int | None, source: str = THREADS_ENV) -> int | None:
@@ -114,17 +133,50 @@ def running_elsewhere() -> int:
     return max(0, running - own)
 
 
-def choose_threads() -> int:
-    """The thread count for the next batch (see the module docstring)."""
+def fixed_count() -> int | None:
+    """The count fixed by ``configure``, ``FACESYS_THREADS`` or ``OMP_NUM_THREADS``; None: automatic."""
     fixed = _configured
     if fixed == "unset":
         fixed = parse_threads(os.environ.get(THREADS_ENV))
         if fixed is None and os.environ.get("OMP_NUM_THREADS", "").isdigit():  # as torch itself does
             fixed = max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return fixed
+
+
+def choose_threads() -> int:
+    """The thread count for the next batch (see the module docstring)."""
+    pinned = getattr(_local, "pinned", None)
+    if pinned is not None:
+        return pinned
+    fixed = fixed_count()
     if fixed is not None:
         return fixed
     cores = usable_cores()
     return max(1, min(cores // _share, cores - running_elsewhere()))
+
+
+def photo_workers() -> int:
+    """How many photos of a batch are worked on at once, each by a thread of its own running one
+    intra-op thread (facesys/embed.py): the fixed count, else the cores this process may use (an
+    equal share under ``serve --workers``) plus ``SPARE_WORKERS``; 1 inside a photo worker."""
+    if getattr(_local, "pinned", None) is not None:
+        return 1
+    fixed = fixed_count()
+    return fixed if fixed is not None else max(1, usable_cores() // _share) + SPARE_WORKERS
+
+
+def _pin_to_one_thread() -> None:
+    _local.pinned = 1
+
+
+def photo_pool(workers: int) -> ThreadPoolExecutor:
+    """The shared pool of ``workers`` photo workers (threads that run torch and FAISS on one thread each)."""
+    with _pools_lock:
+        pool = _pools.get(workers)
+        if pool is None:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="facesys-photo", initializer=_pin_to_one_thread)
+            _pools[workers] = pool
+        return pool
 
 
 def adapt() -> int:

@@ -102,3 +102,37 @@ def test_a_stored_crop_gives_back_the_chip(embedder, photos):
     jpeg, (x0, y0, scale) = face_crop(result.image, face.box)
     again = embedder.embed_crops([(jpeg, [x0, y0, scale], face.landmarks.tolist())])[0]
     assert float(again @ face.embedding) > 0.99  # a JPEG round trip of the crop, nothing more
+
+
+def test_photo_workers_give_the_same_answers_in_order(embedder, photos, tmp_path, monkeypatch):
+    """Several photo workers (facesys/threads.py) split each batch: same faces, same order, errors in
+    place, and every worker ran its photos on one thread."""
+    from facesys import threads
+
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    items = [photos[0], bad, *photos[1:], photos[0]]
+    alone = embedder.faces(items, errors="collect", batch_size=3)
+    seen = []
+    run = embedder._run
+
+    def counting_run(pending, *options):
+        seen.append(threads.choose_threads())
+        return run(pending, *options)
+
+    monkeypatch.setattr(embedder, "_run", counting_run)
+    monkeypatch.setattr(threads, "fixed_count", lambda: 3)
+    shared = list(embedder.face_batches(enumerate(items), errors="collect", batch_size=3))
+    assert [len(batch) for batch in shared] == [3, 3]  # the caller's batches, whoever ran them
+    assert [tag for batch in shared for tag, _ in batch] == list(range(6))
+    together = [result for batch in shared for _, result in batch]
+    assert [r.source for r in together] == [r.source for r in alone]
+    assert "bad.jpg" in together[1].error and together[1].faces == []
+    for a, b in zip(alone, together, strict=True):
+        assert len(a.faces) == len(b.faces)
+        for fa, fb in zip(a.faces, b.faces, strict=True):
+            # a photo detected alone rather than in a batch of 3 moves its landmarks by ~1e-4 px (the
+            # batched convolutions sum in another order), its embedding by ~1e-5 per value
+            np.testing.assert_allclose(fb.box, fa.box, atol=1e-2)
+            np.testing.assert_allclose(fb.embedding, fa.embedding, rtol=0, atol=1e-4)
+    assert len(seen) == 6 and set(seen) == {1}  # 2 batches x 3 parts, each on one thread

@@ -136,3 +136,15 @@ def test_import_facesys_chooses_the_openmp_wait_policy(given, expected):
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**env, **given})
     assert run.returncode == 0, run.stderr
     assert __import__("json").loads(run.stdout) == expected
+
+
+def test_photo_workers_take_every_core_plus_spares_and_run_one_thread_each(monkeypatch):
+    monkeypatch.setattr(threads, "usable_cores", lambda: 8)
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: 50)  # a busy machine does not lower it
+    assert threads.photo_workers() == 8 + threads.SPARE_WORKERS
+    threads.configure("auto", share=4)  # serve --workers 4
+    assert threads.photo_workers() == 2 + threads.SPARE_WORKERS
+    threads.configure(3)  # a fixed count is the number of threads at work, whatever runs them
+    assert threads.photo_workers() == 3
+    inside = threads.photo_pool(2).submit(lambda: (threads.photo_workers(), threads.choose_threads())).result()
+    assert inside == (1, 1)  # a worker neither splits its photos again nor runs a team of threads

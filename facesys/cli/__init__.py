@@ -69,7 +69,8 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
         {
             "type": THREAD_COUNT,
             "metavar": "N|auto",
-            "help": f"CPU threads; auto (the default) adapts to how busy the machine is. Env: {THREADS_ENV}.",
+            "help": f"CPU threads at work (photos at once, or threads on one photo); auto (the default): the cores + 2 "
+            f"for several photos, the free cores for one. Env: {THREADS_ENV}.",
         },
         {},
     ),
