@@ -7,12 +7,16 @@ Two ways to use the cores, chosen by the work at hand:
   *one* thread, and the next batch starts while the caller handles this one. Photos never wait for
   each other, so a core taken by another program slows one worker, not all. Automatic count: the
   cores this process may use (its CPU affinity and cgroup quota; an equal share under ``serve
-  --workers W``) plus ``SPARE_WORKERS`` (2, as ninja's default ``-j``): a spare worker runs while
-  another waits for the interpreter lock or for a busy core, and Linux, which gives each runnable
-  thread an equal slice within a session, then gives facesys its due beside other busy programs
-  (benchmarks/contention.py: identify beside 4 CPU burners in facesys's session 2.4x slower than
-  alone with 4 workers, 3.7x with the previous policy below; other costs on an idle machine: none
-  measurable).
+  --workers W``), plus ``SPARE_WORKERS`` (1) while other processes keep cores busy. Linux gives
+  every runnable thread of a session an equal slice, so W workers beside B busy threads of the same
+  session on C cores get C*W/(W+B) cores: the spare moves that from C/3 to 3C/7 beside 4 CPU
+  burners on 2 cores. Measured (benchmarks/contention.py, identify on 2 cores): beside 4 burners in
+  facesys's session 2.8x slower than alone (a worker per core: 3.1x; threads inside each
+  operation, as before: 4.1x); beside burners in another session, where Linux shares the CPU
+  between sessions and more threads gain nothing, 1.7-2.2x (before: 1.6x); two facesys
+  processes together 1.04x one alone. Two spares measured 2.2x in the same session, but two
+  facesys processes then reached only 0.94x: extra threads also mean smaller batches and more
+  switching. No spare on an idle machine for the same reason.
 - **Threads inside each operation** for a single photo (``adapt``, before each batch; a verify
   of one pair uses the photo workers): torch's threads wait for each other at every step, so a
   thread that is off the CPU holds all of them up (on this 2-core machine beside 4 CPU-burning
@@ -47,7 +51,7 @@ from pathlib import Path
 from facesys.errors import FacesysError
 
 THREADS_ENV = "FACESYS_THREADS"
-SPARE_WORKERS = 2  # photo workers beyond the cores (as ninja's default -j: cores + 2)
+SPARE_WORKERS = 1  # photo workers beyond the cores while other processes run
 SPIN_ROUNDS = "30000"  # GOMP_SPINCOUNT while the thread count is automatic (OpenMP's default: 300000)
 _WAIT_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _wait_policy_chosen_by_facesys = False
@@ -158,11 +162,14 @@ def choose_threads() -> int:
 def photo_workers() -> int:
     """How many photos of a batch are worked on at once, each by a thread of its own running one
     intra-op thread (facesys/embed.py): the fixed count, else the cores this process may use (an
-    equal share under ``serve --workers``) plus ``SPARE_WORKERS``; 1 inside a photo worker."""
+    equal share under ``serve --workers``), plus ``SPARE_WORKERS`` while other processes keep
+    cores busy; 1 inside a photo worker."""
     if getattr(_local, "pinned", None) is not None:
         return 1
     fixed = fixed_count()
-    return fixed if fixed is not None else max(1, usable_cores() // _share) + SPARE_WORKERS
+    if fixed is not None:
+        return fixed
+    return max(1, usable_cores() // _share) + (SPARE_WORKERS if running_elsewhere() else 0)
 
 
 def _pin_to_one_thread() -> None:

@@ -138,9 +138,11 @@ def test_import_facesys_chooses_the_openmp_wait_policy(given, expected):
     assert __import__("json").loads(run.stdout) == expected
 
 
-def test_photo_workers_take_every_core_plus_spares_and_run_one_thread_each(monkeypatch):
+def test_photo_workers_take_every_core_plus_spares_when_busy_and_run_one_thread_each(monkeypatch):
     monkeypatch.setattr(threads, "usable_cores", lambda: 8)
-    monkeypatch.setattr(threads, "running_elsewhere", lambda: 50)  # a busy machine does not lower it
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: 0)
+    assert threads.photo_workers() == 8
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: 50)  # a busy machine: spares, not fewer
     assert threads.photo_workers() == 8 + threads.SPARE_WORKERS
     threads.configure("auto", share=4)  # serve --workers 4
     assert threads.photo_workers() == 2 + threads.SPARE_WORKERS
