@@ -69,8 +69,8 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
         {
             "type": THREAD_COUNT,
             "metavar": "N|auto",
-            "help": f"CPU threads at work (photos at once, or threads on one photo); auto (the default): the cores + 2 "
-            f"for several photos, the free cores for one. Env: {THREADS_ENV}.",
+            "help": f"CPU threads at work (photos at once, or threads on one photo); auto (the default): a photo per "
+            f"core (one more when the machine is busy), the free cores for a single photo. Env: {THREADS_ENV}.",
         },
         {},
     ),
