@@ -583,7 +583,6 @@ class TruthStore(ABC):
         left alone) in one transaction; meta ``last_cluster_id`` keeps the highest cluster id ever
         set, so new clusters can be given ids never used before."""
 
-    @abstractmethod
     def name_library_faces(self, ids: list[int], name: str) -> NamedFaces:
         """Name library faces ``name`` in ONE transaction: the person is created, or the existing
         person of that name (compared ignoring case, :func:`name_key`) is used; each face is copied
@@ -591,18 +590,119 @@ class TruthStore(ABC):
         photo has an enrolled face already, linked to its copy, and marked assigned "user". A face
         named another person before loses that copy. UnknownFaceError for ids that do not exist;
         GalleryError for a face of another model or when the person would have no enrolled face."""
+        name = normalize_name(name)
+        with self.transaction():
+            rows = self._library_rows(ids)
+            model_id = self.model_id
+            for face_id, _, _, _, _, face_model in rows:
+                if face_model != model_id:
+                    raise ConflictError(
+                        f"library face #{face_id} was made by {face_model}; the gallery's model is {model_id} "
+                        "(scan the library again)"
+                    )
+            existing = self._person_row(name)
+            # faces named this person already, with their copy, stay as they are; the others are (re)named
+            todo = [row for row in rows if not (existing and row[1] == existing[0] and row[2] is not None)]
+            dropped = self._drop_copies(todo)  # copies made when they were named someone else
+            name = existing[1] if existing else name
+            chosen = choose_copies(todo, self._enrolled_photos(sorted({row[3] for row in todo})))
+            if existing is None and not chosen:
+                raise ConflictError(
+                    f"{name!r} would have no enrolled face: the photos of these library faces are enrolled already "
+                    "(one enrolled face per photo); name a face from another photo first"
+                )
+            person_id = self._person_id(name, create=True)
+            enrolled = {face_id: self._copy_library_face(face_id, person_id) for face_id in chosen}
+            self._assign_library_faces(person_id, [(row[0], enrolled.get(row[0])) for row in todo])
+            if enrolled:
+                self._log(self._bump_generation(), list(enrolled.values()), added=True)
+            self._audit("name_faces", person_id, {"library_faces": [row[0] for row in rows], "face_ids": list(enrolled.values())})
+        if dropped:
+            self.erase_freed_pages()
+        return NamedFaces(name, [row[0] for row in rows], enrolled, [row[0] for row in todo if row[0] not in enrolled])
 
-    @abstractmethod
     def unname_library_faces(self, ids: list[int]) -> list[int]:
         """Take these library faces back from their person (automatic or not), removing their
         enrolled copies (a person left without faces goes too), in one transaction; returns those
         that were named. UnknownFaceError for ids that do not exist."""
+        with self.transaction():
+            named = [row for row in self._library_rows(ids) if row[1] is not None]
+            dropped = self._drop_copies(named)
+            self._clear_library_faces([row[0] for row in named])
+            for person_id, face_ids in faces_by_person([(row[0], row[1]) for row in named]).items():
+                self._audit("unname_faces", person_id, {"library_faces": face_ids})
+        if dropped:
+            self.erase_freed_pages()
+        return [row[0] for row in named]
 
-    @abstractmethod
     def remove_library_faces(self, ids: list[int]) -> int:
         """Delete these library faces and their enrolled copies (crops and vectors gone, freed space
         erased), in one transaction; returns how many. The file stays recorded, so a re-scan does
         not find the face again until the file changes. UnknownFaceError for ids that do not exist."""
+        with self.transaction():
+            rows = self._library_rows(ids)
+            self._drop_copies(rows)
+            self._delete_library_faces([row[0] for row in rows])
+            self._audit("remove_library_faces", detail={"library_faces": [row[0] for row in rows]})
+        self.erase_freed_pages()
+        return len(rows)
+
+    # What naming library faces needs of a backend; each runs inside :meth:`transaction`.
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager:
+        """One write transaction: committed on leaving, rolled back on an exception."""
+
+    @abstractmethod
+    def _person_row(self, name: str) -> tuple[int, str] | None:
+        """(id, stored name) of the person named ``name`` (compared ignoring case), or None."""
+
+    @abstractmethod
+    def _person_id(self, name: str, create: bool) -> int | None:
+        """The id of the person ``name``, created when ``create`` and missing."""
+
+    @abstractmethod
+    def _bump_generation(self) -> int:
+        """Advance the store's generation; returns the new one."""
+
+    @abstractmethod
+    def _log(self, generation: int, face_ids: list[int], added: bool) -> None:
+        """Record in the change log that ``face_ids`` were added (or removed) at ``generation``."""
+
+    @abstractmethod
+    def _audit(self, action: str, person_id: int | None = None, detail: dict | None = None) -> None:
+        """Append an event to the audit log."""
+
+    @abstractmethod
+    def _library_rows(self, ids: list[int]) -> list[tuple]:
+        """(id, person id, enrolled face id, photo sha256, score, model id) of the library faces
+        ``ids``, locked for this transaction; UnknownFaceError naming those that do not exist."""
+
+    @abstractmethod
+    def _drop_copies(self, rows: list[tuple]) -> list[int]:
+        """Delete the enrolled copies of library face ``rows`` (from :meth:`_library_rows`), logged
+        and audited per person, and the people left without faces (their library faces detached);
+        returns the copies' face ids."""
+
+    @abstractmethod
+    def _enrolled_photos(self, hashes: list[str]) -> set[str]:
+        """Those of the image sha256 ``hashes`` that have an enrolled face."""
+
+    @abstractmethod
+    def _copy_library_face(self, face_id: int, person_id: int) -> int:
+        """Copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
+
+    @abstractmethod
+    def _assign_library_faces(self, person_id: int, faces: list[tuple[int, int | None]]) -> None:
+        """Name (library face id, its enrolled copy or None) ``faces`` ``person_id``'s, assigned by the user, unclustered."""
+
+    @abstractmethod
+    def _clear_library_faces(self, ids: list[int]) -> None:
+        """Take library faces ``ids`` from their person: no person, assignment, copy or cluster."""
+
+    @abstractmethod
+    def _delete_library_faces(self, ids: list[int]) -> None:
+        """Delete the library faces ``ids``."""
 
     # -- API keys and the audit log ----------------------------------------------------------------
 

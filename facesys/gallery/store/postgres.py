@@ -76,13 +76,11 @@ from facesys.gallery.store.base import (
     LibraryFace,
     LibraryPhoto,
     NameConflictError,
-    NamedFaces,
     NewFace,
     NewLibraryFace,
     ScannedPhoto,
     TruthStore,
     check_new_key,
-    choose_copies,
     detail_json,
     embedding_bytes,
     face_problems,
@@ -990,45 +988,8 @@ class PostgresStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
-    def name_library_faces(self, ids: list[int], name: str) -> NamedFaces:
-        name = normalize_name(name)
-        with self.transaction():
-            rows = self._library_rows(ids)
-            model_id = self.model_id
-            for face_id, _, _, _, _, face_model in rows:
-                if face_model != model_id:
-                    raise ConflictError(
-                        f"library face #{face_id} was made by {face_model}; the gallery's model is {model_id} "
-                        "(scan the library again)"
-                    )
-            existing = self._person_row(name)
-            # faces named this person already, with their copy, stay as they are; the others are (re)named
-            todo = [row for row in rows if not (existing and row[1] == existing[0] and row[2] is not None)]
-            dropped = self._drop_copies(todo)  # copies made when they were named someone else
-            name = existing[1] if existing else name
-            hashes = sorted({row[3] for row in todo})
-            taken = {
-                sha for (sha,) in self._rows("SELECT image_sha256 FROM faces WHERE image_sha256 = ANY(%s::text[])", (hashes,))
-            }
-            chosen = choose_copies(todo, taken)
-            if existing is None and not chosen:
-                raise ConflictError(
-                    f"{name!r} would have no enrolled face: the photos of these library faces are enrolled already "
-                    "(one enrolled face per photo); name a face from another photo first"
-                )
-            person_id = self._person_id(name, create=True)
-            enrolled = {face_id: self._copy_library_face(face_id, person_id) for face_id in chosen}
-            self._execute(
-                "UPDATE library_faces lf SET person_id = %s, assigned = 'user', cluster = NULL, enrolled_face_id = new.copy "
-                "FROM unnest(%s::bigint[], %s::bigint[]) AS new(id, copy) WHERE lf.id = new.id",
-                (person_id, [row[0] for row in todo], [enrolled.get(row[0]) for row in todo]),
-            )
-            if enrolled:
-                self._log(self._bump_generation(), list(enrolled.values()), added=True)
-            self._audit("name_faces", person_id, {"library_faces": [row[0] for row in rows], "face_ids": list(enrolled.values())})
-        if dropped:
-            self.erase_freed_pages()
-        return NamedFaces(name, [row[0] for row in rows], enrolled, [row[0] for row in todo if row[0] not in enrolled])
+    def _enrolled_photos(self, hashes: list[str]) -> set[str]:
+        return {sha for (sha,) in self._rows("SELECT image_sha256 FROM faces WHERE image_sha256 = ANY(%s::text[])", (hashes,))}
 
     def _copy_library_face(self, face_id: int, person_id: int) -> int:
         """Inside a transaction: copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
@@ -1040,29 +1001,22 @@ class PostgresStore(TruthStore):
         )
         return new_id
 
-    def unname_library_faces(self, ids: list[int]) -> list[int]:
-        with self.transaction():
-            named = [row for row in self._library_rows(ids) if row[1] is not None]
-            dropped = self._drop_copies(named)
-            self._execute(
-                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
-                "WHERE id = ANY(%s::bigint[])",
-                ([row[0] for row in named],),
-            )
-            for person_id, face_ids in faces_by_person([(row[0], row[1]) for row in named]).items():
-                self._audit("unname_faces", person_id, {"library_faces": face_ids})
-        if dropped:
-            self.erase_freed_pages()
-        return [row[0] for row in named]
+    def _assign_library_faces(self, person_id: int, faces: list[tuple[int, int | None]]) -> None:
+        self._execute(
+            "UPDATE library_faces lf SET person_id = %s, assigned = 'user', cluster = NULL, enrolled_face_id = new.copy "
+            "FROM unnest(%s::bigint[], %s::bigint[]) AS new(id, copy) WHERE lf.id = new.id",
+            (person_id, [face_id for face_id, _ in faces], [copy for _, copy in faces]),
+        )
 
-    def remove_library_faces(self, ids: list[int]) -> int:
-        with self.transaction():
-            rows = self._library_rows(ids)
-            self._drop_copies(rows)
-            self._execute("DELETE FROM library_faces WHERE id = ANY(%s::bigint[])", ([row[0] for row in rows],))
-            self._audit("remove_library_faces", detail={"library_faces": [row[0] for row in rows]})
-        self.erase_freed_pages()
-        return len(rows)
+    def _clear_library_faces(self, ids: list[int]) -> None:
+        self._execute(
+            "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
+            "WHERE id = ANY(%s::bigint[])",
+            (ids,),
+        )
+
+    def _delete_library_faces(self, ids: list[int]) -> None:
+        self._execute("DELETE FROM library_faces WHERE id = ANY(%s::bigint[])", (ids,))
 
     # -- API keys and the audit log --------------------------------------------------------------
 

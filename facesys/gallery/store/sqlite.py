@@ -54,13 +54,11 @@ from facesys.gallery.store.base import (
     LibraryFace,
     LibraryPhoto,
     NameConflictError,
-    NamedFaces,
     NewFace,
     NewLibraryFace,
     ScannedPhoto,
     TruthStore,
     check_new_key,
-    choose_copies,
     detail_json,
     embedding_bytes,
     face_problems,
@@ -811,48 +809,9 @@ class SQLiteStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
-    def name_library_faces(self, ids: list[int], name: str) -> NamedFaces:
-        name = normalize_name(name)
-        with self.transaction():
-            rows = self._library_rows(ids)
-            for face_id, _, _, _, _, face_model in rows:
-                if face_model != self.model_id:
-                    raise ConflictError(
-                        f"library face #{face_id} was made by {face_model}; the gallery's model is {self.model_id} "
-                        "(scan the library again)"
-                    )
-            existing = self._person_row(name)
-            # faces named this person already, with their copy, stay as they are; the others are (re)named
-            todo = [row for row in rows if not (existing and row[1] == existing[0] and row[2] is not None)]
-            dropped = self._drop_copies(todo)  # copies made when they were named someone else
-            name = existing[1] if existing else name
-            chosen = self._photos_to_enroll(todo)
-            if existing is None and not chosen:
-                raise ConflictError(
-                    f"{name!r} would have no enrolled face: the photos of these library faces are enrolled already "
-                    "(one enrolled face per photo); name a face from another photo first"
-                )
-            person_id = self._person_id(name, create=True)
-            enrolled = {face_id: self._copy_library_face(face_id, person_id) for face_id in chosen}
-            self.db.executemany(
-                "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? WHERE id = ?",
-                [(person_id, enrolled.get(row[0]), row[0]) for row in todo],
-            )
-            if enrolled:
-                self._log(self._bump_generation(), list(enrolled.values()), added=True)
-            self._audit("name_faces", person_id, {"library_faces": [row[0] for row in rows], "face_ids": list(enrolled.values())})
-        if dropped:
-            self.erase_freed_pages()
-        return NamedFaces(name, [row[0] for row in rows], enrolled, [row[0] for row in todo if row[0] not in enrolled])
-
-    def _photos_to_enroll(self, rows: list[tuple]) -> list[int]:
-        """Inside a transaction: of library face ``rows`` (from :meth:`_library_rows`, copies already
-        dropped), the ids to copy into ``faces``: the best detection of each photo that has no
-        enrolled face yet (image_sha256 is unique among enrolled faces), ascending."""
-        hashes = json.dumps(sorted({row[3] for row in rows}))
+    def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         query = "SELECT image_sha256 FROM faces WHERE image_sha256 IN (SELECT value FROM json_each(?))"
-        taken = {sha for (sha,) in self.db.execute(query, (hashes,))}
-        return choose_copies(rows, taken)
+        return {sha for (sha,) in self.db.execute(query, (json.dumps(hashes),))}
 
     def _copy_library_face(self, face_id: int, person_id: int) -> int:
         """Inside a transaction: copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
@@ -865,32 +824,22 @@ class SQLiteStore(TruthStore):
         )
         return new_id
 
-    def unname_library_faces(self, ids: list[int]) -> list[int]:
-        with self.transaction():
-            named = [row for row in self._library_rows(ids) if row[1] is not None]
-            dropped = self._drop_copies(named)
-            self.db.execute(
-                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
-                "WHERE id IN (SELECT value FROM json_each(?))",
-                (json.dumps([row[0] for row in named]),),
-            )
-            for person_id, face_ids in faces_by_person([(row[0], row[1]) for row in named]).items():
-                self._audit("unname_faces", person_id, {"library_faces": face_ids})
-        if dropped:
-            self.erase_freed_pages()
-        return [row[0] for row in named]
+    def _assign_library_faces(self, person_id: int, faces: list[tuple[int, int | None]]) -> None:
+        self.db.executemany(
+            "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? WHERE id = ?",
+            [(person_id, copy, face_id) for face_id, copy in faces],
+        )
 
-    def remove_library_faces(self, ids: list[int]) -> int:
-        with self.transaction():
-            rows = self._library_rows(ids)
-            self._drop_copies(rows)
-            self.db.execute(
-                "DELETE FROM library_faces WHERE id IN (SELECT value FROM json_each(?))", (json.dumps([row[0] for row in rows]),)
-            )
-            self._audit("remove_library_faces", detail={"library_faces": [row[0] for row in rows]})
-            self._set_meta({ERASE_PENDING: 1})
-        self.erase_freed_pages()
-        return len(rows)
+    def _clear_library_faces(self, ids: list[int]) -> None:
+        self.db.execute(
+            "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
+            "WHERE id IN (SELECT value FROM json_each(?))",
+            (json.dumps(ids),),
+        )
+
+    def _delete_library_faces(self, ids: list[int]) -> None:
+        self.db.execute("DELETE FROM library_faces WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
+        self._set_meta({ERASE_PENDING: 1})
 
     # -- API keys and the audit log ------------------------------------------------------------
 
