@@ -62,7 +62,8 @@ def rules(best: np.ndarray, every: np.ndarray, people: int) -> dict[str, float |
 
 
 def split_scores(vectors: dict, root: Path, seed: int, share: float) -> dict:
-    """Template distances of one split: genuine (true, nearest, distance), strangers' nearest, enrolled faces' strangers."""
+    """Template distances of one split: genuine (true, nearest, distance), strangers' nearest, enrolled faces' strangers,
+    and the split's enrolled photos per person."""
     split = split_identification(root, 2, 5, 10, share, seed)
     enrolled = {n: np.stack([vectors[p] for p in ps if vectors[p] is not None]) for n, ps in split.enrolled.items()}
     names = sorted(enrolled)
@@ -81,7 +82,15 @@ def split_scores(vectors: dict, root: Path, seed: int, share: float) -> dict:
             best.append(d.min())
             every.extend(d)
     faces = sum(len(v) for v in enrolled.values())
-    return dict(genuine=genuine, strangers=strangers, best=np.array(best), every=np.array(every), people=len(names), faces=faces)
+    return dict(
+        genuine=genuine,
+        strangers=strangers,
+        best=np.array(best),
+        every=np.array(every),
+        people=len(names),
+        faces=faces,
+        enrolled=split.enrolled,
+    )
 
 
 def dlib_reference(pairs: list[tuple[Path, str]], split_enrolled: dict[str, list[Path]]) -> list[float | None]:
@@ -126,8 +135,7 @@ def main() -> None:
                 closest = sorted(s["strangers"], key=lambda item: item[2])[:5]
                 allowed = int(np.floor((1 - 0.97) * len(stranger)))  # strangers that may be named for 97% rejected
                 needed = float(np.sort(stranger)[allowed])
-                split = split_identification(root, 2, 5, 10, share, seed)
-                reference = dlib_reference([(p, person) for p, person, _ in closest], split.enrolled)
+                reference = dlib_reference([(p, person) for p, person, _ in closest], s["enrolled"])
                 report["yale_default_split"] = {
                     "closest_strangers": [
                         {
