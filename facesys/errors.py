@@ -66,5 +66,10 @@ class ConflictError(GalleryError):
     service answers 409)."""
 
 
+class GalleryVersionError(GalleryError):
+    """A gallery whose schema is newer than this facesys supports (a service answers 503, naming
+    the version, until facesys is upgraded)."""
+
+
 class GalleryUnavailableError(GalleryError):
     """The gallery's database cannot be reached (a service answers 503 and recovers when it can)."""

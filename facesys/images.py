@@ -130,8 +130,8 @@ def _open(file, name: str, max_pixels: int) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(file)
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: declared image size is refused as a decompression bomb") from None
+    except Image.DecompressionBombError:  # too large as any other image over the limit: ImageTooLargeError
+        raise ImageTooLargeError(f"{name}: declared image size is refused (limit {max_pixels:,} pixels)") from None
     except UnidentifiedImageError:
         raise ImageError(f"{name}: not an image file (unknown or corrupt format)") from None
     except PermissionError:
@@ -169,6 +169,16 @@ def check_image_bytes(source: ImageBytes) -> None:
     _open_bytes(source).close()
 
 
+def declared_pixels(source: ImageBytes) -> int:
+    """Width x height ``source`` declares (its header only; nothing is decoded); 0 when it is not
+    an image of an allowed size (it is refused on its own when decoded)."""
+    try:
+        with _open_bytes(source) as image:
+            return image.width * image.height
+    except ImageError:
+        return 0
+
+
 def _open_bytes(source: ImageBytes) -> Image.Image:
     """An upload opened lazily (:func:`_open`); ImageError for an empty one."""
     if not source.data:
@@ -186,7 +196,9 @@ def _decode(image: Image.Image, name: str) -> np.ndarray:
             return _to_rgb(image, name)
     except ImageError:
         raise
-    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLargeError(f"{name}: image is refused as too large ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
         raise ImageError(f"{name}: corrupt or truncated image ({exc})") from None
     except MemoryError:
-        raise ImageError(f"{name}: image too large to decode in memory") from None
+        raise ImageTooLargeError(f"{name}: image too large to decode in memory") from None

@@ -15,6 +15,13 @@ from facesys.cli import Settings, main
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.1), default=20.0, show_default=True, help="Largest request body.")
 @click.option("--max-files", type=click.IntRange(min=1), default=32, show_default=True, help="Uploads per request.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Largest image decoded.")
+@click.option(
+    "--max-request-pixels",
+    type=click.IntRange(min=1),
+    default=100_000_000,
+    show_default=True,
+    help="Pixels of all of a request's photos together (413 above).",
+)
 @click.option("--request-timeout", type=click.FloatRange(min=0.01), default=60.0, show_default=True, help="Seconds.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per micro-batch.")
 @click.option(
@@ -25,13 +32,29 @@ from facesys.cli import Settings, main
     help="Longest a micro-batch waits to fill.",
 )
 @click.option("--max-queue", type=click.IntRange(min=1), default=256, show_default=True, help="Requests waiting before 503.")
+@click.option(
+    "--allow-anonymous",
+    is_flag=True,
+    help="Requests without a key are admin, even when the gallery has or had keys (loopback only).",
+)
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info")
 @click.pass_obj
-def serve(settings: Settings, host: str, port: int, workers: int, cors: tuple[str, ...], log_level: str, **limits) -> None:
+def serve(
+    settings: Settings,
+    host: str,
+    port: int,
+    workers: int,
+    cors: tuple[str, ...],
+    allow_anonymous: bool,
+    log_level: str,
+    **limits,
+) -> None:
     """Serve the JSON API (/v1, docs at /docs) and the web page (/) over the gallery.
 
     Requests send an API key ('facesys keys create NAME --scope ...') as 'Authorization: Bearer KEY'.
-    While the gallery has no key, only a loopback address is served, and every request is admin.
+    While the gallery never had a key, only a loopback address is served, and every request is
+    admin; once it had one, every request needs a key (revoking the last one opens nothing),
+    unless --allow-anonymous (loopback only) says otherwise.
     """
     import uvicorn
 
@@ -41,11 +64,23 @@ def serve(settings: Settings, host: str, port: int, workers: int, cors: tuple[st
 
     gallery = Gallery(settings.gallery)
     gallery.exists()  # a database gallery that cannot be reached: one line, exit 2
+    if allow_anonymous and not is_loopback(host):
+        raise FacesysError(f"--allow-anonymous: only for a loopback --host (127.0.0.1, ::1, localhost), not {host}")
     if not is_loopback(host) and not gallery.has_keys():
         raise FacesysError(
             f"--host {host}: refusing to serve beyond this machine with no API key defined; "
             "create one first: facesys keys create NAME --scope admin"
         )
+    if allow_anonymous:
+        announce = "--allow-anonymous: every request without a key is admin (this machine only)"
+    elif not gallery.keys_required():
+        announce = "no API key defined: every request is admin (this machine only) until one is made"
+    elif not gallery.has_keys():
+        announce = "every API key is revoked: requests are refused (401) until one is made (facesys keys create)"
+    else:
+        announce = None
+    if announce:
+        click.echo(f"facesys serve: {announce}", err=True)
     service = ServiceSettings(
         gallery=settings.gallery,
         model=settings.model,
@@ -60,10 +95,12 @@ def serve(settings: Settings, host: str, port: int, workers: int, cors: tuple[st
         max_upload_bytes=int(limits["max_upload_mb"] * 2**20),
         max_files=limits["max_files"],
         max_pixels=limits["max_pixels"],
+        max_request_pixels=limits["max_request_pixels"],
         request_timeout_s=limits["request_timeout"],
         batch_size=limits["batch_size"],
         batch_wait_ms=limits["batch_wait_ms"],
         max_queue=limits["max_queue"],
+        allow_anonymous=allow_anonymous,
     )
     service.to_environment()
     if not settings.quiet:

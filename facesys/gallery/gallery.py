@@ -390,6 +390,14 @@ class Gallery:
         with self.open() as store:
             return store.has_api_keys()
 
+    def keys_required(self) -> bool:
+        """Whether every request must carry a key: the gallery has, or ever had, an API key (so
+        revoking the last one never lets anonymous callers in)."""
+        if not self.exists():
+            return False
+        with self.open() as store:
+            return store.keys_required()
+
     def revoke_key(self, name: str) -> None:
         """Revoke the active API key ``name``; UnknownKeyError when there is none."""
         if not self.exists():

@@ -21,11 +21,12 @@ from facesys.errors import FacesysError
 from facesys.gallery.audit import acting_as
 from facesys.gallery.store import normalize_name
 from facesys.images import ImageBytes, check_image_bytes, load_image
+from facesys.keys import allows
 from facesys.service import schemas
 from facesys.service.app import Service
 from facesys.service.auth import Caller, require
 from facesys.service.errors import ApiError, api_error, error_body
-from facesys.service.uploads import read_uploads
+from facesys.service.uploads import check_total_pixels, read_uploads
 
 T = TypeVar("T")
 ERRORS = {status: {"model": schemas.ErrorAnswer} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
@@ -103,6 +104,7 @@ async def verify(
     """Are the largest faces of photos ``a`` and ``b`` the same person? 422 when one has no face."""
     limits = service.settings.max_files, service.settings.max_pixels
     images = [*(await read_uploads([a], "a", *limits)), *(await read_uploads([b], "b", *limits))]
+    check_total_pixels(images, "a, b", service.settings.max_request_pixels)
     decoded = await run_in_threadpool(decode, images)
     if problem := next((d for d in decoded if isinstance(d, ApiError)), None):
         raise problem
@@ -118,6 +120,7 @@ async def verify(
 @router.post("/identify", response_model=schemas.IdentifyAnswer, tags=["recognition"])
 async def identify(
     images: Annotated[list[UploadFile], File(description="One or more photos")],
+    request: Request,
     caller: MayIdentify,
     service: Ready,
     top_k: Annotated[int, Query(ge=1, le=50, description="Candidates listed per face")] = 3,
@@ -125,12 +128,21 @@ async def identify(
     explain: Annotated[bool, Query(description="List every enrolled photo of each candidate, not only the 3 nearest")] = False,
 ) -> dict:
     """Every face of every photo, largest first: the enrolled person (or null), the enrolled photo that
-    decided it, person scores, candidates with their nearest enrolled photos."""
+    decided it, person scores, candidates with their nearest enrolled photos. With a key of scope
+    ``identify`` (which may not list people) each face carries the decided name only: ``candidates``
+    empty, ``face_id`` and ``matched`` null; asking it for candidates (``top_k`` above 1 or
+    ``explain=true``) is refused 403."""
+    lists_people = allows(caller.scope, "enroll")  # the scope GET /v1/people needs
+    if not lists_people and (explain or ("top_k" in request.query_params and top_k > 1)):
+        raise ApiError(
+            403, f"{caller.actor} has scope {caller.scope!r}; top_k above 1 and explain list enrolled people: they need 'enroll'"
+        )
     uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
+    check_total_pixels(uploads, "images", service.settings.max_request_pixels)
     system = service.system
 
     def finish(results: list) -> list:
-        return system.identify_faces(results, top_k, system.policy(threshold))
+        return system.identify_faces(results, top_k if lists_people else 1, system.policy(threshold))
 
     decoded = await run_in_threadpool(decode, uploads)
     usable = [pixels for pixels in decoded if not isinstance(pixels, ApiError)]
@@ -142,9 +154,16 @@ async def identify(
         if isinstance(pixels, ApiError):
             results.append({"file": upload.name, **error_body(pixels.code, pixels.message)})
         else:
-            results.append({"file": upload.name, "faces": [face.to_dict(None if explain else 3) for face in next(found)]})
+            faces = [face.to_dict(None if explain else 3) for face in next(found)]
+            results.append({"file": upload.name, "faces": faces if lists_people else [decided_only(f) for f in faces]})
     errors = sum(isinstance(d, ApiError) for d in decoded)
     return {"model": system.embedder.model_id, "results": results, "summary": {"files": len(uploads), "errors": errors}}
+
+
+def decided_only(face: dict) -> dict:
+    """A face of identify's answer for a caller that may not list people: the decided name, its
+    distance and threshold; no candidates, no enrolled face id or photo path."""
+    return face | {"face_id": None, "matched": None, "candidates": []}
 
 
 # -- people -------------------------------------------------------------------------------------
@@ -167,6 +186,7 @@ async def enroll(
     if existing not in (None, name):
         raise ApiError(409, f"{name!r}: a person named {existing!r} exists already; use that exact name")
     uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
+    check_total_pixels(uploads, "images", service.settings.max_request_pixels)
     refused: dict[int, ApiError] = {}
     for position, upload in enumerate(uploads):
         try:

@@ -9,7 +9,7 @@ import logging
 import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -99,6 +99,9 @@ class RequestGuard:
             host = headers.get(b"host", b"").decode("latin-1")
             origin = headers.get(b"origin", b"").decode("latin-1")
             problem = None
+            if not utf8(scope.get("raw_path") or b""):
+                await error_response(400, "path: not valid UTF-8 after percent-decoding")(scope, receive, send)
+                return
             if self.settings.loopback and not is_loopback(urlsplit(f"//{host}").hostname or ""):
                 problem = f"Host {host!r} is not this machine; a loopback service answers only localhost"
             elif origin and origin not in self.settings.cors and urlsplit(origin).netloc != host:
@@ -107,6 +110,16 @@ class RequestGuard:
                 await error_response(403, problem)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def utf8(raw_path: bytes) -> bool:
+    """Whether a request's raw path is UTF-8 once percent-decoded (else names in it would reach the
+    endpoints with U+FFFD in place of the bytes)."""
+    try:
+        unquote_to_bytes(raw_path.decode("latin-1")).decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def create_app(settings: ServiceSettings) -> FastAPI:
@@ -149,9 +162,13 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @app.get("/healthz", response_model=Health, responses={503: {"model": ErrorAnswer}}, tags=["service"])
     def healthz() -> dict:
         """Ready once the model is loaded and the gallery opened; 503 before (or when that failed),
-        and while the gallery's database cannot be reached."""
+        while the gallery's database cannot be reached, and while the gallery's schema is newer
+        than this facesys (the message names the version)."""
         service.require_ready()
-        service.system.gallery.exists()  # GalleryUnavailableError (503) while a database is down
+        gallery = service.system.gallery
+        if gallery.exists():  # GalleryUnavailableError (503) while a database is down
+            with gallery.open():  # GalleryVersionError (503) once a newer facesys upgraded it
+                pass
         return {
             "status": "ready",
             "model": service.system.embedder.model_id,

@@ -40,11 +40,15 @@ def require(scope: str) -> Callable:
 
 
 def identify_caller(service, credentials: HTTPAuthorizationCredentials | None) -> Caller:
-    """The Caller a request's credentials stand for. With no key defined in the gallery, a service
-    on a loopback address treats every request without credentials as admin."""
+    """The Caller a request's credentials stand for. A request without credentials is admin only
+    on a loopback address, and only when the service runs ``--allow-anonymous`` or the gallery
+    never had a key (read per request from the store: a gallery that had keys always needs one,
+    even after its last key is revoked)."""
     gallery = service.system.gallery
     if credentials is None:
-        if service.settings.loopback and not gallery.has_keys():
+        if service.settings.loopback and service.settings.allow_anonymous:
+            return Caller("anonymous (--allow-anonymous)", "admin")
+        if service.settings.loopback and not gallery.keys_required():
             return Caller("anonymous (no keys defined)", "admin")
         raise ApiError(401, "no API key: send 'Authorization: Bearer <key>'", headers=CHALLENGE)
     key = gallery.key_for(credentials.credentials)

@@ -55,9 +55,13 @@ class FaceOut(BaseModel):
     threshold: float
     threshold_source: str = Field(description="argument, gallery setting, gallery's own strangers or model table")
     quality: str | None = Field(description="Why the face is too poor to name anyone (then name is null), else null")
-    face_id: int | None = Field(description="The enrolled face nearest this one (the photo that matched when named)")
-    matched: EnrolledPhoto | None = Field(description="The enrolled photo that decided the name; null when unknown")
-    candidates: list[CandidateOut]
+    face_id: int | None = Field(
+        description="The enrolled face nearest this one (the photo that matched when named); null for an identify-scope key"
+    )
+    matched: EnrolledPhoto | None = Field(
+        description="The enrolled photo that decided the name; null when unknown, and for an identify-scope key"
+    )
+    candidates: list[CandidateOut] = Field(description="The nearest people, best first; empty for an identify-scope key")
 
 
 class ImageFaces(BaseModel):

@@ -17,9 +17,11 @@ class ServiceSettings:
     ``workers``: processes serving (each takes at most an equal share of the cores);
     ``host``/``port``: where to listen; ``cors``: origins allowed to call from a browser;
     ``max_upload_bytes``: largest request body; ``max_files``: uploads per request;
-    ``max_pixels``: largest declared image size decoded; ``request_timeout_s``: longest a
+    ``max_pixels``: largest declared image size decoded; ``max_request_pixels``: declared
+    pixels of all of a request's photos together; ``request_timeout_s``: longest a
     request waits for its answer; ``batch_size`` (images) and ``batch_wait_ms``: when a
-    micro-batch closes; ``max_queue``: requests waiting before new ones get 503."""
+    micro-batch closes; ``max_queue``: requests waiting before new ones get 503;
+    ``allow_anonymous``: requests without a key are admin (loopback only; ``serve --allow-anonymous``)."""
 
     gallery: str | None = None
     model: str | None = None
@@ -34,10 +36,12 @@ class ServiceSettings:
     max_upload_bytes: int = 20 * 2**20
     max_files: int = 32
     max_pixels: int = 40_000_000
+    max_request_pixels: int = 100_000_000
     request_timeout_s: float = 60.0
     batch_size: int = 16
     batch_wait_ms: float = 10.0
     max_queue: int = 256
+    allow_anonymous: bool = False
 
     @property
     def loopback(self) -> bool:

@@ -9,7 +9,7 @@ from pathlib import PurePosixPath, PureWindowsPath
 from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facesys.images import ImageBytes
+from facesys.images import ImageBytes, declared_pixels
 from facesys.service.errors import ApiError, error_response
 
 MAX_FILENAME = 120
@@ -77,3 +77,15 @@ async def read_uploads(files: list[UploadFile], field: str, max_files: int, max_
         images.append(ImageBytes(upload_name(upload.filename, position), await upload.read(), max_pixels))
         await upload.close()
     return images
+
+
+def check_total_pixels(images: list[ImageBytes], field: str, max_request_pixels: int) -> None:
+    """413 when the photos of one request declare more than ``max_request_pixels`` pixels in all
+    (read from their headers, before any is decoded: decoding is what takes the memory)."""
+    total = sum(declared_pixels(image) for image in images)
+    if total > max_request_pixels:
+        raise ApiError(
+            413,
+            f"{field}: the photos declare {total:,} pixels in all; at most {max_request_pixels:,} "
+            "are decoded per request (--max-request-pixels): send fewer or smaller photos",
+        )

@@ -34,6 +34,9 @@ RESERVED_NAMES = ("unknown",)  # identify's answer for nobody: never a person's 
 # line and paragraph separators. They break one-name-per-line output or hide what a name says.
 _REFUSED_CATEGORIES = {"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"}
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# meta key set with the first API key, in its transaction: from then on every request needs a key
+# (revoking the last one never opens the service to anonymous callers)
+KEYS_REQUIRED = "keys_required"
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,8 @@ def _refuse_invisible(what: str, text: str) -> None:
     bad = sorted({f"U+{ord(c):04X}" for c in text if unicodedata.category(c) in _REFUSED_CATEGORIES})
     if bad:
         raise InvalidValueError(f"{what} {text!r} contains control or invisible characters ({', '.join(bad)})")
+    if "\ufffd" in text:  # what a decoder leaves for bytes that were not UTF-8: never stored as a name
+        raise InvalidValueError(f"{what} {text!r} contains U+FFFD (text that was not valid UTF-8); send it as UTF-8")
 
 
 def key_name(name: object) -> str:
@@ -257,6 +262,16 @@ def check_new_key(name: object, scope: object, key_hash: object) -> str:
     if not isinstance(key_hash, str) or not _SHA256_HEX.fullmatch(key_hash):
         raise InvalidValueError("a key is stored by its sha256 hash (facesys.keys.hash_key), 64 lowercase hex digits")
     return key_name(name)
+
+
+def check_key_spelling(name: str, taken: list[str], where: object) -> None:
+    """ConflictError when a key name in ``taken`` (active or revoked) differs from ``name`` only in
+    case: key names are unique ignoring case, so the audit log's "key NAME" means one key name."""
+    for other in taken:
+        if other != name and other.casefold() == name.casefold():
+            raise ConflictError(
+                f"a key named {other!r} exists already in {where}; key names are unique ignoring case (use {other!r} or another)"
+            )
 
 
 def name_key(name: str) -> str:
@@ -723,13 +738,19 @@ class TruthStore(ABC):
         """Whether any key is active."""
         return any(key.active for key in self.api_keys())
 
+    def keys_required(self) -> bool:
+        """Whether requests must carry a key: the gallery has or ever had one (KEYS_REQUIRED is set
+        with the first key; a gallery from before counts its revoked keys)."""
+        return self.setting(KEYS_REQUIRED) is not None or bool(self.api_keys())
+
     @abstractmethod
     def revoke_api_key(self, name: str) -> None:
         """Mark the active key ``name`` revoked (now); UnknownKeyError when there is none."""
 
     @abstractmethod
     def audit_log(self, limit: int | None = 100) -> list[AuditEvent]:
-        """The latest ``limit`` events (None: all), newest first (by time, then by order written)."""
+        """The latest ``limit`` events (None: all), newest first: in the order written (the audit
+        id), not by their clock time, so a writer whose clock is behind hides nothing."""
 
     @abstractmethod
     def salvage_keys_and_log(self) -> Carried:

@@ -63,10 +63,18 @@ from psycopg import IsolationLevel
 from psycopg.pq import TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from facesys.errors import ConflictError, GalleryError, GalleryUnavailableError, UnknownKeyError, UnknownPersonError
+from facesys.errors import (
+    ConflictError,
+    GalleryError,
+    GalleryUnavailableError,
+    GalleryVersionError,
+    UnknownKeyError,
+    UnknownPersonError,
+)
 from facesys.gallery.audit import AuditEvent, current_actor
 from facesys.gallery.location import public_url
 from facesys.gallery.store.base import (
+    KEYS_REQUIRED,
     LIBRARY_FACE_COLUMNS,
     LIBRARY_FACES_FROM,
     Carried,
@@ -80,6 +88,7 @@ from facesys.gallery.store.base import (
     NewLibraryFace,
     ScannedPhoto,
     TruthStore,
+    check_key_spelling,
     check_new_key,
     detail_json,
     embedding_bytes,
@@ -363,7 +372,7 @@ class PostgresStore(TruthStore):
             meta = self._create_schema()
         version = int(meta.get("schema_version", 0))
         if version > SCHEMA_VERSION:
-            raise GalleryError(
+            raise GalleryVersionError(
                 f"{self.location}: gallery schema version {version} is newer than this facesys supports "
                 f"({SCHEMA_VERSION}); upgrade facesys"
             )
@@ -1025,10 +1034,12 @@ class PostgresStore(TruthStore):
         with self.transaction():
             if self._active_key(name) is not None:
                 raise ConflictError(f"an active key named {name!r} exists already in {self.location}; revoke it first")
+            check_key_spelling(name, [row[0] for row in self._rows("SELECT DISTINCT name FROM api_keys")], self.location)
             self._execute(
                 "INSERT INTO api_keys(name, scope, key_hash, created_at) VALUES (%s, %s, %s, %s)",
                 (name, scope, key_hash, time.time()),
             )
+            self._set_meta({KEYS_REQUIRED: 1})
             self._audit("key_create", detail={"key": name, "scope": scope})
 
     def _active_key(self, name: str) -> tuple[int, str] | None:
@@ -1059,7 +1070,7 @@ class PostgresStore(TruthStore):
             raise GalleryError(f"log limit {limit}: must be 0 or more")
         rows = self._rows(
             "SELECT a.at, a.actor, a.action, p.name, a.detail, a.person_id FROM audit a "
-            "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.at DESC, a.id DESC LIMIT %s",
+            "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.id DESC LIMIT %s",
             (limit,),  # NULL: no limit
         )
         return [
@@ -1093,6 +1104,7 @@ class PostgresStore(TruthStore):
                     "INSERT INTO api_keys(name, scope, key_hash, created_at, revoked_at) VALUES (%s, %s, %s, %s, %s)",
                     (key.name, key.scope, key_hash, key.created_at, key.revoked_at),
                 )
+                self._set_meta({KEYS_REQUIRED: 1})
             new_ids: dict[int, int] = {}
             for event in carried.events:
                 if event.person_id is not None and event.person_id not in new_ids:

@@ -42,9 +42,10 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, UnknownKeyError, UnknownPersonError
+from facesys.errors import ConflictError, GalleryError, GalleryVersionError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import AuditEvent, current_actor
 from facesys.gallery.store.base import (
+    KEYS_REQUIRED,
     LIBRARY_FACE_COLUMNS,
     LIBRARY_FACES_FROM,
     Carried,
@@ -58,6 +59,7 @@ from facesys.gallery.store.base import (
     NewLibraryFace,
     ScannedPhoto,
     TruthStore,
+    check_key_spelling,
     check_new_key,
     detail_json,
     embedding_bytes,
@@ -245,7 +247,7 @@ class SQLiteStore(TruthStore):
                     )
         version = int(self.meta().get("schema_version", 0))
         if version > SCHEMA_VERSION:
-            raise GalleryError(
+            raise GalleryVersionError(
                 f"{self.path}: gallery schema version {version} is newer than this facesys supports "
                 f"({SCHEMA_VERSION}); upgrade facesys"
             )
@@ -848,10 +850,12 @@ class SQLiteStore(TruthStore):
         with self.transaction():
             if self._active_key(name) is not None:
                 raise ConflictError(f"an active key named {name!r} exists already in {self.folder}; revoke it first")
+            check_key_spelling(name, [row[0] for row in self.db.execute("SELECT DISTINCT name FROM api_keys")], self.folder)
             self.db.execute(
                 "INSERT INTO api_keys(name, scope, key_hash, created_at) VALUES (?, ?, ?, ?)",
                 (name, scope, key_hash, time.time()),
             )
+            self._set_meta({KEYS_REQUIRED: 1})
             self._audit("key_create", detail={"key": name, "scope": scope})
 
     def _active_key(self, name: str) -> tuple[int, str] | None:
@@ -884,7 +888,7 @@ class SQLiteStore(TruthStore):
         with self._reads():
             rows = self.db.execute(
                 "SELECT a.at, a.actor, a.action, p.name, a.detail, a.person_id FROM audit a "
-                "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.at DESC, a.id DESC LIMIT ?",
+                "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.id DESC LIMIT ?",
                 (-1 if limit is None else limit,),
             ).fetchall()
         return [
@@ -939,6 +943,7 @@ class SQLiteStore(TruthStore):
                     "INSERT INTO api_keys(name, scope, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
                     (key.name, key.scope, key_hash, key.created_at, key.revoked_at),
                 )
+                self._set_meta({KEYS_REQUIRED: 1})
             new_ids: dict[int, int] = {}
             for event in carried.events:
                 if event.person_id is not None and event.person_id not in new_ids:
