@@ -56,5 +56,8 @@ def list_keys(settings: Settings, as_json: bool) -> None:
 @click.pass_obj
 def revoke(settings: Settings, name: str) -> None:
     """Revoke the active key NAME: requests with it are refused from now on."""
-    open_gallery(settings).revoke_key(name)
+    gallery = open_gallery(settings)
+    gallery.revoke_key(name)
     click.echo(f"revoked key {name}")
+    if not gallery.has_keys():  # a gallery that had keys never falls back to anonymous access
+        click.echo("no active key is left: the service refuses every request until one is made", err=True)
