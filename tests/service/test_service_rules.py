@@ -165,6 +165,8 @@ def test_names_that_are_not_utf8_are_refused(served):
         assert "UTF-8" in error_of(client.post("/v1/people/Ren%E9e", files=photo), 400, "bad_request")
         assert "UTF-8" in error_of(client.patch(person("Barack Obama"), json={"name": "Ren\ufffde"}), 400)
         assert "UTF-8" in error_of(client.post("/v1/keys", json={"name": "k\ufffd", "scope": "identify"}), 400)
+        raw = b'{"name": "Ren\xe9e"}'  # Latin-1 bytes in a JSON body
+        error_of(client.patch(person("Barack Obama"), content=raw, headers={"Content-Type": "application/json"}), 400)
         assert "\ufffd" not in client.get("/v1/people").text
 
 
