@@ -68,3 +68,12 @@ def test_a_newer_schema_is_refused_with_its_own_error(store):
     store.set_setting("schema_version", 99)
     with pytest.raises(GalleryVersionError, match="schema version 99 is newer"):
         open_store(store.location)
+
+
+def test_a_repair_lists_the_history_carried_over_before_its_own_events(store, second_store):
+    store.set_setting("old", 1)
+    carried = store.salvage_keys_and_log()
+    second_store.set_setting("rebuilt", 1)  # what the rebuild itself wrote (its import)
+    second_store.restore_keys_and_log(carried, {"faces": 0, "lost": 0})
+    order = [e.action if e.action != "set_setting" else e.detail["key"] for e in second_store.audit_log(None)]
+    assert order[:2] == ["repair", "rebuilt"] and order.index("rebuilt") < order.index("old")

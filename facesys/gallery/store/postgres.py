@@ -1096,6 +1096,7 @@ class PostgresStore(TruthStore):
 
     def restore_keys_and_log(self, carried: Carried, detail: dict) -> None:
         with self.transaction():
+            own = self._rows("SELECT id, at, actor, action, person_id, detail FROM audit ORDER BY id")
             for key, key_hash in carried.keys:
                 taken = self._row("SELECT 1 FROM api_keys WHERE key_hash = %s", (key_hash,))
                 if taken or (key.active and self._active_key(key.name) is not None):
@@ -1112,6 +1113,10 @@ class PostgresStore(TruthStore):
                     new_ids[event.person_id] = here[0] if here else self._unused_person_id()
                 person_id = None if event.person_id is None else new_ids[event.person_id]
                 self._write_event(AuditEvent(event.at, event.actor, event.action, None, event.detail, person_id))
+            # the log is read in the order written: the history carried over goes before the rebuild's own events
+            self._execute("DELETE FROM audit WHERE id = ANY(%s::bigint[])", ([row[0] for row in own],))
+            for row in own:
+                self._execute("INSERT INTO audit(at, actor, action, person_id, detail) VALUES (%s, %s, %s, %s, %s)", row[1:])
             self._audit("repair", detail=detail)
 
     def _unused_person_id(self) -> int:

@@ -935,6 +935,7 @@ class SQLiteStore(TruthStore):
 
     def restore_keys_and_log(self, carried: Carried, detail: dict) -> None:
         with self.transaction():
+            own = self.db.execute("SELECT id, at, actor, action, person_id, detail FROM audit ORDER BY id").fetchall()
             for key, key_hash in carried.keys:
                 taken = self.db.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
                 if taken or (key.active and self._active_key(key.name) is not None):
@@ -951,6 +952,11 @@ class SQLiteStore(TruthStore):
                     new_ids[event.person_id] = here[0] if here else self._next_id("last_person_id", "people")
                 person_id = None if event.person_id is None else new_ids[event.person_id]
                 self._write_event(AuditEvent(event.at, event.actor, event.action, None, event.detail, person_id))
+            # the log is read in the order written: the history carried over goes before the rebuild's own events
+            self.db.executemany("DELETE FROM audit WHERE id = ?", [(row[0],) for row in own])
+            self.db.executemany(
+                "INSERT INTO audit(at, actor, action, person_id, detail) VALUES (?, ?, ?, ?, ?)", [row[1:] for row in own]
+            )
             self._audit("repair", detail=detail)
 
     # -- administration -------------------------------------------------------------------------
