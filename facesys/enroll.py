@@ -143,6 +143,15 @@ class _Photo:
     sha256: str
 
 
+class EnrollInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an enrollment; ``report`` holds what was committed before it (the photo whose
+    commit was under way included, as the store says) and every other photo's answer so far."""
+
+    def __init__(self, report: EnrollReport):
+        super().__init__("enrollment interrupted")
+        self.report = report
+
+
 class Enrollment:
     """Enroll (name, photo) pairs with ``embedder`` into ``gallery`` under ``quality`` rules;
     ``verify_threshold`` decides the confusion warning."""
@@ -163,11 +172,25 @@ class Enrollment:
                 on_result(result)
 
         photos = self._checked(items, record)
-        for batch in self.embedder.face_batches(
-            ((p, p.source) for p in photos), select="largest", errors="collect", keep_chips=True
-        ):
-            for photo, result in batch:
-                record(self._enroll_one(photo, result))
+        current: _Photo | None = None  # the photo being committed and reported, until it is
+        answered = 0  # len(report.results) before it
+        try:
+            for batch in self.embedder.face_batches(
+                ((p, p.source) for p in photos), select="largest", errors="collect", keep_chips=True
+            ):
+                for photo, result in batch:
+                    current, answered = photo, len(report.results)
+                    record(self._enroll_one(photo, result))
+                    current = None
+        except KeyboardInterrupt:
+            if current is not None and len(report.results) == answered:  # stopped before its answer was recorded
+                owner = self.gallery.owner_of_photo(current.sha256)  # the store says whether its commit happened
+                if owner == current.name:
+                    committed = EnrollResult(describe(current.source), current.name, "enrolled")
+                    report.results.append(committed)
+                    if on_result:
+                        on_result(committed)
+            raise EnrollInterrupted(report) from None
         if report.count("enrolled"):
             with self.gallery.open() as store:
                 self.gallery.refresh(store)  # saved for the next process
