@@ -20,7 +20,7 @@ import numpy as np
 
 from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP_QUALITY
 from facesys.datasets import images_in, people_in
-from facesys.errors import FacesysError, ImageError
+from facesys.errors import FacesysError, ImageError, UnknownPersonError
 from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
 from facesys.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
 from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
@@ -184,9 +184,13 @@ class Enrollment:
                     current = None
         except KeyboardInterrupt:
             if current is not None and len(report.results) == answered:  # stopped before its answer was recorded
-                owner = self.gallery.owner_of_photo(current.sha256)  # the store says whether its commit happened
-                if owner == current.name:
-                    committed = EnrollResult(describe(current.source), current.name, "enrolled")
+                try:  # the store says whether its commit happened
+                    stored = self.gallery.faces(current.name)
+                except UnknownPersonError:
+                    stored = []
+                ids = [f.id for f in stored if f.image_sha256 == current.sha256]
+                if ids:
+                    committed = EnrollResult(describe(current.source), current.name, "enrolled", face_id=ids[0])
                     report.results.append(committed)
                     if on_result:
                         on_result(committed)

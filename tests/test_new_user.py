@@ -56,6 +56,7 @@ def test_an_interrupted_enrollment_reports_the_photo_whose_commit_was_under_way(
     report = stopped.value.report
     stored = len(Gallery(tmp_path / "g").faces("George W Bush"))
     assert stored == 2 and report.count("enrolled") == 2 and [r.status for r in heard] == ["enrolled", "enrolled"]
+    assert all(r.face_id for r in heard)
 
 
 @pytest.mark.slow
