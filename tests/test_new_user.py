@@ -29,16 +29,24 @@ def json_lines(output: str) -> list[dict]:
     return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def gallery_location(request, tmp_path) -> str:
+    """A gallery folder, or a database of the throwaway PostgreSQL server (skipped without one)."""
+    if request.param == "sqlite":
+        return str(tmp_path / "g")
+    return request.getfixturevalue("postgres_cluster").create_database()
+
+
 # -- Ctrl-C of enroll ---------------------------------------------------------------------------
 
 
-def test_an_interrupted_enrollment_reports_the_photo_whose_commit_was_under_way(tmp_path, embedder):
+def test_an_interrupted_enrollment_reports_the_photo_whose_commit_was_under_way(gallery_location, embedder):
     """The interrupt lands right after a commit, before its answer is recorded (87 reported, 88 stored)."""
     from facesys.enroll import EnrollInterrupted
     from facesys.system import FaceSystem
 
     photos = sorted(data_path("lfw", "George_W_Bush").glob("*.jpg"))[:3]
-    system = FaceSystem(tmp_path / "g", embedder=embedder)
+    system = FaceSystem(gallery_location, embedder=embedder)
     commit = system.gallery.add_faces
     calls = []
 
@@ -54,7 +62,7 @@ def test_an_interrupted_enrollment_reports_the_photo_whose_commit_was_under_way(
     with pytest.raises(EnrollInterrupted) as stopped:
         system.enroll("George W Bush", photos, on_result=heard.append)
     report = stopped.value.report
-    stored = len(Gallery(tmp_path / "g").faces("George W Bush"))
+    stored = len(Gallery(gallery_location).faces("George W Bush"))
     assert stored == 2 and report.count("enrolled") == 2 and [r.status for r in heard] == ["enrolled", "enrolled"]
     assert all(r.face_id for r in heard)
 
@@ -141,8 +149,8 @@ def test_a_missing_gallery_gets_one_hint(tmp_path):
 # -- find by part of a name ---------------------------------------------------------------------
 
 
-def test_find_matches_a_partial_name_ignoring_case_and_lists_candidates(tmp_path):
-    gallery = tmp_path / "g"
+def test_find_matches_a_partial_name_ignoring_case_and_lists_candidates(gallery_location):
+    gallery = gallery_location
     people = ["Salma Hayek", "Sally Field", "Sal", "Ann Smith"]
     Gallery(gallery).add_faces([(name, face(n)) for n, name in enumerate(people, 1)], ModelInfo(MODEL, "test-model", "0" * 64, 8))
 
