@@ -20,7 +20,7 @@ import numpy as np
 
 from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP_QUALITY
 from facesys.datasets import images_in, people_in
-from facesys.errors import FacesysError, ImageError
+from facesys.errors import FacesysError, ImageError, UnknownPersonError
 from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
 from facesys.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
 from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
@@ -143,6 +143,15 @@ class _Photo:
     sha256: str
 
 
+class EnrollInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an enrollment; ``report`` holds what was committed before it (the photo whose
+    commit was under way included, as the store says) and every other photo's answer so far."""
+
+    def __init__(self, report: EnrollReport):
+        super().__init__("enrollment interrupted")
+        self.report = report
+
+
 class Enrollment:
     """Enroll (name, photo) pairs with ``embedder`` into ``gallery`` under ``quality`` rules;
     ``verify_threshold`` decides the confusion warning."""
@@ -163,11 +172,29 @@ class Enrollment:
                 on_result(result)
 
         photos = self._checked(items, record)
-        for batch in self.embedder.face_batches(
-            ((p, p.source) for p in photos), select="largest", errors="collect", keep_chips=True
-        ):
-            for photo, result in batch:
-                record(self._enroll_one(photo, result))
+        current: _Photo | None = None  # the photo being committed and reported, until it is
+        answered = 0  # len(report.results) before it
+        try:
+            for batch in self.embedder.face_batches(
+                ((p, p.source) for p in photos), select="largest", errors="collect", keep_chips=True
+            ):
+                for photo, result in batch:
+                    current, answered = photo, len(report.results)
+                    record(self._enroll_one(photo, result))
+                    current = None
+        except KeyboardInterrupt:
+            if current is not None and len(report.results) == answered:  # stopped before its answer was recorded
+                try:  # the store says whether its commit happened
+                    stored = self.gallery.faces(current.name)
+                except UnknownPersonError:
+                    stored = []
+                ids = [f.id for f in stored if f.image_sha256 == current.sha256]
+                if ids:
+                    committed = EnrollResult(describe(current.source), current.name, "enrolled", face_id=ids[0])
+                    report.results.append(committed)
+                    if on_result:
+                        on_result(committed)
+            raise EnrollInterrupted(report) from None
         if report.count("enrolled"):
             with self.gallery.open() as store:
                 self.gallery.refresh(store)  # saved for the next process

@@ -71,21 +71,36 @@ class Inputs:
         return line
 
 
+def walk_folder(root: Path, on_error: Callable[[OSError], None] | None = None) -> Iterator[Path]:
+    """Every file under the folder ``root``, recursively: the one walking rule of ``scan``,
+    ``identify`` and ``enroll``. Sorted within each folder, a folder's files before its
+    sub-folders; names starting with '.' or '_' are hidden and skipped with all they hold; links to
+    folders are not followed (links to files are kept). ``on_error`` hears of each folder that
+    cannot be listed (skipped otherwise)."""
+    for folder, dirs, files in os.walk(root, onerror=on_error):
+        dirs[:] = sorted(d for d in dirs if visible(Path(d)))
+        for name in sorted(files):
+            if visible(Path(name)):
+                yield Path(folder) / name
+
+
 def expand_inputs(paths, videos: bool = True) -> Inputs:
-    """Files as given; folders replaced by the photos (and ``videos``) directly inside them, sorted.
-    Sub-folders and other files in a folder are skipped and listed; names starting with '_' or
-    '.' are hidden and skipped silently."""
+    """Files as given; folders replaced by the photos (and ``videos``) under them, recursively
+    (``walk_folder``: hidden names starting with '_' or '.' are skipped silently). Other files
+    and folders that cannot be read are skipped and listed."""
     inputs = Inputs([], [])
     for raw in paths:
         path = Path(raw)
         if not path.is_dir():
             inputs.files.append(path)
             continue
-        for item in sorted(p for p in path.iterdir() if visible(p)):
+
+        def unreadable(error: OSError, path: Path = path) -> None:
+            inputs.skipped.append((Path(error.filename or path), f"cannot read this folder ({error.strerror})"))
+
+        for item in walk_folder(path, unreadable):
             suffix = item.suffix.lower()
-            if item.is_dir():
-                inputs.skipped.append((item, "a folder; sub-folders are not searched"))
-            elif suffix in IMAGE_SUFFIXES or (videos and suffix in VIDEO_SUFFIXES):
+            if suffix in IMAGE_SUFFIXES or (videos and suffix in VIDEO_SUFFIXES):
                 inputs.files.append(item)
             elif suffix in VIDEO_SUFFIXES:
                 inputs.skipped.append((item, "a video"))

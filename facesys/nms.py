@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import importlib.machinery
 import importlib.util
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,8 +26,16 @@ from torch import Tensor
 ONE_CALL_LIMIT_CPU, ONE_CALL_LIMIT_GPU = 4000, 100_000
 
 
-@functools.cache
+_loading = threading.Lock()  # photo workers may ask for the operator at once: it is loaded by one of them
+
+
 def _nms_operator() -> Callable[[Tensor, Tensor, float], Tensor]:
+    with _loading:
+        return _load_nms_operator()
+
+
+@functools.cache
+def _load_nms_operator() -> Callable[[Tensor, Tensor, float], Tensor]:
     spec = importlib.util.find_spec("torchvision")
     if spec is not None and spec.submodule_search_locations:
         folder = next(iter(spec.submodule_search_locations))

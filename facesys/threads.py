@@ -41,11 +41,13 @@ count the user set wins. Numbers: benchmarks/contention.py, README "Performance"
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from importlib import import_module
 from pathlib import Path
 
 from facesys.errors import FacesysError
@@ -176,8 +178,19 @@ def _pin_to_one_thread() -> None:
     _local.pinned = 1
 
 
+def load_native() -> None:
+    """Import torch and FAISS (where installed) in the calling thread. The photo workers' ``adapt``
+    reads them from ``sys.modules``: importing them before the workers start means no worker ever
+    meets a half-imported module (a scan once crashed on ``faiss.omp_get_max_threads``)."""
+    for name in ("torch", "faiss"):
+        with contextlib.suppress(ImportError):
+            import_module(name)
+
+
 def photo_pool(workers: int) -> ThreadPoolExecutor:
-    """The shared pool of ``workers`` photo workers (threads that run torch and FAISS on one thread each)."""
+    """The shared pool of ``workers`` photo workers (threads that run torch and FAISS on one thread
+    each); torch and FAISS are imported first, in the calling thread (``load_native``)."""
+    load_native()
     with _pools_lock:
         pool = _pools.get(workers)
         if pool is None:
@@ -186,12 +199,21 @@ def photo_pool(workers: int) -> ThreadPoolExecutor:
         return pool
 
 
+def _imported(name: str):
+    """Module ``name`` if it is fully imported; None while absent or while another thread is still
+    running its import (``sys.modules`` holds it half-initialised then)."""
+    module = sys.modules.get(name)
+    if module is None or getattr(getattr(module, "__spec__", None), "_initializing", False):
+        return None
+    return module
+
+
 def adapt() -> int:
     """Set this thread's intra-op thread count for torch and FAISS (those already imported) to
     ``choose_threads()``; returns it. OpenMP keeps the count per calling thread, so the thread that
     runs the work calls this."""
     count = choose_threads()
-    torch, faiss = sys.modules.get("torch"), sys.modules.get("faiss")
+    torch, faiss = _imported("torch"), _imported("faiss")
     if torch is not None and torch.get_num_threads() != count:
         torch.set_num_threads(count)
     if faiss is not None and faiss.omp_get_max_threads() != count:

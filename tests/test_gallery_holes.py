@@ -132,9 +132,10 @@ def test_identify_says_what_it_found_and_skipped(tmp_path):
     only_folders = tmp_path / "photos"
     (only_folders / "2019").mkdir(parents=True)
     empty = run(gallery, "identify", str(only_folders))
-    assert empty.exit_code == 2 and "nothing to identify" in empty.output and "2019" in empty.output
-    shutil.copy(fr / "joe_biden" / "biden2.jpg", only_folders / "b.jpg")
+    assert empty.exit_code == 2 and "nothing to identify" in empty.output and "0 photo(s)" in empty.output
+    shutil.copy(fr / "joe_biden" / "biden2.jpg", only_folders / "2019" / "b.jpg")  # sub-folders are searched, as by scan
     (only_folders / "photo.heic").write_bytes(b"\x00" * 10)
+    (only_folders / "notes.txt").write_text("not a photo")
     result = run(gallery, "identify", "--json", str(only_folders))
     *answers, summary = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     assert [face["name"] for face in answers[0]["faces"]] == ["Joe Biden"]

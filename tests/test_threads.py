@@ -59,3 +59,44 @@ def test_ten_threads_identify_while_another_enrolls(tmp_path, embedder):
     assert len(enrolled) == 3 and system.gallery.check() == []
     final = {n for n in (face.name for face in system.identify(fr / "_multi_face" / "kit_with_rose.jpg"))}
     assert final == {"kit_harington", "rose_leslie"}
+
+
+# A photo worker adapting its thread count while another thread imports faiss met the half-imported
+# module (``AttributeError: partially initialized module 'faiss' has no attribute 'omp_get_max_threads'``,
+# issue 23): one fresh process per trial, a thread calling adapt() in a tight loop during the import.
+_ADAPT_DURING_IMPORT = """
+import threading
+from facesys import threads
+errors, done = [], threading.Event()
+def adapt_until_done():
+    while not done.is_set():
+        try:
+            threads.adapt()
+        except Exception as exc:
+            errors.append(repr(exc))
+            return
+worker = threading.Thread(target=adapt_until_done)
+worker.start()
+import faiss
+done.set()
+worker.join()
+print(errors[0] if errors else "ok")
+"""
+
+
+def test_adapt_never_meets_a_half_imported_faiss():
+    import subprocess
+    import sys
+
+    for _ in range(3):  # old code: AttributeError in every trial
+        result = subprocess.run([sys.executable, "-c", _ADAPT_DURING_IMPORT], capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout + result.stderr
+
+
+def test_the_photo_pool_imports_torch_and_faiss_before_its_workers_start():
+    import subprocess
+    import sys
+
+    code = "import sys; from facesys import threads; threads.photo_pool(2); print('torch' in sys.modules, 'faiss' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.stdout.split() == ["True", "True"], result.stdout + result.stderr

@@ -153,7 +153,7 @@ class FacesysGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FacesysError as exc:
-            fail(ctx, str(exc) + FLAG_HINTS.get(getattr(exc, "parameter", None) or "", ""))
+            fail(ctx, with_hint(str(exc), getattr(exc, "parameter", None)))
         except KeyboardInterrupt:
             click.echo("facesys: interrupted", err=True)
             sys.exit(130)
@@ -171,6 +171,18 @@ FLAG_HINTS = {
     "threshold": " (--threshold T, a distance between 0 and 2)",
     "threads": f" (--threads N|auto or ${THREADS_ENV})",
 }
+
+
+def with_hint(message: str, parameter: str | None) -> str:
+    """``message`` with the flag that changes ``parameter`` (FLAG_HINTS): one hint, not two; a
+    library hint ending in "choose another <parameter>)" is spelled out with the flag instead."""
+    hint = FLAG_HINTS.get(parameter or "")
+    if hint is None:
+        return message
+    generic = f"choose another {parameter})"
+    if message.endswith(generic):
+        return message[: -len(generic)] + hint.strip()[1:]
+    return message + hint
 
 
 def fail(ctx: click.Context, message: str) -> None:

@@ -68,6 +68,8 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
             f"{summary.automatic} attached to enrolled people automatically; {files['unchanged']} unchanged"
             if read
             else f"nothing new or changed: {files['unchanged']} unchanged"
+            if files["unchanged"] or files["error"] or files["forgotten"]
+            else f"no photos found under {', '.join(folders)}"
         )
         if files["error"]:
             line += f", {files['error']} unreadable"
@@ -209,7 +211,10 @@ def face_remove(settings: Settings, face_ids: tuple[int, ...], as_json: bool) ->
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def find(settings: Settings, name: str, as_json: bool) -> None:
-    """The photos NAME appears in: enrolled and library photos, with the boxes of their faces."""
+    """The photos NAME appears in: enrolled and library photos, with the boxes of their faces.
+
+    NAME in any case, whole or its start ("salma" finds Salma Hayek); when it fits several people
+    they are listed instead."""
     found = settings.system().find(name)
     if as_json:
         emit_json(found.to_dict())

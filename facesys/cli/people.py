@@ -32,7 +32,7 @@ def enroll(settings: Settings, inputs: tuple[str, ...], name: str | None, sync: 
     Each photo is enrolled, skipped (already enrolled) or rejected with its reason. Exit code 3
     when some photos were rejected, 2 when some could not be read.
     """
-    from facesys.enroll import enrollment_items, people_folder
+    from facesys.enroll import EnrollInterrupted, enrollment_items, people_folder
 
     if sync and inputs:
         raise click.UsageError("--sync only applies to the gallery's own people/ folder (no INPUTS)")
@@ -63,14 +63,19 @@ def enroll(settings: Settings, inputs: tuple[str, ...], name: str | None, sync: 
         if result.warning:
             click.echo(f"warning: {result.source}: {result.warning}", err=True)
 
-    with progress:
-        result = system.enroll_many(items, on_result=report)
+    interrupted = False
+    try:
+        with progress:
+            result = system.enroll_many(items, on_result=report)
+    except EnrollInterrupted as stop:  # Ctrl-C: the summary says what was committed, then exit 130
+        result, interrupted = stop.report, True
     counts = Counter(r.status for r in result.results)
     enrolled_people = len({r.name for r in result.results if r.status == "enrolled"})
     reasons = Counter(r.reason.split(" (")[0] for r in result.results if r.status == "rejected")
     if as_json:
-        emit_json({"event": "summary", **{s: counts.get(s, 0) for s in ("enrolled", "duplicate", "rejected", "error")}})
-    elif not settings.quiet:
+        totals = {s: counts.get(s, 0) for s in ("enrolled", "duplicate", "rejected", "error")}
+        emit_json({"event": "summary", **totals, **({"interrupted": True} if interrupted else {})})
+    elif not settings.quiet or interrupted:
         summary = f"enrolled {counts['enrolled']} photo(s) of {enrolled_people} person(s)"
         if counts["duplicate"]:
             summary += f"; skipped {counts['duplicate']} already enrolled"
@@ -78,7 +83,11 @@ def enroll(settings: Settings, inputs: tuple[str, ...], name: str | None, sync: 
             summary += f"; rejected {counts['rejected']} (" + ", ".join(f"{n} {r}" for r, n in reasons.items()) + ")"
         if counts["error"]:
             summary += f"; {counts['error']} unreadable"
-        click.echo(summary)
+        if interrupted:
+            summary = f"interrupted; {summary} before that"
+        click.echo(summary, err=interrupted)
+    if interrupted:
+        sys.exit(130)  # as after any Ctrl-C (FacesysGroup.invoke)
     sys.exit(EXIT_ERROR if counts["error"] else EXIT_REJECTED if counts["rejected"] else EXIT_OK)
 
 
@@ -137,7 +146,8 @@ def identify(
 ) -> None:
     """Who is in each photo: every face, largest first, named or "unknown".
 
-    INPUTS are photos, folders of photos or videos (read with opencv, every Nth frame).
+    INPUTS are photos, folders of photos (searched recursively, like scan) or videos (read with
+    opencv, every Nth frame).
     """
     from facesys.annotate import save_annotated
     from facesys.media import expand_inputs, is_video, media_items

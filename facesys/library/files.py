@@ -15,9 +15,9 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facesys.datasets import IMAGE_SUFFIXES, visible
+from facesys.datasets import IMAGE_SUFFIXES
 from facesys.errors import FacesysError
-from facesys.media import VIDEO_SUFFIXES
+from facesys.media import VIDEO_SUFFIXES, walk_folder
 
 
 @dataclass(frozen=True)
@@ -69,11 +69,8 @@ def walk(roots: list[Path], videos: bool) -> Walk:
             _consider(root, videos, seen, found)
             continue
 
-        for folder, dirs, files in os.walk(root, onerror=lambda error, root=root: _unreadable(error, root, found)):
-            dirs[:] = sorted(d for d in dirs if visible(Path(d)))
-            for name in sorted(files):
-                if visible(Path(name)):
-                    _consider(Path(folder) / name, videos, seen, found)
+        for path in walk_folder(root, lambda error, root=root: _unreadable(error, root, found)):
+            _consider(path, videos, seen, found)
     found.files = sorted(seen.values(), key=lambda f: str(f.path))
     return found
 

@@ -127,13 +127,36 @@ def remove_faces(gallery: Gallery, face_ids) -> int:
     return count
 
 
-def find(gallery: Gallery, name: str) -> Found:
-    """The photos ``name`` appears in: their enrolled photos and the library files with one of
-    their faces (named or attached automatically), by path, each with the boxes.
-    UnknownPersonError when nobody has that name."""
+CANDIDATES_SHOWN = 10  # names listed when a partial name fits several people
+
+
+def person_matching(gallery: Gallery, name: str) -> str:
+    """The person ``name`` means, as stored: the one named exactly that ignoring case; else the
+    only one whose name, or a word of it, starts with ``name`` ignoring case ("salma" -> "Salma
+    Hayek"). UnknownPersonError when nobody fits, or listing the candidates when several do."""
     stored = gallery.spelling_of(name) if isinstance(name, str) and name.strip() else None
-    if stored is None:
-        raise UnknownPersonError(f"no person named {name!r} in {gallery.location}")
+    if stored is not None:
+        return stored
+    query = " ".join(name.split()).casefold() if isinstance(name, str) else ""
+    fits = [
+        person
+        for person, _ in gallery.people()
+        if query and (person.casefold().startswith(query) or any(word.startswith(query) for word in person.casefold().split()))
+    ]
+    if len(fits) == 1:
+        return fits[0]
+    if fits:
+        shown = ", ".join(fits[:CANDIDATES_SHOWN]) + (", ..." if len(fits) > CANDIDATES_SHOWN else "")
+        raise UnknownPersonError(f"{name!r} fits {len(fits)} people in {gallery.location}: {shown}; give the whole name")
+    raise UnknownPersonError(f"no person named {name!r} in {gallery.location}")
+
+
+def find(gallery: Gallery, name: str) -> Found:
+    """The photos ``name`` appears in (see ``person_matching``: exact or partial, ignoring case):
+    their enrolled photos and the library files with one of their faces (named or attached
+    automatically), by path, each with the boxes. UnknownPersonError when nobody has that name
+    or several people fit it."""
+    stored = person_matching(gallery, name)
     with gallery.open() as store, store.reading():
         enrolled = store.faces(stored)
         library = store.library_faces(person=stored)

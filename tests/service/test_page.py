@@ -119,10 +119,20 @@ def test_page_enroll_identify_people_and_errors(people_photos, browser, admin_se
     try:
         browser.get(server.url + "/")
         wait.until(lambda _: find(By.ID, "status").get_attribute("class") == "status ready")
-        # keys exist, so the page's first people list (sent without a key) was refused: 401 shown
-        wait.until(lambda _: "API key" in text("error"))
-
+        # keys exist, so the page's first people list (sent without a key) was refused (401): the page
+        # asks for a key, in the key field and a note, and shows no error (issue 23)
         key_field = find(By.ID, "api-key")
+        wait.until(lambda _: find(By.ID, "key-note").is_displayed())
+        assert "needs an API key" in text("key-note") and find(By.ID, "key-note").get_attribute("role") == "status"
+        assert not find(By.ID, "error").is_displayed(), text("error")
+        assert "required" in key_field.get_attribute("placeholder") and "needed" in key_field.get_attribute("class")
+        assert browser.execute_script("return document.activeElement.id") == "api-key"
+
+        key_field.send_keys("not-a-key")  # a wrong key is an error
+        assert not find(By.ID, "key-note").is_displayed()
+        find(By.ID, "enroll-name").click()
+        wait.until(lambda _: "unknown or revoked API key" in text("error"))
+        key_field.clear()
         key_field.send_keys(key)
         find(By.ID, "enroll-name").click()  # leaving the field fires "change": the list reloads with the key
         wait.until(lambda _: "Nobody is enrolled yet." in text("people"))
@@ -206,7 +216,8 @@ def test_page_groups_library_faces_names_a_group_and_finds_its_photos(browser, l
 
     try:
         browser.get(server.url + "/")
-        wait.until(lambda _: "API key" in find(By.ID, "error").text)  # no key yet: 401
+        wait.until(lambda _: find(By.ID, "key-note").is_displayed())  # no key yet: 401, the page asks for one
+        assert not find(By.ID, "error").is_displayed(), find(By.ID, "error").text
         find(By.ID, "api-key").send_keys(key)
         find(By.ID, "find-name").click()  # "change": the people and the clusters load with the key
         wait.until(lambda _: "No groups" in find(By.ID, "clusters").text)

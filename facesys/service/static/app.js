@@ -25,8 +25,13 @@ function apiKey() {
   return $("api-key").value.trim();
 }
 
+// The service wants a key and none was given: the page asks for one (askForKey) instead of
+// showing an error.
+class KeyNeeded extends Error {}
+
 // fetch() a path relative to the page with the Bearer key; throws an Error carrying the service's
-// message for a non-2xx answer, and a readable one when the service cannot be reached.
+// message for a non-2xx answer (KeyNeeded for a 401 to a request sent without a key), and a
+// readable one when the service cannot be reached.
 async function api(path, options = {}) {
   const headers = { ...(options.headers || {}) };
   if (apiKey()) headers.Authorization = `Bearer ${apiKey()}`;
@@ -37,8 +42,40 @@ async function api(path, options = {}) {
     if (serviceReady) checkStatus(); // show "unreachable" and poll until it is back
     throw new Error(`Cannot reach the service (${err.message}).`);
   }
+  if (response.status === 401 && !headers.Authorization) {
+    askForKey();
+    throw new KeyNeeded(await errorMessage(response));
+  }
+  if (response.status === 401) $("api-key").classList.add("needed"); // a key the service does not know
   if (!response.ok) throw new Error(await errorMessage(response));
+  if (!headers.Authorization) keyless();
   return response;
+}
+
+// The service answered 401 to a request without a key: mark the key field, say what to paste
+// there and put the cursor in it (once; the note stays until a key is typed).
+function askForKey() {
+  const key = $("api-key");
+  const note = $("key-note");
+  key.placeholder = "required: paste an API key";
+  key.classList.add("needed");
+  if (!note.hidden) return;
+  note.textContent =
+    "This service needs an API key: paste one in the API key field above " +
+    "(its administrator makes keys with: facesys keys create NAME --scope identify|enroll|admin).";
+  note.hidden = false;
+  key.focus();
+}
+
+// A request without a key was answered: this service needs none.
+function keyless() {
+  $("api-key").placeholder = "none needed (keyless local service)";
+}
+
+// Hide the key note once a key is typed.
+function keyGiven() {
+  $("api-key").classList.remove("needed");
+  $("key-note").hidden = true;
 }
 
 // The message of an error answer ({"error": {"code", "message"}}), or its HTTP status otherwise.
@@ -64,6 +101,11 @@ function personPath(name) {
 
 // ---- page helpers -----------------------------------------------------------------------------
 
+// Show a failure: in the #error banner, unless it only says a key is needed (the key note asks).
+function fail(err) {
+  if (!(err instanceof KeyNeeded)) showError(err && err.message ? err.message : String(err));
+}
+
 // Show a message in the #error banner.
 function showError(message) {
   const box = $("error");
@@ -84,7 +126,7 @@ async function run(button, work) {
   try {
     await work();
   } catch (err) {
-    showError(err && err.message ? err.message : String(err));
+    fail(err);
   } finally {
     if (button) button.disabled = false;
   }
@@ -135,7 +177,7 @@ async function checkStatus() {
   status.className = ready ? "status ready" : "status down";
   serviceReady = ready;
   if (!ready) setTimeout(checkStatus, 3000);
-  else refreshAll().catch((err) => showError(err.message)); // the lists, once the service is (back) up
+  else refreshAll().catch(fail); // the lists, once the service is (back) up (a 401 without a key: the page asks for one)
 }
 
 // ---- identify ---------------------------------------------------------------------------------
@@ -526,7 +568,10 @@ async function refreshAll() {
 function init() {
   const key = $("api-key");
   key.value = storedKey();
-  key.addEventListener("input", () => storedKey(key.value.trim()));
+  key.addEventListener("input", () => {
+    storedKey(key.value.trim());
+    if (key.value.trim()) keyGiven();
+  });
   key.addEventListener("change", () => run(null, refreshAll));
   $("identify-form").addEventListener("submit", (event) => {
     event.preventDefault();
