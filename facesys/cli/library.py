@@ -69,6 +69,10 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
             if read
             else f"nothing new or changed: {files['unchanged']} unchanged"
         )
+        if files["moved"]:
+            line += f", {files['moved']} moved (faces and names kept)"
+        if files["erased"]:
+            line += f", {files['erased']} left out (their faces were erased with a removed person)"
         if files["error"]:
             line += f", {files['error']} unreadable"
         if files["forgotten"]:

@@ -1,6 +1,6 @@
 """The SQLite truth store: one database (WAL mode) in the gallery folder.
 
-Tables (schema version 5; older galleries are migrated when opened):
+Tables (schema version 6; older galleries are migrated when opened):
 
 - ``meta(key, value)``: schema_version, gallery_id (random, made at creation), model_id
   (``name@sha256[:16]``), model_name, weights_sha256, dim, metric, generation (bumped by every
@@ -22,6 +22,9 @@ Tables (schema version 5; older galleries are migrated when opened):
   model_id, cluster, person_id, assigned, enrolled_face_id)``: the photo library (v5), faces found
   by ``facesys scan``, unnamed until named; never searched by identify (see base.py). Their
   deletions are erased as the faces' are.
+- v6: ``library_photos.erased`` (JSON [frame, x1, y1, x2, y2] of faces erased with a removed
+  person) and ``library_erased(sha256, faces)``: files left without faces by such an erasure, by
+  content hash only, so a scan does not bring their faces back (see ``TruthStore.remove_person``).
 
 Every change is one transaction; nothing here imports torch. A database on a read-only volume
 is opened read-only (immutable when even that fails), so it can still be read. A read that meets
@@ -61,6 +64,7 @@ from facesys.gallery.store.base import (
     check_new_key,
     detail_json,
     embedding_bytes,
+    erased_boxes,
     face_problems,
     face_record,
     faces_by_person,
@@ -73,10 +77,11 @@ from facesys.gallery.store.base import (
     name_key,
     normalize_name,
     salvaged_face,
+    same_faces,
 )
 from facesys.keys import ApiKey
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
 ERASE_PENDING = "erase_pending"  # meta key: a removal committed, its freed pages not yet erased
@@ -112,6 +117,12 @@ _LIBRARY = [
     "CREATE INDEX IF NOT EXISTS library_faces_enrolled ON library_faces(enrolled_face_id)",
 ]
 
+# v6: what a removed person's erased library faces leave behind (see TruthStore.remove_person).
+_ERASED = [
+    "ALTER TABLE library_photos ADD COLUMN erased TEXT",
+    "CREATE TABLE IF NOT EXISTS library_erased (sha256 TEXT PRIMARY KEY, faces INTEGER NOT NULL)",
+]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS people (
@@ -139,7 +150,7 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, face_id INTEGER NOT NULL, added INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
-""" + ";\n".join(_KEYS_AND_AUDIT + _LIBRARY)
+""" + ";\n".join(_KEYS_AND_AUDIT + _LIBRARY + _ERASED)
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
 _MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE faces ADD COLUMN sharpness REAL"],  # v2: the enrollment photo's sharpness
@@ -151,6 +162,7 @@ _MIGRATIONS: dict[int, list[str]] = {
     ],
     3: _KEYS_AND_AUDIT,  # v4: API keys and the audit log
     4: _LIBRARY,  # v5: the photo library
+    5: _ERASED,  # v6: erased library faces remembered without their data
 }
 
 
@@ -496,17 +508,52 @@ class SQLiteStore(TruthStore):
         with self.transaction():
             person_id = self._existing_person(name)
             ids = [r[0] for r in self.db.execute("SELECT id FROM faces WHERE person_id = ?", (person_id,))]
-            self.db.execute(  # their library faces stay, unnamed again
-                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL WHERE person_id = ?",
-                (person_id,),
-            )
+            library = self._erase_library_faces_of(person_id)
             self.db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
             self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
-            self._audit("remove_person", person_id, {"faces": len(ids)})
+            self._audit("remove_person", person_id, {"faces": len(ids), "library_faces": library})
             self._set_meta({ERASE_PENDING: 1})
         self.erase_freed_pages()
         return len(ids)
+
+    def _erase_library_faces_of(self, person_id: int) -> int:
+        """Inside a transaction: delete the library faces of ``person_id`` and those that are one of
+        their enrolled faces again, remembering them as TruthStore.remove_person says; returns how many."""
+        enrolled = self.db.execute("SELECT image_sha256, embedding FROM faces WHERE person_id = ?", (person_id,)).fetchall()
+        same = self.db.execute(
+            "SELECT lf.id, lp.sha256, lf.embedding FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "WHERE lp.sha256 IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted({sha for sha, _ in enrolled})),),
+        ).fetchall()
+        wanted = json.dumps(sorted(same_faces(enrolled, same)))
+        rows = self.db.execute(
+            "SELECT id, photo_id, frame, box FROM library_faces WHERE person_id = ? OR id IN (SELECT value FROM json_each(?))",
+            (person_id, wanted),
+        ).fetchall()
+        if not rows:
+            return 0
+        doomed = json.dumps([row[0] for row in rows])
+        self.db.execute("DELETE FROM library_faces WHERE id IN (SELECT value FROM json_each(?))", (doomed,))
+        for photo_id in sorted({row[1] for row in rows}):
+            erased = [(frame, box) for _, photo, frame, box in rows if photo == photo_id]
+            sha, old, left = self.db.execute(
+                "SELECT sha256, erased, (SELECT COUNT(*) FROM library_faces WHERE photo_id = ?1) FROM library_photos "
+                "WHERE id = ?1",
+                (photo_id,),
+            ).fetchone()
+            if left:
+                self.db.execute(
+                    "UPDATE library_photos SET faces = ?, erased = ? WHERE id = ?", (left, erased_boxes(old, erased), photo_id)
+                )
+            else:
+                self.db.execute("DELETE FROM library_photos WHERE id = ?", (photo_id,))
+                self.db.execute(
+                    "INSERT INTO library_erased(sha256, faces) VALUES (?, ?) "
+                    "ON CONFLICT(sha256) DO UPDATE SET faces = MAX(faces, excluded.faces)",
+                    (sha, len(erased)),
+                )
+        return len(rows)
 
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
         with self.transaction():
@@ -655,9 +702,9 @@ class SQLiteStore(TruthStore):
                 photo_id = row[0]
                 if self.db.execute("DELETE FROM library_faces WHERE photo_id = ?", (photo_id,)).rowcount:
                     self._set_meta({ERASE_PENDING: 1})
-                self.db.execute(
-                    "UPDATE library_photos SET size = ?, mtime_ns = ?, sha256 = ?, faces = ?, error = ?, model_id = ?, "
-                    "scanned_at = ? WHERE id = ?",
+                self.db.execute(  # faces erased with a removed person stay remembered while the bytes are the same
+                    "UPDATE library_photos SET erased = CASE WHEN sha256 = ?3 THEN erased END, size = ?1, mtime_ns = ?2, "
+                    "sha256 = ?3, faces = ?4, error = ?5, model_id = ?6, scanned_at = ?7 WHERE id = ?8",
                     (*values, photo_id),
                 )
             people: dict[str, int | None] = {}
@@ -694,9 +741,34 @@ class SQLiteStore(TruthStore):
     def library_photos(self) -> list[LibraryPhoto]:
         with self._reads():
             rows = self.db.execute(
-                "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at FROM library_photos ORDER BY path"
+                "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased FROM library_photos "
+                "ORDER BY path"
             ).fetchall()
-        return [LibraryPhoto(*row) for row in rows]
+        return [LibraryPhoto(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in rows]
+
+    def move_photo(self, old_path: str, photo: ScannedPhoto) -> bool:
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT id FROM library_photos WHERE path = ? AND sha256 = ? AND NOT EXISTS "
+                "(SELECT 1 FROM library_photos WHERE path = ?)",
+                (old_path, photo.sha256, photo.path),
+            ).fetchone()
+            if row is None:
+                return False
+            self.db.execute(
+                "UPDATE library_photos SET path = ?, size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
+                (photo.path, photo.size, photo.mtime_ns, time.time(), row[0]),
+            )
+            self.db.execute(  # the enrolled copies of its named faces name the file where it is now
+                "UPDATE faces SET source = ? WHERE id IN (SELECT enrolled_face_id FROM library_faces WHERE photo_id = ?)",
+                (photo.path, row[0]),
+            )
+            self._audit("move_photos", detail={"photos": 1})
+        return True
+
+    def erased_photos(self) -> set[str]:
+        with self._reads():
+            return {sha for (sha,) in self.db.execute("SELECT sha256 FROM library_erased")}
 
     def forget_photos(self, paths: list[str]) -> int:
         with self.transaction():
