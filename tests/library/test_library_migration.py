@@ -21,12 +21,12 @@ from tests.library.conftest import library_face, photo
 
 # What a version 4 SQLite gallery is: the same tables, but no library ones.
 V4 = (
-    "DROP TABLE library_erased; DROP TABLE library_faces; DROP TABLE library_photos; "
+    "DROP TABLE library_erased; DROP TABLE library_faces; DROP TABLE library_photos; ALTER TABLE faces DROP COLUMN from_library; "
     "UPDATE meta SET value = '4' WHERE key = 'schema_version'"
 )
 # What a version 5 one is: the library, without what erased library faces leave behind.
 V5 = (
-    "DROP TABLE library_erased; ALTER TABLE library_photos DROP COLUMN erased; "
+    "DROP TABLE library_erased; ALTER TABLE library_photos DROP COLUMN erased; ALTER TABLE faces DROP COLUMN from_library; "
     "UPDATE meta SET value = '5' WHERE key = 'schema_version'"
 )
 
@@ -99,6 +99,11 @@ def erasure_works(store, library: list) -> None:
     """The migrated store keeps its library, and remembers a removed person's library faces."""
     assert [(f.id, f.path, f.person, f.assigned, f.enrolled_face_id) for f in store.library_faces()] == library
     assert [p.erased for p in store.library_photos()] == [None] and store.erased_photos() == set()
+    store.forget_photos([photo(2).path])  # the named face's copy stays enrolled, marked a copy by the migration
+    assert store.record_photo(photo(2), [library_face(3), library_face(4)], MODEL)
+    first = store.library_faces()[0]
+    assert (first.person, first.assigned, first.enrolled_face_id) == library[0][2:]
+    library = [(f.id, f.path, f.person, f.assigned, f.enrolled_face_id) for f in store.library_faces()]
     store.remove_person("Ann")
     assert [p.erased for p in store.library_photos()] == [[[None, 13.0, 20.0, 110.0, 140.0]]]
     assert [f.id for f in store.library_faces()] == [library[1][0]] and store.check() == []
@@ -127,6 +132,7 @@ def test_a_version_1_postgresql_gallery_is_migrated_keeping_everything(postgres_
     with open_store(url, create=True) as store:
         before = fill(store)
         store.conn.execute("DROP TABLE library_erased; DROP TABLE library_faces; DROP TABLE library_photos")
+        store.conn.execute("ALTER TABLE faces DROP COLUMN from_library")
         store.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with open_store(url) as store:
         assert store.stats()["gallery_schema_version"] == PG_VERSION == 3
@@ -145,6 +151,7 @@ def test_a_version_2_postgresql_library_is_migrated_keeping_its_faces(postgres_c
         fill(store)
         library = library_kept(store)
         store.conn.execute("DROP TABLE library_erased; ALTER TABLE library_photos DROP COLUMN erased")
+        store.conn.execute("ALTER TABLE faces DROP COLUMN from_library")
         store.conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with open_store(url) as store:
         assert store.stats()["gallery_schema_version"] == 3

@@ -260,6 +260,24 @@ def test_forgetting_files_removes_their_faces_but_not_their_copies(store):
     assert store.face_ids().tolist() == [copy]  # enrolled by naming: stays enrolled
 
 
+def test_a_forgotten_file_found_again_is_linked_to_its_copy_again_not_attached_automatically(store):
+    ids = record(store, 1, 10, 11)
+    copy = store.name_library_faces(ids[:1], "Ann").enrolled[ids[0]]
+    store.forget_photos(["/library/1.jpg"])  # e.g. scanned with force while its disk was away
+    assert store.face_ids().tolist() == [copy]
+    again = record(store, 1, 10, 11, person="Ann")  # identify matches the copy: the scan would attach it automatically
+    faces = store.library_faces()
+    assert [(f.id, f.person, f.assigned, f.enrolled_face_id) for f in faces] == [
+        (again[0], "Ann", "user", copy),  # the user's name, and the link, are back
+        (again[1], "Ann", "auto", None),
+    ]
+    assert store.unname_library_faces(again) == again and store.face_count() == 0 and store.people() == []
+    direct = store.add_face("Bob", replace(face(2), image_sha256=photo(2).sha256, embedding=library_face(12).embedding), MODEL)
+    (auto,) = record(store, 2, 12, person="Bob")  # a photo enrolled directly is no copy: attached automatically only
+    (seen,) = store.library_faces([auto])
+    assert (seen.person, seen.assigned, seen.enrolled_face_id) == ("Bob", "auto", None) and store.face_ids().tolist() == [direct]
+
+
 def test_check_reports_a_damaged_library_face(store, backend):
     (lib,) = record(store, 1, 10)
     bad = np.full(8, 0.5, "<f4").tobytes()  # norm 1.41

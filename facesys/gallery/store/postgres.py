@@ -20,7 +20,7 @@ servers cannot break them:
 - ``audit(id, at, actor, action, person_id, detail)``: person ids, never names, paths or hashes.
 - ``library_photos`` and ``library_faces`` (v2): the photo library, as SQLite's (see sqlite.py);
   a removal VACUUMs them too. v3: ``library_photos.erased`` and ``library_erased``, what a removed
-  person's erased library faces leave behind, as SQLite's v6.
+  person's erased library faces leave behind, and ``faces.from_library``, as SQLite's v6.
 
 Face and person ids are identity columns (GENERATED ALWAYS): never reused, even after a rollback.
 
@@ -163,6 +163,8 @@ _LIBRARY = [
 _ERASED = [
     "ALTER TABLE library_photos ADD COLUMN erased TEXT",
     "CREATE TABLE library_erased (sha256 TEXT PRIMARY KEY, faces INTEGER NOT NULL)",
+    "ALTER TABLE faces ADD COLUMN from_library BOOLEAN",  # true: a copy made by naming a library face
+    "UPDATE faces SET from_library = true WHERE id IN (SELECT enrolled_face_id FROM library_faces)",
 ]
 _SCHEMA += _LIBRARY + _ERASED
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
@@ -911,6 +913,7 @@ class PostgresStore(TruthStore):
                         (*values, values[-1]),
                     )
                     inserted.append((cursor.fetchone()[0], values[-1]))
+            self._relink_copies(photo.sha256, [face_id for face_id, _ in inserted], faces)
             attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
             for person_id, face_ids in faces_by_person(attached).items():
                 self._audit("auto_attach", person_id, {"library_faces": face_ids})
@@ -1050,6 +1053,25 @@ class PostgresStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
+    def _relink_copies(self, sha: str, ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face of the photo ``sha`` that is an enrolled copy no
+        library face links to any more (its file was forgotten, then found again) is that copy's
+        face again: linked to it and named its person by the user (never attached "auto")."""
+        orphans = self._rows(
+            "SELECT id, person_id, embedding FROM faces f WHERE image_sha256 = %s AND from_library "
+            "AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
+            (sha,),
+            binary=True,
+        )
+        new = [(face_id, sha, embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
+        for copy, person_id, blob in orphans:
+            for face_id in same_faces([(sha, blob)], new):
+                self._execute(
+                    "UPDATE library_faces SET person_id = %s, assigned = 'user', cluster = NULL, enrolled_face_id = %s "
+                    "WHERE id = %s",
+                    (person_id, copy, face_id),
+                )
+
     def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         return {sha for (sha,) in self._rows("SELECT image_sha256 FROM faces WHERE image_sha256 = ANY(%s::text[])", (hashes,))}
 
@@ -1057,8 +1079,9 @@ class PostgresStore(TruthStore):
         """Inside a transaction: copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
         (new_id,) = self._row(
             "INSERT INTO faces(person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, model_id, "
-            "created_at) SELECT %s, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, lf.embedding, "
-            "lf.model_id, %s FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id = %s RETURNING id",
+            "created_at, from_library) SELECT %s, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, "
+            "lf.embedding, lf.model_id, %s, true FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "WHERE lf.id = %s RETURNING id",
             (person_id, time.time(), face_id),
         )
         return new_id

@@ -25,6 +25,8 @@ Tables (schema version 6; older galleries are migrated when opened):
 - v6: ``library_photos.erased`` (JSON [frame, x1, y1, x2, y2] of faces erased with a removed
   person) and ``library_erased(sha256, faces)``: files left without faces by such an erasure, by
   content hash only, so a scan does not bring their faces back (see ``TruthStore.remove_person``).
+  ``faces.from_library`` (1: a copy made by naming a library face; a file forgotten and found
+  again links its face to that copy again, named by the user).
 
 Every change is one transaction; nothing here imports torch. A database on a read-only volume
 is opened read-only (immutable when even that fails), so it can still be read. A read that meets
@@ -121,6 +123,8 @@ _LIBRARY = [
 _ERASED = [
     "ALTER TABLE library_photos ADD COLUMN erased TEXT",
     "CREATE TABLE IF NOT EXISTS library_erased (sha256 TEXT PRIMARY KEY, faces INTEGER NOT NULL)",
+    "ALTER TABLE faces ADD COLUMN from_library INTEGER",  # 1: a copy made by naming a library face
+    "UPDATE faces SET from_library = 1 WHERE id IN (SELECT enrolled_face_id FROM library_faces)",
 ]
 
 _SCHEMA = """
@@ -733,6 +737,7 @@ class SQLiteStore(TruthStore):
                     ),
                 ).lastrowid
                 inserted.append((face_id, person_id))
+            self._relink_copies(photo.sha256, [face_id for face_id, _ in inserted], faces)
             attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
             for person_id, face_ids in faces_by_person(attached).items():
                 self._audit("auto_attach", person_id, {"library_faces": face_ids})
@@ -881,6 +886,24 @@ class SQLiteStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
+    def _relink_copies(self, sha: str, ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face of the photo ``sha`` that is an enrolled copy no
+        library face links to any more (its file was forgotten, then found again) is that copy's
+        face again: linked to it and named its person by the user (never attached "auto")."""
+        orphans = self.db.execute(
+            "SELECT id, person_id, embedding FROM faces f WHERE image_sha256 = ? AND from_library = 1 "
+            "AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
+            (sha,),
+        ).fetchall()
+        new = [(face_id, sha, embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
+        for copy, person_id, blob in orphans:
+            for face_id in same_faces([(sha, blob)], new):
+                self.db.execute(
+                    "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? "
+                    "WHERE id = ?",
+                    (person_id, copy, face_id),
+                )
+
     def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         query = "SELECT image_sha256 FROM faces WHERE image_sha256 IN (SELECT value FROM json_each(?))"
         return {sha for (sha,) in self.db.execute(query, (json.dumps(hashes),))}
@@ -890,8 +913,9 @@ class SQLiteStore(TruthStore):
         new_id = self._next_id("last_face_id", "faces")
         self.db.execute(
             "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
-            "model_id, created_at) SELECT ?, ?, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, "
-            "lf.embedding, lf.model_id, ? FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id = ?",
+            "model_id, created_at, from_library) SELECT ?, ?, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, "
+            "lf.crop_origin, lf.embedding, lf.model_id, ?, 1 FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "WHERE lf.id = ?",
             (new_id, person_id, time.time(), face_id),
         )
         return new_id
