@@ -157,22 +157,25 @@ def scan(
             on_start(len(found.problems) + len(gone) + len(found.files))
         for path, message in found.problems:
             emit(ScanResult(path, "error", error=message))
+        model_id = store.model_id
         moved: dict[str, LibraryPhoto] = {}
         for old_path, file in moves.items():  # before forgetting: a move keeps the faces and their names
             if store.move_photo(old_path, ScannedPhoto(str(file.path), file.size, file.mtime_ns, stored[old_path].sha256)):
-                old = stored[old_path]
-                moved[str(file.path)] = replace(old, path=str(file.path), size=file.size, mtime_ns=file.mtime_ns)
+                photo = replace(stored[old_path], path=str(file.path), size=file.size, mtime_ns=file.mtime_ns)
+                moved[photo.path] = photo
+                if _current(photo, model_id):
+                    emit(_unchanged(photo, "moved"))
         if gone:
             store.forget_photos(gone)
             for path in gone:
                 emit(ScanResult(path, "forgotten", faces=stored[path].faces))
-        model_id = store.model_id
         erased = store.erased_photos()
         todo = []
         for file in found.files:
             old = moved.get(str(file.path)) or stored.get(str(file.path))
             if old is not None and (old.size, old.mtime_ns) == (file.size, file.mtime_ns) and _current(old, model_id):
-                emit(_unchanged(old, "moved" if str(file.path) in moved else "unchanged"))
+                if str(file.path) not in moved:  # a move was reported when it was committed
+                    emit(_unchanged(old))
             else:
                 todo.append((file, old))
         if todo:

@@ -695,7 +695,7 @@ class PostgresStore(TruthStore):
             ids = sorted(row[0] for row in self._rows("DELETE FROM faces WHERE person_id = %s RETURNING id", (person_id,)))
             self._execute("DELETE FROM people WHERE id = %s", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
-            self._audit("remove_person", person_id, {"faces": len(ids), "library_faces": library})
+            self._audit("remove_person", person_id, {"faces": len(ids)} | ({"library_faces": library} if library else {}))
         self.erase_freed_pages()
         return len(ids)
 

@@ -276,7 +276,8 @@ class SQLiteStore(TruthStore):
             version = int(self.meta()["schema_version"])  # another process may have migrated it
             while version < SCHEMA_VERSION:
                 for statement in _MIGRATIONS[version]:
-                    self.db.execute(statement)
+                    if not self._has_column(statement):
+                        self.db.execute(statement)
                 version += 1
             unkeyed = self.db.execute("SELECT id, name FROM people WHERE name_key IS NULL").fetchall()
             self.db.executemany("UPDATE people SET name_key = ? WHERE id = ?", [(name_key(n), i) for i, n in unkeyed])
@@ -285,6 +286,14 @@ class SQLiteStore(TruthStore):
                 {"schema_version": version, "gallery_id": meta.get("gallery_id") or secrets.token_hex(8)}
                 | {"log_from": meta.get("log_from", meta.get("generation", 0))}
             )
+
+    def _has_column(self, statement: str) -> bool:
+        """Whether ``statement`` adds a column (ALTER TABLE t ADD COLUMN c ...) that is there already
+        (a gallery made by a newer facesys, then marked older): such a step is skipped."""
+        words = statement.split()
+        if words[:2] != ["ALTER", "TABLE"] or words[3:5] != ["ADD", "COLUMN"]:
+            return False
+        return any(row[1] == words[5] for row in self.db.execute(f"PRAGMA table_info({words[2]})"))
 
     def close(self) -> None:
         self.db.close()
@@ -516,7 +525,7 @@ class SQLiteStore(TruthStore):
             self.db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
             self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
-            self._audit("remove_person", person_id, {"faces": len(ids), "library_faces": library})
+            self._audit("remove_person", person_id, {"faces": len(ids)} | ({"library_faces": library} if library else {}))
             self._set_meta({ERASE_PENDING: 1})
         self.erase_freed_pages()
         return len(ids)
