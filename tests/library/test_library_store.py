@@ -271,7 +271,10 @@ def test_a_forgotten_file_found_again_is_linked_to_its_copy_again_not_attached_a
         (again[0], "Ann", "user", copy),  # the user's name, and the link, are back
         (again[1], "Ann", "auto", None),
     ]
-    assert store.unname_library_faces(again) == again and store.face_count() == 0 and store.people() == []
+    changed = store.record_photo(photo(1, sha="c" * 64), [library_face(10, person="Ann")], MODEL)  # metadata edited
+    (seen,) = store.library_faces(changed)
+    assert (seen.person, seen.assigned, seen.enrolled_face_id) == ("Ann", "user", copy)  # same path, same face
+    assert store.unname_library_faces(changed) == changed and store.face_count() == 0 and store.people() == []
     direct = store.add_face("Bob", replace(face(2), image_sha256=photo(2).sha256, embedding=library_face(12).embedding), MODEL)
     (auto,) = record(store, 2, 12, person="Bob")  # a photo enrolled directly is no copy: attached automatically only
     (seen,) = store.library_faces([auto])

@@ -746,7 +746,7 @@ class SQLiteStore(TruthStore):
                     ),
                 ).lastrowid
                 inserted.append((face_id, person_id))
-            self._relink_copies(photo.sha256, [face_id for face_id, _ in inserted], faces)
+            self._relink_copies(photo, [face_id for face_id, _ in inserted], faces)
             attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
             for person_id, face_ids in faces_by_person(attached).items():
                 self._audit("auto_attach", person_id, {"library_faces": face_ids})
@@ -895,18 +895,20 @@ class SQLiteStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
-    def _relink_copies(self, sha: str, ids: list[int], faces: list[NewLibraryFace]) -> None:
-        """Inside a transaction: a new library face of the photo ``sha`` that is an enrolled copy no
-        library face links to any more (its file was forgotten, then found again) is that copy's
-        face again: linked to it and named its person by the user (never attached "auto")."""
+    def _relink_copies(self, photo: ScannedPhoto, ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face ``ids`` of ``photo`` that is an enrolled copy no
+        library face links to any more (same face, of the same bytes or the same path: its file was
+        forgotten and found again, or only its metadata changed) is that copy's face again: linked
+        to it and named its person by the user (never attached "auto")."""
         orphans = self.db.execute(
-            "SELECT id, person_id, embedding FROM faces f WHERE image_sha256 = ? AND from_library = 1 "
+            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = ? OR source = ?) AND from_library = 1 "
             "AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
-            (sha,),
+            (photo.sha256, photo.path),
         ).fetchall()
-        new = [(face_id, sha, embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
+        new = [(face_id, "", embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
         for copy, person_id, blob in orphans:
-            for face_id in same_faces([(sha, blob)], new):
+            for face_id in same_faces([("", blob)], new):
+                new = [row for row in new if row[0] != face_id]  # one copy per face
                 self.db.execute(
                     "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? "
                     "WHERE id = ?",
