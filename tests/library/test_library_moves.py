@@ -6,8 +6,10 @@ library faces too, and a rescan does not bring them back."""
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from facesys.errors import FacesysError
@@ -130,3 +132,14 @@ def test_removing_a_person_erases_their_library_faces_and_a_rescan_leaves_them_o
     assert again.files["erased"] == 4 and again.files["unchanged"] == 2 and again.processed == 0
     with gallery.open() as store:
         assert [f.id for f in store.library_faces()] == hu
+
+
+def test_a_face_where_an_erased_one_was_is_left_out_when_its_photo_is_read_again():
+    from facesys.library.scan import _erased
+    from tests.library.conftest import library_face
+
+    erased = [[None, 20.0, 20.0, 110.0, 140.0], [30, 200.0, 20.0, 290.0, 140.0]]
+    assert _erased(library_face(10), erased)  # box 20, 20, 110, 140: the same place
+    assert _erased(library_face(12), erased)  # shifted by 2 px: still the same face
+    assert not _erased(library_face(10, frame=30), erased)  # another frame of a video
+    assert not _erased(replace(library_face(10), box=np.array([150.0, 20, 240, 140])), erased)  # someone beside
