@@ -196,6 +196,9 @@ def _moves(
     """Recorded path -> the walked file it moved to: a file not recorded at its path whose sha256
     is that of a readable recorded file that is ``gone``, or that lies outside ``roots`` and no
     longer exists (a photo moved in from a folder not scanned now). The sha256 read go in ``hashes``."""
+    new = [file for file in files if str(file.path) not in stored]
+    if not new:
+        return {}
     candidates: dict[str, list[str]] = {}
     for photo in stored.values():
         away = photo.path in gone or not (under(photo.path, roots) or os.path.lexists(photo.path))
@@ -204,9 +207,7 @@ def _moves(
     if not candidates:
         return {}
     moves: dict[str, LibraryFile] = {}
-    for file in files:
-        if str(file.path) in stored:
-            continue
+    for file in new:
         try:
             sha = hashes[file.path] = file_sha256(file.path)
         except OSError:
