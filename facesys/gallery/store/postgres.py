@@ -879,6 +879,7 @@ class PostgresStore(TruthStore):
             if faces and self.model_id != model_id:
                 raise GalleryError(f"{self.location}: gallery model is {self.model_id}, not {model_id}")
             values = (photo.size, photo.mtime_ns, photo.sha256, len(faces), photo.error, model_id, now)
+            copies: list[int] = []  # enrolled copies of the faces replaced now
             if row is None:
                 (photo_id,) = self._row(
                     "INSERT INTO library_photos(size, mtime_ns, sha256, faces, error, model_id, scanned_at, path) "
@@ -887,7 +888,8 @@ class PostgresStore(TruthStore):
                 )
             else:
                 photo_id = row[0]
-                self._execute("DELETE FROM library_faces WHERE photo_id = %s", (photo_id,))
+                deleted = self._rows("DELETE FROM library_faces WHERE photo_id = %s RETURNING enrolled_face_id", (photo_id,))
+                copies = [copy for (copy,) in deleted if copy is not None]
                 self._execute(  # faces erased with a removed person stay remembered while the bytes are the same
                     "UPDATE library_photos SET erased = CASE WHEN sha256 = %s THEN erased END, size = %s, mtime_ns = %s, "
                     "sha256 = %s, faces = %s, error = %s, model_id = %s, scanned_at = %s WHERE id = %s",
@@ -913,7 +915,7 @@ class PostgresStore(TruthStore):
                         (*values, values[-1]),
                     )
                     inserted.append((cursor.fetchone()[0], values[-1]))
-            self._relink_copies(photo, [face_id for face_id, _ in inserted], faces)
+            self._relink_copies(photo.sha256, copies, [face_id for face_id, _ in inserted], faces)
             attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
             for person_id, face_ids in faces_by_person(attached).items():
                 self._audit("auto_attach", person_id, {"library_faces": face_ids})
@@ -1053,15 +1055,16 @@ class PostgresStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
-    def _relink_copies(self, photo: ScannedPhoto, ids: list[int], faces: list[NewLibraryFace]) -> None:
-        """Inside a transaction: a new library face ``ids`` of ``photo`` that is an enrolled copy no
-        library face links to any more (same face, of the same bytes or the same path: its file was
-        forgotten and found again, or only its metadata changed) is that copy's face again: linked
-        to it and named its person by the user (never attached "auto")."""
+    def _relink_copies(self, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face (``ids``, ``faces``) of the photo ``sha`` that is
+        the same face as an enrolled copy no library face links to any more (one of the same bytes:
+        its file was forgotten and found again; or one of the ``copies`` of the faces it replaces:
+        only its metadata changed) is that copy's face again: linked to it and named its person by
+        the user (never attached "auto")."""
         orphans = self._rows(
-            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = %s OR source = %s) AND from_library "
+            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = %s OR id = ANY(%s::bigint[])) AND from_library "
             "AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
-            (photo.sha256, photo.path),
+            (sha, copies),
             binary=True,
         )
         new = [(face_id, "", embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]

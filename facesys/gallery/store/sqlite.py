@@ -705,6 +705,7 @@ class SQLiteStore(TruthStore):
             if faces and self.model_id != model_id:
                 raise GalleryError(f"{self.folder}: gallery model is {self.model_id}, not {model_id}")
             values = (photo.size, photo.mtime_ns, photo.sha256, len(faces), photo.error, model_id, now)
+            copies: list[int] = []  # enrolled copies of the faces replaced now
             if row is None:
                 photo_id = self.db.execute(
                     "INSERT INTO library_photos(size, mtime_ns, sha256, faces, error, model_id, scanned_at, path) "
@@ -713,6 +714,8 @@ class SQLiteStore(TruthStore):
                 ).lastrowid
             else:
                 photo_id = row[0]
+                query = "SELECT enrolled_face_id FROM library_faces WHERE photo_id = ? AND enrolled_face_id IS NOT NULL"
+                copies = [copy for (copy,) in self.db.execute(query, (photo_id,))]
                 if self.db.execute("DELETE FROM library_faces WHERE photo_id = ?", (photo_id,)).rowcount:
                     self._set_meta({ERASE_PENDING: 1})
                 self.db.execute(  # faces erased with a removed person stay remembered while the bytes are the same
@@ -746,7 +749,7 @@ class SQLiteStore(TruthStore):
                     ),
                 ).lastrowid
                 inserted.append((face_id, person_id))
-            self._relink_copies(photo, [face_id for face_id, _ in inserted], faces)
+            self._relink_copies(photo.sha256, copies, [face_id for face_id, _ in inserted], faces)
             attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
             for person_id, face_ids in faces_by_person(attached).items():
                 self._audit("auto_attach", person_id, {"library_faces": face_ids})
@@ -895,15 +898,16 @@ class SQLiteStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
-    def _relink_copies(self, photo: ScannedPhoto, ids: list[int], faces: list[NewLibraryFace]) -> None:
-        """Inside a transaction: a new library face ``ids`` of ``photo`` that is an enrolled copy no
-        library face links to any more (same face, of the same bytes or the same path: its file was
-        forgotten and found again, or only its metadata changed) is that copy's face again: linked
-        to it and named its person by the user (never attached "auto")."""
+    def _relink_copies(self, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face (``ids``, ``faces``) of the photo ``sha`` that is
+        the same face as an enrolled copy no library face links to any more (one of the same bytes:
+        its file was forgotten and found again; or one of the ``copies`` of the faces it replaces:
+        only its metadata changed) is that copy's face again: linked to it and named its person by
+        the user (never attached "auto")."""
         orphans = self.db.execute(
-            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = ? OR source = ?) AND from_library = 1 "
-            "AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
-            (photo.sha256, photo.path),
+            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = ? OR id IN (SELECT value FROM json_each(?))) "
+            "AND from_library = 1 AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
+            (sha, json.dumps(copies)),
         ).fetchall()
         new = [(face_id, "", embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
         for copy, person_id, blob in orphans:
