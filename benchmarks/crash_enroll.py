@@ -20,7 +20,9 @@ opening, transactions, index writes and clean-up all get hit), then checks the g
   photo, which re-syncs the index), and NO file in the gallery folder (every file, -wal, -shm and
   temporary files included, searched byte-wise) may hold the victim's embeddings (the full 512
   bytes, or either half in case a page boundary splits it), a 256-byte piece of the first 4 KiB of
-  one of their crops found in no other face's crop, their name or their photos' paths.
+  one of their crops found in no other face's crop, their name or their photos' paths; the template
+  also scanned the same photos into its photo library, so their library faces' embeddings and
+  paths are searched for too.
 - ``import``: ``facesys gallery import backup.zip`` into a new gallery folder: afterwards the
   gallery is absent or empty, or holds ALL the exported faces (one transaction: never a partial
   import); a reported import must be complete.
@@ -259,6 +261,13 @@ def make_template(folder: Path, filler: int, seed: int) -> None:
     done = finish(cli(folder, "gallery", "repair"))
     if done.returncode != 0:
         raise RuntimeError(f"gallery repair failed: {done.stderr[-2000:]}")
+    library = folder.with_name(folder.name + "-library")  # the same photos in a scanned photo library too
+    library.mkdir(exist_ok=True)
+    for photo in [*victim_photos(), *other_photos()[:1]]:
+        shutil.copy(photo, library / photo.name)
+    done = finish(cli(folder, "scan", str(library)))  # their faces are attached to them automatically
+    if done.returncode != 0:
+        raise RuntimeError(f"scanning the library failed: {done.stderr[-2000:]}")
 
 
 def copy_of(template: Path, workdir: Path) -> Path:
@@ -359,8 +368,13 @@ def victim_signatures(template: Path) -> list[tuple[str, bytes]]:
         victim = {f.id: f for f in store.faces(VICTIM)}
         ids, vectors, _ = store.embeddings()
         crops = {face_id: jpeg for face_id, jpeg, _, _ in store.crops()}
+        library = store.library_faces(person=VICTIM)  # their faces in the scanned library
+        library_vectors = store.library_vectors([f.id for f in library])
     others = b"\0".join(jpeg for face_id, jpeg in crops.items() if face_id not in victim)
     signatures = [("name", VICTIM.encode())]
+    for face, vector in zip(library, library_vectors, strict=True):
+        signatures.append((f"embedding of library face {face.id}", vector.astype("<f4").tobytes()))
+        signatures.append((f"photo path of library face {face.id}", face.path.encode()))
     for face_id, vector in zip(ids.tolist(), vectors, strict=True):
         if face_id in victim:
             raw = vector.astype("<f4").tobytes()

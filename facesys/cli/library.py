@@ -20,14 +20,19 @@ def _plural(count: int, word: str) -> str:
 @main.command()
 @click.argument("folders", nargs=-1, required=True, type=click.Path())
 @click.option("--every", type=click.IntRange(min=1), help="Also scan videos, every Nth frame (without it videos are skipped).")
-@click.option("--force", is_flag=True, help="Forget the photos of a folder that holds none now (refused otherwise: unmounted?).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Forget the photos of a folder that holds none now, or of a sub-folder that is gone (refused otherwise: unmounted?).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file read, failed or forgotten, then a summary.")
 @click.pass_obj
 def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force: bool, as_json: bool) -> None:
     """Find every face in the photos under FOLDERS (recursively) and store them, unnamed.
 
-    Incremental and safe to kill: a re-run reads only new or changed files and forgets deleted
-    ones; each file is recorded whole or not at all. Faces that match an enrolled person are
+    Incremental and safe to kill: a re-run reads only new or changed files, keeps the faces and
+    names of moved or renamed ones (same content) and forgets deleted ones; each file is recorded
+    whole or not at all. Faces that match an enrolled person are
     attached to them automatically (undo with 'facesys face unname'). Each unreadable file is
     reported on one line and skipped. Then: 'facesys cluster', 'facesys clusters', 'facesys name'.
 
@@ -71,6 +76,10 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
             if files["unchanged"] or files["error"] or files["forgotten"]
             else f"no photos found under {', '.join(folders)}"
         )
+        if files["moved"]:
+            line += f", {files['moved']} moved (faces and names kept)"
+        if files["erased"]:
+            line += f", {files['erased']} left out (their faces were erased with a removed person)"
         if files["error"]:
             line += f", {files['error']} unreadable"
         if files["forgotten"]:

@@ -37,6 +37,7 @@ ACTIONS = (
     # the photo library (facesys/library/)
     "auto_attach",
     "forget_photos",
+    "move_photos",
     "cluster",
     "name_faces",
     "unname_faces",

@@ -2,8 +2,14 @@
 stored as unnamed library faces with their file, box, crop and embedding.
 
 Incremental: a file whose size and modification time are those recorded (or, when they differ,
-whose sha256 is) is not processed again, unless its faces were embedded with another model; a
-recorded file that is gone from a scanned folder is forgotten, with its faces. Kill-safe: each file
+whose sha256 is) is not processed again, unless its faces were embedded with another model. A
+file moved or renamed (a new path holding the bytes, by sha256, of a recorded file whose path is
+gone) is the same photo: its record moves, keeping its faces, their names and their links to the
+enrolled copies. A recorded file that is gone from a scanned folder is forgotten, with its faces;
+when its folder is gone too (an unmounted disk looks like that), or a scanned folder holds no
+photo now, nothing is forgotten unless ``force`` is given. Files whose faces were all erased with
+a removed person are left out, and faces erased from a photo are left out when it is read again
+(see ``TruthStore.remove_person``). Kill-safe: each file
 is recorded with all its faces in one transaction (``TruthStore.record_photo``), so a scan killed
 at any moment leaves every file either fully recorded or not at all, and the next scan does the
 rest. A file that cannot be read is reported (one line each), recorded with its error (reported
@@ -19,7 +25,8 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facesys.enroll import face_crop
@@ -33,13 +40,15 @@ if TYPE_CHECKING:
     from facesys.system import FaceSystem
 
 ANIMATION_EVERY = 10  # frames of an animated image looked at (every Nth) when no video frame step is given
-STATUSES = ("new", "changed", "unchanged", "error", "forgotten")
+STATUSES = ("new", "changed", "unchanged", "moved", "erased", "error", "forgotten")
 
 
 @dataclass(frozen=True)
 class ScanResult:
     """What a scan did with one file: ``status`` is new or changed (read now), unchanged (skipped),
-    error (could not be read; ``error`` says why) or forgotten (gone from disk); ``faces`` found in
+    moved (the bytes of a recorded file whose path is gone: its record, faces and names follow),
+    erased (left out: its faces were erased with a removed person), error (could not be read;
+    ``error`` says why) or forgotten (gone from disk); ``faces`` found in
     it (for forgotten: the faces forgotten), ``face_ids`` the new library face ids, ``automatic``:
     person -> faces attached to them automatically, and whether this scan read the file."""
 
@@ -120,7 +129,8 @@ def scan(
     """Scan ``paths`` (folders, recursively, or files) into ``system``'s gallery; see the module
     docstring. ``every``: also scan videos, every Nth frame (None: videos are skipped); ``on_result``
     hears of every file (after it is recorded); ``force``: forget the photos of a folder that now
-    holds none (refused otherwise: an unmounted disk looks like that); ``on_start`` hears how many
+    holds none, or of a sub-folder that is gone (refused otherwise: an unmounted disk looks like
+    that); ``on_start`` hears how many
     results will follow (for a progress bar), once the folders are walked. Returns the counts."""
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
         raise FacesysError(f"every={every!r}: a frame step must be a whole number >= 1", parameter="every")
@@ -138,43 +148,106 @@ def scan(
     gallery = system.gallery
     with gallery.open(create=True) as store:
         stored = {photo.path: photo for photo in store.library_photos()}
-        gone = _gone(stored, found.files, roots, found.unreadable, force)
+        gone = _gone(stored, found.files, roots, found.unreadable)
+        hashes: dict[Path, str] = {}  # sha256 of the files read to find moves, not read again
+        moves = _moves(stored, gone, found.files, roots, hashes)
+        gone = [path for path in gone if path not in moves]
+        _refuse_vanished(gone, found.files, roots, force)
         if on_start is not None:
             on_start(len(found.problems) + len(gone) + len(found.files))
         for path, message in found.problems:
             emit(ScanResult(path, "error", error=message))
+        model_id = store.model_id
+        moved: dict[str, LibraryPhoto] = {}
+        for old_path, file in moves.items():  # before forgetting: a move keeps the faces and their names
+            if store.move_photo(old_path, ScannedPhoto(str(file.path), file.size, file.mtime_ns, stored[old_path].sha256)):
+                photo = replace(stored[old_path], path=str(file.path), size=file.size, mtime_ns=file.mtime_ns)
+                moved[photo.path] = photo
+                if _current(photo, model_id):
+                    emit(_unchanged(photo, "moved"))
         if gone:
             store.forget_photos(gone)
             for path in gone:
                 emit(ScanResult(path, "forgotten", faces=stored[path].faces))
-        model_id = store.model_id
+        erased = store.erased_photos()
         todo = []
         for file in found.files:
-            old = stored.get(str(file.path))
+            old = moved.get(str(file.path)) or stored.get(str(file.path))
             if old is not None and (old.size, old.mtime_ns) == (file.size, file.mtime_ns) and _current(old, model_id):
-                emit(_unchanged(old))
+                if str(file.path) not in moved:  # a move was reported when it was committed
+                    emit(_unchanged(old))
             else:
                 todo.append((file, old))
         if todo:
-            _process(system, store, todo, every, emit)
+            _process(system, store, todo, every, emit, hashes, erased)
     return report
 
 
-def _gone(stored: dict[str, LibraryPhoto], files: list[LibraryFile], roots: list, unreadable: list, force: bool) -> list[str]:
+def _gone(stored: dict[str, LibraryPhoto], files: list[LibraryFile], roots: list, unreadable: list) -> list[str]:
     """Recorded paths under ``roots`` that the walk did not find (those under ``unreadable``
-    folders excepted). FacesysError, nothing forgotten, when a scanned folder holds no photo now but
-    had some recorded, unless ``force``."""
+    folders excepted)."""
     walked = {str(file.path) for file in files}
-    gone = [path for path in stored if under(path, roots) and path not in walked and not under(path, unreadable)]
+    return sorted(path for path in stored if under(path, roots) and path not in walked and not under(path, unreadable))
+
+
+def _moves(
+    stored: dict[str, LibraryPhoto], gone: list[str], files: list[LibraryFile], roots: list, hashes: dict[Path, str]
+) -> dict[str, LibraryFile]:
+    """Recorded path -> the walked file it moved to: a file not recorded at its path whose sha256
+    is that of a readable recorded file that is ``gone``, or that lies outside ``roots`` and no
+    longer exists (a photo moved in from a folder not scanned now). The sha256 read go in ``hashes``."""
+    new = [file for file in files if str(file.path) not in stored]
+    if not new:
+        return {}
+    candidates: dict[str, list[str]] = {}
+    for photo in stored.values():
+        away = photo.path in gone or not (under(photo.path, roots) or os.path.lexists(photo.path))
+        if photo.error is None and photo.sha256 and away:
+            candidates.setdefault(photo.sha256, []).append(photo.path)
+    if not candidates:
+        return {}
+    moves: dict[str, LibraryFile] = {}
+    for file in new:
+        try:
+            sha = hashes[file.path] = file_sha256(file.path)
+        except OSError:
+            continue  # reported when it is read
+        if candidates.get(sha):
+            moves[candidates[sha].pop(0)] = file
+    return moves
+
+
+def _refuse_vanished(gone: list[str], files: list[LibraryFile], roots: list, force: bool) -> None:
+    """FacesysError, nothing forgotten, unless ``force``: when a scanned folder holds no photo now
+    but had some recorded, or when photos to forget lie in a sub-folder that is gone (an unmounted
+    disk looks like either)."""
+    if force:
+        return
+    walked = [str(file.path) for file in files]
     for root in roots:
         had = [path for path in gone if under(path, [root])]
-        if had and not force and root.is_dir() and not any(under(path, [root]) for path in walked):
+        if had and root.is_dir() and not any(under(path, [root]) for path in walked):
             raise FacesysError(
                 f"{root}: holds no photo now, but {len(had)} file(s) of it are in the library; refusing to forget "
                 "them (is the disk unmounted?); scan with force to forget them",
                 parameter="force",
             )
-    return sorted(gone)
+    vanished: Counter = Counter()
+    for path in gone:
+        folder = Path(path).parent
+        if folder.is_dir():
+            continue  # the file alone was deleted
+        while not folder.parent.is_dir() and folder.parent not in roots and folder.parent != folder.parent.parent:
+            folder = folder.parent
+        vanished[folder] += 1
+    if vanished:
+        folder, count = sorted(vanished.items())[0]
+        more = f" (and {len(vanished) - 1} other folder(s))" if len(vanished) > 1 else ""
+        raise FacesysError(
+            f"{folder}: this folder is gone{more}, but {count} file(s) of it are in the library; refusing to forget "
+            "them (is the disk unmounted?); scan with force to forget them",
+            parameter="force",
+        )
 
 
 def _current(photo: LibraryPhoto, model_id: str | None) -> bool:
@@ -182,11 +255,11 @@ def _current(photo: LibraryPhoto, model_id: str | None) -> bool:
     return photo.faces == 0 or photo.model_id == model_id
 
 
-def _unchanged(photo: LibraryPhoto) -> ScanResult:
-    """The result of a file skipped as unchanged: its recorded error again, if it had one."""
+def _unchanged(photo: LibraryPhoto, status: str = "unchanged") -> ScanResult:
+    """The result of a file skipped as unchanged (or moved): its recorded error again, if it had one."""
     if photo.error is not None:
         return ScanResult(photo.path, "error", error=photo.error)
-    return ScanResult(photo.path, "unchanged", faces=photo.faces)
+    return ScanResult(photo.path, status, faces=photo.faces)
 
 
 def _process(
@@ -195,8 +268,11 @@ def _process(
     todo: list[tuple[LibraryFile, LibraryPhoto | None]],
     every: int | None,
     emit: Callable[[ScanResult], None],
+    hashes: dict[Path, str],
+    erased: set[str],
 ) -> None:
-    """Read the files of ``todo`` through the pipeline and record each one with its faces."""
+    """Read the files of ``todo`` through the pipeline and record each one with its faces; the
+    sha256 of ``hashes`` are not read again; files whose sha256 is ``erased`` are left out."""
     embedder = system.embedder
     system.gallery.require_model(embedder.model_id)
     if store.model_id is None:
@@ -211,7 +287,7 @@ def _process(
     def items() -> Iterator[tuple[tuple[int, object], object]]:
         for index, (file, old) in enumerate(todo):
             try:
-                sha = file_sha256(file.path)
+                sha = hashes.get(file.path) or file_sha256(file.path)
             except OSError as exc:
                 error = f"{file.path}: cannot read ({exc.strerror})"
                 store.record_photo(ScannedPhoto(str(file.path), file.size, file.mtime_ns, "", error), [], model_id)
@@ -220,6 +296,9 @@ def _process(
             if old is not None and old.sha256 == sha and old.error is None and _current(old, model_id):
                 store.record_photo(ScannedPhoto(str(file.path), file.size, file.mtime_ns, sha), None, model_id)
                 settled.append(ScanResult(str(file.path), "unchanged", faces=old.faces))
+                continue
+            if sha in erased and old is None:  # every face of it was erased with a removed person
+                settled.append(ScanResult(str(file.path), "erased"))
                 continue
             reading[index] = _Reading(file, old, sha)
             for ref, image in media_items([file.path], every or ANIMATION_EVERY):
@@ -230,6 +309,8 @@ def _process(
         done = reading.pop(index)
         error = done.errors[0] if done.errors and len(done.errors) == done.items else None
         faces = [] if error else done.faces
+        if done.old is not None and done.old.erased and done.old.sha256 == done.sha256:
+            faces = [face for face in faces if not _erased(face, done.old.erased)]
         photo = ScannedPhoto(str(done.file.path), done.file.size, done.file.mtime_ns, done.sha256, error)
         ids = store.record_photo(photo, faces, model_id)
         replaced |= done.old is not None and done.old.faces > 0
@@ -253,6 +334,22 @@ def _process(
         emit(result)
     if replaced:
         store.erase_freed_pages()  # the faces of changed files were replaced
+
+
+def _erased(face: NewLibraryFace, erased: list[list[float | None]]) -> bool:
+    """Whether ``face`` is where a face erased with a removed person was (same frame, boxes
+    overlapping by more than half of their union)."""
+    x1, y1, x2, y2 = (float(v) for v in face.box)
+    for frame, *box in erased:
+        if frame != face.frame:
+            continue
+        w = min(x2, box[2]) - max(x1, box[0])
+        h = min(y2, box[3]) - max(y1, box[1])
+        inter = max(w, 0.0) * max(h, 0.0)
+        union = (x2 - x1) * (y2 - y1) + (box[2] - box[0]) * (box[3] - box[1]) - inter
+        if union > 0 and inter / union > 0.5:
+            return True
+    return False
 
 
 def _add(reading: _Reading, ref, result, named) -> None:

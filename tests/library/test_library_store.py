@@ -4,10 +4,13 @@ searches, naming (copies logged for the index), unnaming, removal, automatic att
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from facesys.errors import GalleryError, UnknownFaceError
+from facesys.gallery.store.base import ScannedPhoto
 from tests.gallery.conftest import MODEL, face
 from tests.library.conftest import library_face, photo
 
@@ -170,16 +173,56 @@ def test_automatic_attachment_links_without_enrolling(store):
     assert store.people() == [("Ann", 1)] and store.library_faces([ids[0]])[0].person is None
 
 
-def test_removing_a_person_detaches_their_library_faces_and_deletes_the_copies(store):
-    store.add_face("Ann", face(1), MODEL)
-    named = record(store, 1, 10)
-    auto = record(store, 2, 11, person="Ann")
-    store.name_library_faces(named, "Ann")
+def test_removing_a_person_erases_their_library_faces_and_remembers_them_without_their_data(store):
+    ann = face(1)
+    store.add_face("Ann", ann, MODEL)
+    named = record(store, 1, 10, 13)  # a group photo: 10 is Ann (named below), 13 someone else
+    auto = record(store, 2, 11, person="Ann")  # attached automatically, alone in its photo
+    again = replace(library_face(16), embedding=ann.embedding)  # Ann's enrolled photo scanned: the same face, unnamed
+    enrolled = store.record_photo(ScannedPhoto("/library/enrolled.jpg", 1, 1, ann.image_sha256), [again, library_face(14)], MODEL)
+    other = record(store, 4, 15)
+    store.name_library_faces(named[:1], "Ann")
     assert store.remove_person("Ann") == 2
     assert store.face_count() == 0 and store.people() == []
-    faces = store.library_faces(named + auto)
-    assert all((f.person, f.assigned, f.enrolled_face_id) == (None, None, None) for f in faces)
-    assert [f.id for f in store.library_faces(unnamed=True)] == named + auto
+    assert [f.id for f in store.library_faces()] == sorted([named[1], enrolled[1], other[0]])
+    assert store.library_faces(named[:1] + auto + enrolled[:1]) == []
+    photos = {p.path: p for p in store.library_photos()}
+    assert sorted(photos) == ["/library/1.jpg", "/library/4.jpg", "/library/enrolled.jpg"]  # 2.jpg had only Ann: no path kept
+    assert (photos["/library/1.jpg"].faces, photos["/library/1.jpg"].erased) == (1, [[None, 20.0, 20.0, 110.0, 140.0]])
+    assert photos["/library/enrolled.jpg"].erased == [[None, 26.0, 20.0, 110.0, 140.0]]
+    assert photos["/library/4.jpg"].erased is None
+    assert store.erased_photos() == {photo(2).sha256}  # only the hash of the file left without faces
+    assert store.audit_log(1)[0].detail == {"faces": 2, "library_faces": 3}
+    assert store.check() == []
+    # the same bytes recorded again keep the marker; other bytes at the same path drop it
+    store.record_photo(photo(1), [library_face(13)], MODEL)
+    assert {p.path: p.erased for p in store.library_photos()}["/library/1.jpg"] == [[None, 20.0, 20.0, 110.0, 140.0]]
+    store.record_photo(photo(1, sha="e" * 64), [library_face(13)], MODEL)
+    assert {p.path: p.erased for p in store.library_photos()}["/library/1.jpg"] is None
+
+
+def test_a_moved_file_keeps_its_faces_names_and_links(store):
+    ids = record(store, 1, 10, 11)
+    copy = store.name_library_faces(ids[:1], "Ann").enrolled[ids[0]]
+    store.set_clusters(ids[1:], [7])
+    before = store.library_faces()
+    moved = ScannedPhoto("/library/Holiday/1.jpg", 1000, 5, photo(1).sha256)
+    assert store.move_photo("/library/1.jpg", moved)
+    (stored,) = store.library_photos()
+    assert (stored.path, stored.sha256, stored.mtime_ns, stored.faces) == ("/library/Holiday/1.jpg", photo(1).sha256, 5, 2)
+    after = store.library_faces()
+    assert [(f.id, f.person, f.assigned, f.enrolled_face_id, f.cluster) for f in after] == [
+        (ids[0], "Ann", "user", copy, None),
+        (ids[1], None, None, None, 7),
+    ]
+    assert [f.path for f in after] == ["/library/Holiday/1.jpg"] * 2 and [f.id for f in before] == ids
+    assert store.faces("Ann")[0].source == "/library/Holiday/1.jpg"  # the copy names the file where it is now
+    assert store.audit_log(1)[0].action == "move_photos"
+    record(store, 2, 12)
+    assert not store.move_photo("/library/Holiday/1.jpg", ScannedPhoto("/library/2.jpg", 1, 1, photo(1).sha256))  # taken
+    assert not store.move_photo("/library/2.jpg", ScannedPhoto("/library/3.jpg", 1, 1, photo(1).sha256))  # other bytes
+    assert not store.move_photo("/library/404.jpg", moved)
+    assert store.unname_library_faces(ids[:1]) == ids[:1] and store.face_count() == 0  # the link held: the copy goes
 
 
 def test_removing_a_copy_leaves_the_library_face_named(store):
@@ -217,6 +260,27 @@ def test_forgetting_files_removes_their_faces_but_not_their_copies(store):
     assert store.face_ids().tolist() == [copy]  # enrolled by naming: stays enrolled
 
 
+def test_a_forgotten_file_found_again_is_linked_to_its_copy_again_not_attached_automatically(store):
+    ids = record(store, 1, 10, 11)
+    copy = store.name_library_faces(ids[:1], "Ann").enrolled[ids[0]]
+    store.forget_photos(["/library/1.jpg"])  # e.g. scanned with force while its disk was away
+    assert store.face_ids().tolist() == [copy]
+    again = record(store, 1, 10, 11, person="Ann")  # identify matches the copy: the scan would attach it automatically
+    faces = store.library_faces()
+    assert [(f.id, f.person, f.assigned, f.enrolled_face_id) for f in faces] == [
+        (again[0], "Ann", "user", copy),  # the user's name, and the link, are back
+        (again[1], "Ann", "auto", None),
+    ]
+    changed = store.record_photo(photo(1, sha="c" * 64), [library_face(10, person="Ann")], MODEL)  # metadata edited
+    (seen,) = store.library_faces(changed)
+    assert (seen.person, seen.assigned, seen.enrolled_face_id) == ("Ann", "user", copy)  # same path, same face
+    assert store.unname_library_faces(changed) == changed and store.face_count() == 0 and store.people() == []
+    direct = store.add_face("Bob", replace(face(2), image_sha256=photo(2).sha256, embedding=library_face(12).embedding), MODEL)
+    (auto,) = record(store, 2, 12, person="Bob")  # a photo enrolled directly is no copy: attached automatically only
+    (seen,) = store.library_faces([auto])
+    assert (seen.person, seen.assigned, seen.enrolled_face_id) == ("Bob", "auto", None) and store.face_ids().tolist() == [direct]
+
+
 def test_check_reports_a_damaged_library_face(store, backend):
     (lib,) = record(store, 1, 10)
     bad = np.full(8, 0.5, "<f4").tobytes()  # norm 1.41
@@ -239,10 +303,13 @@ def test_sqlite_erases_removed_library_faces_forgotten_files_and_removed_people(
         store.name_library_faces(removed + victim, "Victim Person")
         store.remove_library_faces(removed)
         store.forget_photos(["/library/secret-party.jpg"])
+        kept = record(store, 4, 13, 14)  # a group photo: 13 is the victim, 14 someone else
+        store.name_library_faces(kept[:1], "Victim Person")
         store.remove_person("Victim Person")
-        assert store.library_faces(victim)[0].person is None  # detached, still in the library
+        assert store.library_faces(victim + kept[:1]) == []  # erased with the person
+        assert [p.path for p in store.library_photos()] == ["/library/1.jpg", "/library/4.jpg"] and forgotten
         data = b"".join(p.read_bytes() for p in store.folder.glob(DB_NAME + "*"))
-    for seed in (10, 11):
+    for seed in (10, 11, 12, 13):
         assert library_face(seed).crop_jpeg not in data and library_face(seed).embedding.astype("<f4").tobytes() not in data
-    assert b"secret-party" not in data and b"Victim" not in data
-    assert library_face(12).crop_jpeg in data and forgotten  # the detached face stays, unnamed
+    assert b"secret-party" not in data and b"Victim" not in data and b"/library/3.jpg" not in data
+    assert library_face(14).crop_jpeg in data and b"/library/4.jpg" in data  # the other face stays, and its photo

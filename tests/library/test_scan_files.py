@@ -83,15 +83,17 @@ def test_touched_changed_moved_and_deleted_files(system, folder):
     os.utime(one, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched: same bytes
     shutil.copy(sorted(data_path("lfw", PEOPLE[1]).glob("*.jpg"))[1], two)  # changed
     (folder / "b" / "deep").rename(folder / "b" / "moved")  # moved: new path, old one gone
+    (folder / "broken.jpg").unlink()  # deleted
     report, results = scan(system, folder)
     moved = str((folder / "b" / "moved" / "three.jpg").resolve())
     assert (results[one].status, results[one].processed) == ("unchanged", False)
-    assert results[two].status == "changed" and results[moved].status == "new" and results[three].status == "forgotten"
-    assert report.processed == 2 and results[str((folder / "broken.jpg").resolve())].status == "error"
+    assert results[two].status == "changed" and (results[moved].status, results[moved].processed) == ("moved", False)
+    assert three not in results and results[str((folder / "broken.jpg").resolve())].status == "forgotten"
+    assert report.processed == 1 and report.files["moved"] == 1 and report.files["forgotten"] == 1
     after = library(system)
     assert [f.id for f in after[one]] == [f.id for f in before[one]]
     assert min(f.id for f in after[two]) > max(f.id for face in before.values() for f in face)
-    assert three not in after and len(after[moved]) == len(before[three])
+    assert three not in after and [f.id for f in after[moved]] == [f.id for f in before[three]]  # the same photo, same faces
     with Gallery(system.gallery.location).open() as store:
         new = store.library_vectors([face.id for face in after[two]])
     assert not np.allclose(old[0], new[0], atol=0.05)  # the new content's face

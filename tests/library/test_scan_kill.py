@@ -86,3 +86,58 @@ def test_a_killed_scan_run_again_stores_what_an_uninterrupted_one_does(folder, t
     different = [path for path in uninterrupted if not same_faces(resumed[path], uninterrupted[path])]
     assert different == []
     assert all(same_faces(resumed[path], faces) for path, faces in partial.items())  # what was recorded stayed
+
+
+def library_ids(gallery) -> dict[str, list[int]]:
+    """file name -> its library face ids (names are unique in the folder)."""
+    with Gallery(gallery).open() as store:
+        faces = store.library_faces()
+    out: dict[str, list[int]] = {}
+    for face in faces:
+        out.setdefault(os.path.basename(face.path), []).append(face.id)
+    return out
+
+
+def test_a_scan_killed_while_recording_moves_run_again_keeps_every_face(folder, tmp_path, embedder):
+    """Every sub-folder renamed, the scan that records the moves killed after its first one: the
+    next scan records the rest as moves too, and every file keeps its faces (ids and names)."""
+    import shutil
+
+    from facesys.system import FaceSystem
+
+    root = shutil.copytree(folder, tmp_path / "photos")
+    gallery = tmp_path / "gallery"
+    system = FaceSystem(gallery, embedder=embedder)
+    assert system.scan([root]).files["new"] == PHOTOS
+    before = library_ids(gallery)
+    with Gallery(gallery).open() as store:
+        first = store.library_faces()[0]
+    system.name_faces([first.id], "Named Before")
+    for sub in sorted(root.iterdir()):
+        sub.rename(root / f"renamed-{sub.name}")
+
+    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "scan", "--json", str(root)]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in process.stdout:  # a line is printed after its move is committed
+            if json.loads(line).get("status") == "moved":
+                break
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == -signal.SIGKILL, process.stderr.read()
+    with Gallery(gallery).open() as store:
+        done = sum("/renamed-" in photo.path for photo in store.library_photos())
+        assert len(store.library_photos()) == PHOTOS  # nothing forgotten, nothing twice
+    assert 1 <= done <= PHOTOS, done
+
+    again = system.scan([root])
+    assert (again.files["moved"], again.files["forgotten"], again.files["new"], again.processed) == (PHOTOS - done, 0, 0, 0)
+    assert library_ids(gallery) == before
+    with Gallery(gallery).open() as store:
+        (named,) = store.library_faces([first.id])
+        assert (named.person, named.assigned, named.enrolled_face_id is not None) == ("Named Before", "user", True)
+        assert all("/renamed-" in photo.path for photo in store.library_photos())

@@ -87,9 +87,10 @@ class ScannedPhoto:
 
 @dataclass(frozen=True)
 class LibraryPhoto:
-    """A library file as stored: what :class:`ScannedPhoto` holds, its id, how many faces the scan
-    found in it, the model they were embedded with (None when it had none) and when (seconds since
-    the epoch) it was scanned."""
+    """A library file as stored: what :class:`ScannedPhoto` holds, its id, how many faces it holds,
+    the model they were embedded with (None when it had none), when (seconds since the epoch) it
+    was scanned, and ``erased``: where the faces erased with a removed person were, as [frame or
+    None, x1, y1, x2, y2] (a scan reading the same bytes again leaves faces there out)."""
 
     id: int
     path: str
@@ -100,6 +101,7 @@ class LibraryPhoto:
     error: str | None
     model_id: str | None
     scanned_at: float
+    erased: list[list[float | None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -370,6 +372,35 @@ def choose_copies(rows: list[tuple], taken: set[str]) -> list[int]:
     return sorted(chosen.values())
 
 
+SAME_FACE_DISTANCE = 0.4  # an enrolled face and a library face of the same photo closer than this are one face
+
+
+def same_faces(enrolled: list[tuple[str, bytes]], library: list[tuple[int, str, bytes]]) -> set[int]:
+    """Which library faces are an enrolled face again: of ``library`` (id, photo sha256, embedding
+    bytes), for each of ``enrolled`` (image sha256, embedding bytes), the nearest face of the same
+    photo when it lies within SAME_FACE_DISTANCE (the same detection, embedded by the same model)."""
+    found: set[int] = set()
+    for sha, blob in enrolled:
+        vector = np.frombuffer(blob, "<f4")
+        best = None
+        for face_id, photo_sha, other in library:
+            if photo_sha != sha or len(other) != len(blob):
+                continue
+            distance = float(np.linalg.norm(np.frombuffer(other, "<f4") - vector))
+            if distance < SAME_FACE_DISTANCE and (best is None or distance < best[0]):
+                best = (distance, face_id)
+        if best is not None:
+            found.add(best[1])
+    return found
+
+
+def erased_boxes(old: str | None, faces: list[tuple[int | None, str]]) -> str:
+    """The ``erased`` column of a photo (JSON) once ``faces`` (frame, box as JSON text) are erased
+    from it too; only positions, no pixels nor embeddings."""
+    boxes = json.loads(old) if old else []
+    return json.dumps(boxes + [[frame, *json.loads(box)] for frame, box in faces])
+
+
 def salvaged_face(row: tuple, dim: int, model_id: str | None) -> tuple[FaceRecord, np.ndarray, bytes] | None:
     """A face row read for salvage as (record, (dim,) float32 embedding, crop), or None when a field
     does not parse: ``row`` is (id, person name or None when unreadable, source, image_sha256, box,
@@ -501,8 +532,17 @@ class TruthStore(ABC):
 
     @abstractmethod
     def remove_person(self, name: str) -> int:
-        """Delete a person and all their faces; returns how many faces went. UnknownPersonError
-        when nobody has that name."""
+        """Delete a person and all their faces; returns how many enrolled faces went.
+        UnknownPersonError when nobody has that name.
+
+        Their library faces are erased too (crop, embedding, geometry; freed space erased as the
+        enrolled faces'): those named or attached to them, and those that are one of their enrolled
+        faces again (same photo sha256, embedding within SAME_FACE_DISTANCE). What is kept of them:
+        a photo that still holds other faces keeps its row (path, size, time, sha256) and, in
+        ``erased``, the frame and box of each erased face (positions only), so that reading the same
+        bytes again leaves those faces out; a photo left without faces is deleted, its path too,
+        and only its sha256 with the number of faces erased stays in ``library_erased``, so a scan
+        does not read it again (enrolling the photo is still possible)."""
 
     @abstractmethod
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
@@ -569,6 +609,18 @@ class TruthStore(ABC):
     @abstractmethod
     def library_photos(self) -> list[LibraryPhoto]:
         """Every recorded library file, by path."""
+
+    @abstractmethod
+    def move_photo(self, old_path: str, photo: ScannedPhoto) -> bool:
+        """Record that the library file ``old_path`` now lies at ``photo.path`` with the same bytes
+        (``photo.sha256``), in one transaction: it keeps its id, faces, names, clusters and links
+        to enrolled copies (whose source follows the file). False, nothing changed, when
+        ``old_path`` is not recorded with that sha256 or ``photo.path`` is recorded already."""
+
+    @abstractmethod
+    def erased_photos(self) -> set[str]:
+        """The sha256 of the files no longer recorded because every face of theirs was erased with
+        a removed person: a scan leaves them out (see :meth:`remove_person`)."""
 
     @abstractmethod
     def forget_photos(self, paths: list[str]) -> int:

@@ -4,7 +4,7 @@ The location is a URL, ``postgresql://USER[:PASS]@HOST[:PORT]/DB`` (or ``postgre
 password is used to connect and nowhere else: ``location``, every message and every error show
 the URL without it (:func:`facesys.gallery.location.public_url`).
 
-Tables (schema version 2 of this backend, in the connection's search_path, usually ``public``)
+Tables (schema version 3 of this backend, in the connection's search_path, usually ``public``)
 hold what SQLite's do (see sqlite.py), with the rules as constraints, so that any number of
 servers cannot break them:
 
@@ -19,7 +19,8 @@ servers cannot break them:
   (a partial unique index).
 - ``audit(id, at, actor, action, person_id, detail)``: person ids, never names, paths or hashes.
 - ``library_photos`` and ``library_faces`` (v2): the photo library, as SQLite's (see sqlite.py);
-  a removal VACUUMs them too.
+  a removal VACUUMs them too. v3: ``library_photos.erased`` and ``library_erased``, what a removed
+  person's erased library faces leave behind, and ``faces.from_library``, as SQLite's v6.
 
 Face and person ids are identity columns (GENERATED ALWAYS): never reused, even after a rollback.
 
@@ -92,6 +93,7 @@ from facesys.gallery.store.base import (
     check_new_key,
     detail_json,
     embedding_bytes,
+    erased_boxes,
     face_problems,
     face_record,
     faces_by_person,
@@ -104,10 +106,11 @@ from facesys.gallery.store.base import (
     name_key,
     normalize_name,
     salvaged_face,
+    same_faces,
 )
 from facesys.keys import ApiKey
 
-SCHEMA_VERSION = 2  # this backend's own numbering (v2: the photo library)
+SCHEMA_VERSION = 3  # this backend's own numbering (v2: the photo library; v3: erased library faces remembered)
 SCHEMES = ("postgresql", "postgres")
 CHANNEL = "facesys_changes"  # NOTIFY channel; payload "<gallery id>:<generation>"
 POOL_SIZE = 8  # connections per URL per process, at most
@@ -116,7 +119,7 @@ POOL_WAIT_S = 5.0  # to get a free connection from a busy pool before the databa
 RECONNECT_S = 1.0  # how long the pool retries a failed connection in the background before the next request tries again
 _WAIT_SLICE_S = 0.1  # a store waiting for a connection looks this often whether an attempt to connect failed
 STREAM_BYTES = 16 * 2**20  # about this many bytes per chunk when reading every face
-TABLES = ("meta", "people", "faces", "changes", "api_keys", "audit", "library_photos", "library_faces")
+TABLES = ("meta", "people", "faces", "changes", "api_keys", "audit", "library_photos", "library_faces", "library_erased")
 _SCHEMA_LOCK = 0x66616365_73797300  # pg_advisory_xact_lock key held while creating or migrating the schema
 _FACE_COLUMNS = "f.id, p.name, f.source, f.image_sha256, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, f.created_at"
 _FACES = "faces f JOIN people p ON p.id = f.person_id"
@@ -165,9 +168,16 @@ _LIBRARY = [
     "CREATE INDEX library_faces_cluster ON library_faces(cluster)",
     "CREATE INDEX library_faces_enrolled ON library_faces(enrolled_face_id)",
 ]
-_SCHEMA += _LIBRARY
+# v3: what a removed person's erased library faces leave behind (see TruthStore.remove_person).
+_ERASED = [
+    "ALTER TABLE library_photos ADD COLUMN erased TEXT",
+    "CREATE TABLE library_erased (sha256 TEXT PRIMARY KEY, faces INTEGER NOT NULL)",
+    "ALTER TABLE faces ADD COLUMN from_library BOOLEAN",  # true: a copy made by naming a library face
+    "UPDATE faces SET from_library = true WHERE id IN (SELECT enrolled_face_id FROM library_faces)",
+]
+_SCHEMA += _LIBRARY + _ERASED
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
-_MIGRATIONS: dict[int, list[str]] = {1: _LIBRARY}
+_MIGRATIONS: dict[int, list[str]] = {1: _LIBRARY, 2: _ERASED}
 
 _LOCK_WRITERS = "SELECT value FROM meta WHERE key = 'generation' FOR UPDATE"
 _BUMP = "UPDATE meta SET value = (value::bigint + 1)::text WHERE key = 'generation' RETURNING value::bigint"
@@ -690,16 +700,47 @@ class PostgresStore(TruthStore):
     def remove_person(self, name: str) -> int:
         with self.transaction():
             person_id = self._existing_person(name)
-            self._execute(  # their library faces stay, unnamed again
-                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL WHERE person_id = %s",
-                (person_id,),
-            )
+            library = self._erase_library_faces_of(person_id)
             ids = sorted(row[0] for row in self._rows("DELETE FROM faces WHERE person_id = %s RETURNING id", (person_id,)))
             self._execute("DELETE FROM people WHERE id = %s", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
-            self._audit("remove_person", person_id, {"faces": len(ids)})
+            self._audit("remove_person", person_id, {"faces": len(ids)} | ({"library_faces": library} if library else {}))
         self.erase_freed_pages()
         return len(ids)
+
+    def _erase_library_faces_of(self, person_id: int) -> int:
+        """Inside a transaction: delete the library faces of ``person_id`` and those that are one of
+        their enrolled faces again, remembering them as TruthStore.remove_person says; returns how many."""
+        enrolled = self._rows("SELECT image_sha256, embedding FROM faces WHERE person_id = %s", (person_id,), binary=True)
+        same = self._rows(
+            "SELECT lf.id, lp.sha256, lf.embedding FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "WHERE lp.sha256 = ANY(%s::text[])",
+            (sorted({sha for sha, _ in enrolled}),),
+            binary=True,
+        )
+        rows = self._rows(
+            "DELETE FROM library_faces WHERE person_id = %s OR id = ANY(%s::bigint[]) RETURNING id, photo_id, frame, box",
+            (person_id, sorted(same_faces(enrolled, same))),
+        )
+        for photo_id in sorted({row[1] for row in rows}):
+            erased = [(frame, box) for _, photo, frame, box in rows if photo == photo_id]
+            sha, old, left = self._row(
+                "SELECT sha256, erased, (SELECT COUNT(*) FROM library_faces WHERE photo_id = %s) FROM library_photos "
+                "WHERE id = %s FOR UPDATE",
+                (photo_id, photo_id),
+            )
+            if left:
+                self._execute(
+                    "UPDATE library_photos SET faces = %s, erased = %s WHERE id = %s", (left, erased_boxes(old, erased), photo_id)
+                )
+            else:
+                self._execute("DELETE FROM library_photos WHERE id = %s", (photo_id,))
+                self._execute(
+                    "INSERT INTO library_erased(sha256, faces) VALUES (%s, %s) "
+                    "ON CONFLICT (sha256) DO UPDATE SET faces = GREATEST(library_erased.faces, excluded.faces)",
+                    (sha, len(erased)),
+                )
+        return len(rows)
 
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
         wanted = _ids(face_ids)
@@ -847,6 +888,7 @@ class PostgresStore(TruthStore):
             if faces and self.model_id != model_id:
                 raise GalleryError(f"{self.location}: gallery model is {self.model_id}, not {model_id}")
             values = (photo.size, photo.mtime_ns, photo.sha256, len(faces), photo.error, model_id, now)
+            copies: list[int] = []  # enrolled copies of the faces replaced now
             if row is None:
                 (photo_id,) = self._row(
                     "INSERT INTO library_photos(size, mtime_ns, sha256, faces, error, model_id, scanned_at, path) "
@@ -855,11 +897,12 @@ class PostgresStore(TruthStore):
                 )
             else:
                 photo_id = row[0]
-                self._execute("DELETE FROM library_faces WHERE photo_id = %s", (photo_id,))
-                self._execute(
-                    "UPDATE library_photos SET size = %s, mtime_ns = %s, sha256 = %s, faces = %s, error = %s, model_id = %s, "
-                    "scanned_at = %s WHERE id = %s",
-                    (*values, photo_id),
+                deleted = self._rows("DELETE FROM library_faces WHERE photo_id = %s RETURNING enrolled_face_id", (photo_id,))
+                copies = [copy for (copy,) in deleted if copy is not None]
+                self._execute(  # faces erased with a removed person stay remembered while the bytes are the same
+                    "UPDATE library_photos SET erased = CASE WHEN sha256 = %s THEN erased END, size = %s, mtime_ns = %s, "
+                    "sha256 = %s, faces = %s, error = %s, model_id = %s, scanned_at = %s WHERE id = %s",
+                    (photo.sha256, *values, photo_id),
                 )
             people: dict[str, int | None] = {}
             for name in {face.person for face in faces if face.person is not None}:
@@ -881,6 +924,7 @@ class PostgresStore(TruthStore):
                         (*values, values[-1]),
                     )
                     inserted.append((cursor.fetchone()[0], values[-1]))
+            self._relink_copies(photo.sha256, copies, [face_id for face_id, _ in inserted], faces)
             attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
             for person_id, face_ids in faces_by_person(attached).items():
                 self._audit("auto_attach", person_id, {"library_faces": face_ids})
@@ -888,10 +932,33 @@ class PostgresStore(TruthStore):
 
     def library_photos(self) -> list[LibraryPhoto]:
         rows = self._rows(
-            "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at FROM library_photos "
+            "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased FROM library_photos "
             'ORDER BY path COLLATE "C"'
         )
-        return [LibraryPhoto(*row) for row in rows]
+        return [LibraryPhoto(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in rows]
+
+    def move_photo(self, old_path: str, photo: ScannedPhoto) -> bool:
+        with self.transaction():
+            row = self._row(
+                "SELECT id FROM library_photos WHERE path = %s AND sha256 = %s AND NOT EXISTS "
+                "(SELECT 1 FROM library_photos WHERE path = %s) FOR UPDATE",
+                (old_path, photo.sha256, photo.path),
+            )
+            if row is None:
+                return False
+            self._execute(
+                "UPDATE library_photos SET path = %s, size = %s, mtime_ns = %s, scanned_at = %s WHERE id = %s",
+                (photo.path, photo.size, photo.mtime_ns, time.time(), row[0]),
+            )
+            self._execute(  # the enrolled copies of its named faces name the file where it is now
+                "UPDATE faces SET source = %s WHERE id IN (SELECT enrolled_face_id FROM library_faces WHERE photo_id = %s)",
+                (photo.path, row[0]),
+            )
+            self._audit("move_photos", detail={"photos": 1})
+        return True
+
+    def erased_photos(self) -> set[str]:
+        return {sha for (sha,) in self._rows("SELECT sha256 FROM library_erased")}
 
     def forget_photos(self, paths: list[str]) -> int:
         with self.transaction():
@@ -997,6 +1064,28 @@ class PostgresStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
+    def _relink_copies(self, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face (``ids``, ``faces``) of the photo ``sha`` that is
+        the same face as an enrolled copy no library face links to any more (one of the same bytes:
+        its file was forgotten and found again; or one of the ``copies`` of the faces it replaces:
+        only its metadata changed) is that copy's face again: linked to it and named its person by
+        the user (never attached "auto")."""
+        orphans = self._rows(
+            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = %s OR id = ANY(%s::bigint[])) AND from_library "
+            "AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
+            (sha, copies),
+            binary=True,
+        )
+        new = [(face_id, "", embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
+        for copy, person_id, blob in orphans:
+            for face_id in same_faces([("", blob)], new):
+                new = [row for row in new if row[0] != face_id]  # one copy per face
+                self._execute(
+                    "UPDATE library_faces SET person_id = %s, assigned = 'user', cluster = NULL, enrolled_face_id = %s "
+                    "WHERE id = %s",
+                    (person_id, copy, face_id),
+                )
+
     def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         return {sha for (sha,) in self._rows("SELECT image_sha256 FROM faces WHERE image_sha256 = ANY(%s::text[])", (hashes,))}
 
@@ -1004,8 +1093,9 @@ class PostgresStore(TruthStore):
         """Inside a transaction: copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
         (new_id,) = self._row(
             "INSERT INTO faces(person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, model_id, "
-            "created_at) SELECT %s, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, lf.embedding, "
-            "lf.model_id, %s FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id = %s RETURNING id",
+            "created_at, from_library) SELECT %s, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, "
+            "lf.embedding, lf.model_id, %s, true FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "WHERE lf.id = %s RETURNING id",
             (person_id, time.time(), face_id),
         )
         return new_id

@@ -1,6 +1,6 @@
 """The SQLite truth store: one database (WAL mode) in the gallery folder.
 
-Tables (schema version 5; older galleries are migrated when opened):
+Tables (schema version 6; older galleries are migrated when opened):
 
 - ``meta(key, value)``: schema_version, gallery_id (random, made at creation), model_id
   (``name@sha256[:16]``), model_name, weights_sha256, dim, metric, generation (bumped by every
@@ -22,6 +22,11 @@ Tables (schema version 5; older galleries are migrated when opened):
   model_id, cluster, person_id, assigned, enrolled_face_id)``: the photo library (v5), faces found
   by ``facesys scan``, unnamed until named; never searched by identify (see base.py). Their
   deletions are erased as the faces' are.
+- v6: ``library_photos.erased`` (JSON [frame, x1, y1, x2, y2] of faces erased with a removed
+  person) and ``library_erased(sha256, faces)``: files left without faces by such an erasure, by
+  content hash only, so a scan does not bring their faces back (see ``TruthStore.remove_person``).
+  ``faces.from_library`` (1: a copy made by naming a library face; a file forgotten and found
+  again links its face to that copy again, named by the user).
 
 Every change is one transaction; nothing here imports torch. A database on a read-only volume
 is opened read-only (immutable when even that fails), so it can still be read. A read that meets
@@ -63,6 +68,7 @@ from facesys.gallery.store.base import (
     check_new_key,
     detail_json,
     embedding_bytes,
+    erased_boxes,
     face_problems,
     face_record,
     faces_by_person,
@@ -75,10 +81,11 @@ from facesys.gallery.store.base import (
     name_key,
     normalize_name,
     salvaged_face,
+    same_faces,
 )
 from facesys.keys import ApiKey
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
 ERASE_PENDING = "erase_pending"  # meta key: a removal committed, its freed pages not yet erased
@@ -114,6 +121,14 @@ _LIBRARY = [
     "CREATE INDEX IF NOT EXISTS library_faces_enrolled ON library_faces(enrolled_face_id)",
 ]
 
+# v6: what a removed person's erased library faces leave behind (see TruthStore.remove_person).
+_ERASED = [
+    "ALTER TABLE library_photos ADD COLUMN erased TEXT",
+    "CREATE TABLE IF NOT EXISTS library_erased (sha256 TEXT PRIMARY KEY, faces INTEGER NOT NULL)",
+    "ALTER TABLE faces ADD COLUMN from_library INTEGER",  # 1: a copy made by naming a library face
+    "UPDATE faces SET from_library = 1 WHERE id IN (SELECT enrolled_face_id FROM library_faces)",
+]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS people (
@@ -141,7 +156,7 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, face_id INTEGER NOT NULL, added INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
-""" + ";\n".join(_KEYS_AND_AUDIT + _LIBRARY)
+""" + ";\n".join(_KEYS_AND_AUDIT + _LIBRARY + _ERASED)
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
 _MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE faces ADD COLUMN sharpness REAL"],  # v2: the enrollment photo's sharpness
@@ -153,6 +168,7 @@ _MIGRATIONS: dict[int, list[str]] = {
     ],
     3: _KEYS_AND_AUDIT,  # v4: API keys and the audit log
     4: _LIBRARY,  # v5: the photo library
+    5: _ERASED,  # v6: erased library faces remembered without their data
 }
 
 
@@ -262,7 +278,8 @@ class SQLiteStore(TruthStore):
             version = int(self.meta()["schema_version"])  # another process may have migrated it
             while version < SCHEMA_VERSION:
                 for statement in _MIGRATIONS[version]:
-                    self.db.execute(statement)
+                    if not self._has_column(statement):
+                        self.db.execute(statement)
                 version += 1
             unkeyed = self.db.execute("SELECT id, name FROM people WHERE name_key IS NULL").fetchall()
             self.db.executemany("UPDATE people SET name_key = ? WHERE id = ?", [(name_key(n), i) for i, n in unkeyed])
@@ -271,6 +288,14 @@ class SQLiteStore(TruthStore):
                 {"schema_version": version, "gallery_id": meta.get("gallery_id") or secrets.token_hex(8)}
                 | {"log_from": meta.get("log_from", meta.get("generation", 0))}
             )
+
+    def _has_column(self, statement: str) -> bool:
+        """Whether ``statement`` adds a column (ALTER TABLE t ADD COLUMN c ...) that is there already
+        (a gallery made by a newer facesys, then marked older): such a step is skipped."""
+        words = statement.split()
+        if words[:2] != ["ALTER", "TABLE"] or words[3:5] != ["ADD", "COLUMN"]:
+            return False
+        return any(row[1] == words[5] for row in self.db.execute(f"PRAGMA table_info({words[2]})"))
 
     def close(self) -> None:
         self.db.close()
@@ -498,17 +523,52 @@ class SQLiteStore(TruthStore):
         with self.transaction():
             person_id = self._existing_person(name)
             ids = [r[0] for r in self.db.execute("SELECT id FROM faces WHERE person_id = ?", (person_id,))]
-            self.db.execute(  # their library faces stay, unnamed again
-                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL WHERE person_id = ?",
-                (person_id,),
-            )
+            library = self._erase_library_faces_of(person_id)
             self.db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
             self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
             self._log(self._bump_generation(), ids, added=False)
-            self._audit("remove_person", person_id, {"faces": len(ids)})
+            self._audit("remove_person", person_id, {"faces": len(ids)} | ({"library_faces": library} if library else {}))
             self._set_meta({ERASE_PENDING: 1})
         self.erase_freed_pages()
         return len(ids)
+
+    def _erase_library_faces_of(self, person_id: int) -> int:
+        """Inside a transaction: delete the library faces of ``person_id`` and those that are one of
+        their enrolled faces again, remembering them as TruthStore.remove_person says; returns how many."""
+        enrolled = self.db.execute("SELECT image_sha256, embedding FROM faces WHERE person_id = ?", (person_id,)).fetchall()
+        same = self.db.execute(
+            "SELECT lf.id, lp.sha256, lf.embedding FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "WHERE lp.sha256 IN (SELECT value FROM json_each(?))",
+            (json.dumps(sorted({sha for sha, _ in enrolled})),),
+        ).fetchall()
+        wanted = json.dumps(sorted(same_faces(enrolled, same)))
+        rows = self.db.execute(
+            "SELECT id, photo_id, frame, box FROM library_faces WHERE person_id = ? OR id IN (SELECT value FROM json_each(?))",
+            (person_id, wanted),
+        ).fetchall()
+        if not rows:
+            return 0
+        doomed = json.dumps([row[0] for row in rows])
+        self.db.execute("DELETE FROM library_faces WHERE id IN (SELECT value FROM json_each(?))", (doomed,))
+        for photo_id in sorted({row[1] for row in rows}):
+            erased = [(frame, box) for _, photo, frame, box in rows if photo == photo_id]
+            sha, old, left = self.db.execute(
+                "SELECT sha256, erased, (SELECT COUNT(*) FROM library_faces WHERE photo_id = ?1) FROM library_photos "
+                "WHERE id = ?1",
+                (photo_id,),
+            ).fetchone()
+            if left:
+                self.db.execute(
+                    "UPDATE library_photos SET faces = ?, erased = ? WHERE id = ?", (left, erased_boxes(old, erased), photo_id)
+                )
+            else:
+                self.db.execute("DELETE FROM library_photos WHERE id = ?", (photo_id,))
+                self.db.execute(
+                    "INSERT INTO library_erased(sha256, faces) VALUES (?, ?) "
+                    "ON CONFLICT(sha256) DO UPDATE SET faces = MAX(faces, excluded.faces)",
+                    (sha, len(erased)),
+                )
+        return len(rows)
 
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
         with self.transaction():
@@ -647,6 +707,7 @@ class SQLiteStore(TruthStore):
             if faces and self.model_id != model_id:
                 raise GalleryError(f"{self.folder}: gallery model is {self.model_id}, not {model_id}")
             values = (photo.size, photo.mtime_ns, photo.sha256, len(faces), photo.error, model_id, now)
+            copies: list[int] = []  # enrolled copies of the faces replaced now
             if row is None:
                 photo_id = self.db.execute(
                     "INSERT INTO library_photos(size, mtime_ns, sha256, faces, error, model_id, scanned_at, path) "
@@ -655,11 +716,13 @@ class SQLiteStore(TruthStore):
                 ).lastrowid
             else:
                 photo_id = row[0]
+                query = "SELECT enrolled_face_id FROM library_faces WHERE photo_id = ? AND enrolled_face_id IS NOT NULL"
+                copies = [copy for (copy,) in self.db.execute(query, (photo_id,))]
                 if self.db.execute("DELETE FROM library_faces WHERE photo_id = ?", (photo_id,)).rowcount:
                     self._set_meta({ERASE_PENDING: 1})
-                self.db.execute(
-                    "UPDATE library_photos SET size = ?, mtime_ns = ?, sha256 = ?, faces = ?, error = ?, model_id = ?, "
-                    "scanned_at = ? WHERE id = ?",
+                self.db.execute(  # faces erased with a removed person stay remembered while the bytes are the same
+                    "UPDATE library_photos SET erased = CASE WHEN sha256 = ?3 THEN erased END, size = ?1, mtime_ns = ?2, "
+                    "sha256 = ?3, faces = ?4, error = ?5, model_id = ?6, scanned_at = ?7 WHERE id = ?8",
                     (*values, photo_id),
                 )
             people: dict[str, int | None] = {}
@@ -688,6 +751,7 @@ class SQLiteStore(TruthStore):
                     ),
                 ).lastrowid
                 inserted.append((face_id, person_id))
+            self._relink_copies(photo.sha256, copies, [face_id for face_id, _ in inserted], faces)
             attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
             for person_id, face_ids in faces_by_person(attached).items():
                 self._audit("auto_attach", person_id, {"library_faces": face_ids})
@@ -696,9 +760,34 @@ class SQLiteStore(TruthStore):
     def library_photos(self) -> list[LibraryPhoto]:
         with self._reads():
             rows = self.db.execute(
-                "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at FROM library_photos ORDER BY path"
+                "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased FROM library_photos "
+                "ORDER BY path"
             ).fetchall()
-        return [LibraryPhoto(*row) for row in rows]
+        return [LibraryPhoto(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in rows]
+
+    def move_photo(self, old_path: str, photo: ScannedPhoto) -> bool:
+        with self.transaction():
+            row = self.db.execute(
+                "SELECT id FROM library_photos WHERE path = ? AND sha256 = ? AND NOT EXISTS "
+                "(SELECT 1 FROM library_photos WHERE path = ?)",
+                (old_path, photo.sha256, photo.path),
+            ).fetchone()
+            if row is None:
+                return False
+            self.db.execute(
+                "UPDATE library_photos SET path = ?, size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
+                (photo.path, photo.size, photo.mtime_ns, time.time(), row[0]),
+            )
+            self.db.execute(  # the enrolled copies of its named faces name the file where it is now
+                "UPDATE faces SET source = ? WHERE id IN (SELECT enrolled_face_id FROM library_faces WHERE photo_id = ?)",
+                (photo.path, row[0]),
+            )
+            self._audit("move_photos", detail={"photos": 1})
+        return True
+
+    def erased_photos(self) -> set[str]:
+        with self._reads():
+            return {sha for (sha,) in self.db.execute("SELECT sha256 FROM library_erased")}
 
     def forget_photos(self, paths: list[str]) -> int:
         with self.transaction():
@@ -811,6 +900,27 @@ class SQLiteStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
+    def _relink_copies(self, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face (``ids``, ``faces``) of the photo ``sha`` that is
+        the same face as an enrolled copy no library face links to any more (one of the same bytes:
+        its file was forgotten and found again; or one of the ``copies`` of the faces it replaces:
+        only its metadata changed) is that copy's face again: linked to it and named its person by
+        the user (never attached "auto")."""
+        orphans = self.db.execute(
+            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = ? OR id IN (SELECT value FROM json_each(?))) "
+            "AND from_library = 1 AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
+            (sha, json.dumps(copies)),
+        ).fetchall()
+        new = [(face_id, "", embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
+        for copy, person_id, blob in orphans:
+            for face_id in same_faces([("", blob)], new):
+                new = [row for row in new if row[0] != face_id]  # one copy per face
+                self.db.execute(
+                    "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? "
+                    "WHERE id = ?",
+                    (person_id, copy, face_id),
+                )
+
     def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         query = "SELECT image_sha256 FROM faces WHERE image_sha256 IN (SELECT value FROM json_each(?))"
         return {sha for (sha,) in self.db.execute(query, (json.dumps(hashes),))}
@@ -820,8 +930,9 @@ class SQLiteStore(TruthStore):
         new_id = self._next_id("last_face_id", "faces")
         self.db.execute(
             "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
-            "model_id, created_at) SELECT ?, ?, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, "
-            "lf.embedding, lf.model_id, ? FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id = ?",
+            "model_id, created_at, from_library) SELECT ?, ?, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, "
+            "lf.crop_origin, lf.embedding, lf.model_id, ?, 1 FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "WHERE lf.id = ?",
             (new_id, person_id, time.time(), face_id),
         )
         return new_id
