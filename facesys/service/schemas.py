@@ -240,6 +240,12 @@ class PersonName(BaseModel):
 
 class LibraryFaces(BaseModel):
     face_ids: list[LibraryFaceId] = Field(min_length=1, max_length=10_000, description="Library face ids")
+    expected: dict[LibraryFaceId, str | None] | None = Field(
+        None,
+        max_length=10_000,
+        description="Optional: library face id -> the person (null: unnamed) you saw it as. The change is made only "
+        "while each face is still so, else 409 naming who has it now. Without it, the faces as read by this request.",
+    )
 
 
 class LibraryFacesToName(LibraryFaces):
