@@ -240,7 +240,7 @@ class PersonName(BaseModel):
 
 class LibraryFaces(BaseModel):
     face_ids: list[LibraryFaceId] = Field(min_length=1, max_length=10_000, description="Library face ids")
-    expected: dict[LibraryFaceId, str | None] | None = Field(
+    expected: dict[Annotated[int, Field(ge=1, le=2**63 - 1)], str | None] | None = Field(
         None,
         max_length=10_000,
         description="Optional: library face id -> the person (null: unnamed) you saw it as. The change is made only "

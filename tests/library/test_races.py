@@ -9,6 +9,8 @@ connection, as two processes would."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from contextlib import contextmanager
 from functools import partial
@@ -191,3 +193,28 @@ def test_a_rename_after_the_person_was_renamed_and_named_again_is_refused(store)
     with pytest.raises(ConflictError, match="'Dana' was renamed 'Alice' meanwhile") as caught:
         store.rename_person("Dana", "Bob", seen=seen)
     assert caught.value.owner == "Alice" and sorted(n for n, _ in store.people()) == ["Alice", "Dana"]
+
+
+def cli(where: str, *args: str) -> subprocess.Popen:
+    """``facesys --gallery WHERE ARGS`` started in a new process (stdout and stderr captured)."""
+    command = [sys.executable, "-m", "facesys.cli", "--gallery", where, *args]
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_two_facesys_name_processes_on_one_cluster_one_wins(store, backend, tmp_path):
+    """The issue's ``facesys name 20 Alice & facesys name 20 Bob & wait``, a few times: one exits 0,
+    the other exits 2 with one line naming the winner, whichever order they reach the store in."""
+    where = address(store, backend, tmp_path)
+    for number in (20, 21, 22):
+        ids = library_round(store, number)
+        people = [f"Alice {number}", f"Bob {number}"]
+        runs = [cli(where, "name", str(number), person) for person in people]
+        outputs = [run.communicate(timeout=120) for run in runs]
+        codes = [run.returncode for run in runs]
+        assert sorted(codes) == [0, 2], outputs
+        winner = codes.index(0)
+        lines = outputs[1 - winner][1].strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("facesys: error: ") and repr(people[winner]) in lines[0], lines
+        assert f"named cluster {number} {people[winner]}: 2 faces" in outputs[winner][0]
+        assert {f.person for f in store.library_faces(ids)} == {people[winner]}
+        assert store.person_named(people[1 - winner]) is None and len(store.faces(people[winner])) == 2
