@@ -243,8 +243,9 @@ class LibraryFaces(BaseModel):
     expected: dict[Annotated[int, Field(ge=1, le=2**63 - 1)], str | None] | None = Field(
         None,
         max_length=10_000,
-        description="Optional: library face id -> the person (null: unnamed) you saw it as. The change is made only "
-        "while each face is still so, else 409 naming who has it now. Without it, the faces as read by this request.",
+        description="Optional: library face id -> the person (null: unnamed) you saw it as (ids not in face_ids are "
+        "ignored). The change is made only while each face is still so, else 409 naming who has it now. Without it: "
+        "the faces as this request reads them, so of two requests changing the same faces at once one gets 409.",
     )
 
 
