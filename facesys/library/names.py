@@ -124,7 +124,10 @@ def name_cluster(gallery: Gallery, cluster: int, name: str) -> NamedFaces:
                     event.person,
                 )
             raise UnknownClusterError(f"no cluster {cluster} among the unnamed faces of {gallery.location}")
-        named = store.name_library_faces([face.id for face in faces], name, seen=seen_faces(faces), cluster=cluster)
+        try:
+            named = store.name_library_faces([face.id for face in faces], name, seen=seen_faces(faces), cluster=cluster)
+        except ChangedMeanwhileError as exc:
+            raise ChangedMeanwhileError(f"cluster {cluster}: {exc}", exc.owner) from None
         gallery.refresh(store)
     return named
 
