@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from facesys.errors import FacesysError, UnknownClusterError, UnknownPersonError
 from facesys.gallery.gallery import Gallery
-from facesys.gallery.store.base import ChangedMeanwhileError, NamedFaces, SeenFace, seen_faces
+from facesys.gallery.store.base import ChangedMeanwhileError, NamedFaces, SeenFace, name_key, seen_faces
 
 
 @dataclass(frozen=True)
@@ -106,9 +106,9 @@ def name_faces(gallery: Gallery, face_ids, name: str, seen=None) -> NamedFaces:
 
 
 def name_cluster(gallery: Gallery, cluster: int, name: str) -> NamedFaces:
-    """Name every unnamed face of ``cluster``; UnknownClusterError when it has none.
-    ChangedMeanwhileError naming the winner when another call named the cluster (or one of its
-    faces) first: the faces are named only while they are still unnamed."""
+    """Name every unnamed face of ``cluster``; UnknownClusterError when it has none (named ``name``
+    already, or never clustered). ChangedMeanwhileError naming the winner when another call named
+    the cluster (or one of its faces) otherwise first: the faces are named only while still unnamed."""
     number = _whole(cluster)
     if number is None:
         raise FacesysError(f"{cluster!r}: a cluster id is a whole number")
@@ -117,13 +117,13 @@ def name_cluster(gallery: Gallery, cluster: int, name: str) -> NamedFaces:
         faces = store.library_faces(cluster=cluster, unnamed=True)
         if not faces:
             event = store.cluster_naming(cluster)
-            if event is not None:
-                who = repr(event.person) if event.person else "a person removed since"
-                raise ChangedMeanwhileError(
-                    f"cluster {cluster} was named {who} by {event.actor} already; 'facesys clusters' lists the unnamed ones",
-                    event.person,
-                )
-            raise UnknownClusterError(f"no cluster {cluster} among the unnamed faces of {gallery.location}")
+            who = repr(event.person) if event and event.person else "a person removed since"
+            taken = f"cluster {cluster} was named {who} by {event.actor} already" if event else ""
+            if event is not None and not (event.person and name_key(event.person) == name_key(name)):
+                raise ChangedMeanwhileError(f"{taken}; 'facesys clusters' lists the unnamed ones", event.person)
+            raise UnknownClusterError(
+                f"no cluster {cluster} among the unnamed faces of {gallery.location}" + (f" ({taken})" if taken else "")
+            )
         try:
             named = store.name_library_faces([face.id for face in faces], name, seen=seen_faces(faces), cluster=cluster)
         except ChangedMeanwhileError as exc:

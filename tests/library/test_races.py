@@ -17,7 +17,7 @@ from functools import partial
 
 import pytest
 
-from facesys.errors import ConflictError
+from facesys.errors import ConflictError, UnknownClusterError
 from facesys.gallery.gallery import Gallery
 from facesys.library import names
 from tests.gallery.conftest import MODEL, face
@@ -118,6 +118,8 @@ def test_a_cluster_named_already_names_its_owner(store, backend, tmp_path):
     with pytest.raises(ConflictError, match="cluster 7 was named 'Alice'") as caught:
         names.name_cluster(Gallery(where, save_index=False), 7, "Bob")
     assert caught.value.owner == "Alice" and store.person_named("Bob") is None
+    with pytest.raises(UnknownClusterError, match="no cluster 7 among the unnamed faces .*named 'Alice' by .* already"):
+        names.name_cluster(Gallery(where, save_index=False), 7, "alice")  # the same person: nothing lost, nothing to do
 
 
 def test_two_namings_of_the_same_faces_one_wins(store, backend, tmp_path, monkeypatch):
