@@ -86,8 +86,9 @@ def checked_ids(face_ids, what: str = "library face id") -> list[int]:
 
 def _seen(store, ids: list[int], seen) -> dict[int, SeenFace]:
     """What the caller saw of library faces ``ids``: ``seen`` as given (face id -> SeenFace, or the
-    person's name, None for unnamed; other faces are left out), else the faces as they are read now, so the change is made
-    only while nobody else changed them in between (compare-and-set in the store)."""
+    person's name, None for unnamed; faces not in ``ids`` are left out), else the faces as read
+    now, so the change is made only while nobody else changed them in between (compare-and-set
+    in the store)."""
     if seen is None:
         return seen_faces(store.library_faces(ids))
     return {int(i): was if isinstance(was, SeenFace) else SeenFace(was) for i, was in seen.items() if int(i) in ids}
