@@ -244,11 +244,11 @@ class FaceSystem:
 
         return unname_faces(self.gallery, face_ids, seen)
 
-    def remove_library_faces(self, face_ids: list[int]) -> int:
+    def remove_library_faces(self, face_ids: list[int], seen: dict | None = None) -> int:
         """Delete library faces entirely (crops and vectors); returns how many."""
         from facesys.library.names import remove_faces
 
-        return remove_faces(self.gallery, face_ids)
+        return remove_faces(self.gallery, face_ids, seen)
 
     def find(self, name: str):
         """The photos ``name`` appears in (enrolled and library), each with its boxes; returns Found."""

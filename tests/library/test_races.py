@@ -220,3 +220,37 @@ def test_two_facesys_name_processes_on_one_cluster_one_wins(store, backend, tmp_
         assert f"named cluster {number} {people[winner]}: 2 faces" in outputs[winner][0]
         assert {f.person for f in store.library_faces(ids)} == {people[winner]}
         assert store.person_named(people[1 - winner]) is None and len(store.faces(people[winner])) == 2
+
+
+def test_face_commands_change_faces_only_while_they_are_as_the_caller_says(store, backend, tmp_path):
+    """``face name|unname|remove --was NAME|--unnamed``: the state the user saw, checked in the
+    store's transaction; so ``face name 5 Alice --unnamed & face name 5 Bob --unnamed`` has one
+    winner however the two processes are timed, and the other names it."""
+    from click.testing import CliRunner
+
+    from facesys.cli import main
+
+    where = address(store, backend, tmp_path)
+    (first, second) = library_round(store, 30)
+
+    def run(*args: str):
+        return CliRunner().invoke(main, ["--gallery", where, "face", *args])
+
+    assert run("name", str(first), "Alice", "--unnamed").exit_code == 0
+    for args in (
+        ("name", str(first), "Bob", "--unnamed"),
+        ("unname", str(first), "--was", "Bob"),
+        ("remove", str(first), "--unnamed"),
+    ):
+        result = run(*args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and f"library face #{first} was named 'Alice'" in lines[0], result.output
+    assert "exclude each other" in run("name", str(first), "Bob", "--unnamed", "--was", "Alice").stderr
+    assert [f.person for f in store.library_faces([first])] == ["Alice"] and store.person_named("Bob") is None
+    assert run("unname", str(first), "--was", "alice").exit_code == 0  # names compare ignoring case
+    runs = [cli(where, "face", "name", str(second), person, "--unnamed") for person in ("Alice", "Bob")]
+    outputs = [run.communicate(timeout=120) for run in runs]
+    assert sorted(run.returncode for run in runs) == [0, 2], outputs
+    winner = ["Alice", "Bob"][[run.returncode for run in runs].index(0)]
+    assert f"was named {winner!r}" in "".join(err for _, err in outputs)
+    assert [f.person for f in store.library_faces([second])] == [winner]

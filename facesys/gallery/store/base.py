@@ -246,7 +246,7 @@ def _changed_meanwhile(face_id: int, seen: SeenFace, now: LibraryFace | None) ->
         how = " automatically" if now.assigned == "auto" else ""
         what, owner = f"was named {now.person!r}{how}", now.person
     return ChangedMeanwhileError(
-        f"library face #{face_id} {what} meanwhile by another change (it was {was} when read); nothing was changed", owner
+        f"library face #{face_id} {what} meanwhile by another change (this one saw it {was}); nothing was changed", owner
     )
 
 
