@@ -231,23 +231,24 @@ class FaceSystem:
 
         return name_cluster(self.gallery, cluster, name)
 
-    def name_faces(self, face_ids: list[int], name: str):
-        """Name library faces (moving them from another person if named before); returns NamedFaces."""
+    def name_faces(self, face_ids: list[int], name: str, seen: dict | None = None):
+        """Name library faces (moving them from another person if named before); returns NamedFaces.
+        ``seen``: face id -> the person (None: unnamed) the caller saw it as (compare-and-set)."""
         from facesys.library.names import name_faces
 
-        return name_faces(self.gallery, face_ids, name)
+        return name_faces(self.gallery, face_ids, name, seen)
 
-    def unname_faces(self, face_ids: list[int]) -> list[int]:
+    def unname_faces(self, face_ids: list[int], seen: dict | None = None) -> list[int]:
         """Take library faces back from their person (automatic or not); returns those that were named."""
         from facesys.library.names import unname_faces
 
-        return unname_faces(self.gallery, face_ids)
+        return unname_faces(self.gallery, face_ids, seen)
 
-    def remove_library_faces(self, face_ids: list[int]) -> int:
+    def remove_library_faces(self, face_ids: list[int], seen: dict | None = None) -> int:
         """Delete library faces entirely (crops and vectors); returns how many."""
         from facesys.library.names import remove_faces
 
-        return remove_faces(self.gallery, face_ids)
+        return remove_faces(self.gallery, face_ids, seen)
 
     def find(self, name: str):
         """The photos ``name`` appears in (enrolled and library), each with its boxes; returns Found."""

@@ -170,6 +170,20 @@ def name_command(settings: Settings, cluster_id: int, name: str, as_json: bool) 
     _show_named(settings, named, as_json, f"cluster {cluster_id}", {"cluster": cluster_id})
 
 
+def _seen_option(command):
+    """``--was NAME`` / ``--unnamed``: change the faces only while each is still so (compare-and-set)."""
+    command = click.option("--unnamed", "was_unnamed", is_flag=True, help="Only while each face is unnamed.")(command)
+    help_was = "Only while each face is NAME's (else nothing changes, and the error names who has it)."
+    return click.option("--was", metavar="NAME", help=help_was)(command)
+
+
+def _seen(face_ids: tuple[int, ...], was: str | None, was_unnamed: bool) -> dict | None:
+    """Face id -> the person the caller says it is now (None: unnamed), or None when not said."""
+    if was is not None and was_unnamed:
+        raise click.UsageError("--was and --unnamed exclude each other")
+    return {face_id: was for face_id in face_ids} if was is not None or was_unnamed else None
+
+
 @main.group(cls=FacesysGroup)
 def face() -> None:
     """Name, unname or remove single library faces (ids from 'facesys clusters' or 'facesys find')."""
@@ -179,20 +193,27 @@ def face() -> None:
 @click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=int)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
+@_seen_option
 @click.pass_obj
-def face_name(settings: Settings, face_ids: tuple[int, ...], name: str, as_json: bool) -> None:
-    """Name library faces NAME (moving them from whoever they were given to before)."""
-    named = settings.system().name_faces(list(face_ids), name)
+def face_name(
+    settings: Settings, face_ids: tuple[int, ...], name: str, as_json: bool, was: str | None, was_unnamed: bool
+) -> None:
+    """Name library faces NAME (moving them from whoever they were given to before).
+
+    A face changed by another command meanwhile (or not as --was/--unnamed says) is left alone:
+    exit 2, naming who has it."""
+    named = settings.system().name_faces(list(face_ids), name, _seen(face_ids, was, was_unnamed))
     _show_named(settings, named, as_json, _plural(len(face_ids), "face"), {})
 
 
 @face.command("unname")
 @click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=int)
 @click.option("--json", "as_json", is_flag=True)
+@_seen_option
 @click.pass_obj
-def face_unname(settings: Settings, face_ids: tuple[int, ...], as_json: bool) -> None:
+def face_unname(settings: Settings, face_ids: tuple[int, ...], as_json: bool, was: str | None, was_unnamed: bool) -> None:
     """Take library faces back from their person (automatic or named); their enrolled copies go."""
-    done = settings.system().unname_faces(list(face_ids))
+    done = settings.system().unname_faces(list(face_ids), _seen(face_ids, was, was_unnamed))
     if as_json:
         emit_json({"unnamed": done})
     else:
@@ -202,10 +223,11 @@ def face_unname(settings: Settings, face_ids: tuple[int, ...], as_json: bool) ->
 @face.command("remove")
 @click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=int)
 @click.option("--json", "as_json", is_flag=True)
+@_seen_option
 @click.pass_obj
-def face_remove(settings: Settings, face_ids: tuple[int, ...], as_json: bool) -> None:
+def face_remove(settings: Settings, face_ids: tuple[int, ...], as_json: bool, was: str | None, was_unnamed: bool) -> None:
     """Delete library faces entirely (crop and embedding erased, enrolled copies too)."""
-    count = settings.system().remove_library_faces(list(face_ids))
+    count = settings.system().remove_library_faces(list(face_ids), _seen(face_ids, was, was_unnamed))
     if as_json:
         emit_json({"removed": count})
     else:

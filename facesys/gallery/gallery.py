@@ -210,10 +210,14 @@ class Gallery:
             raise UnknownFaceError(f"no face #{face_id} in {self.location}")
         return removed[face_id]
 
-    def rename(self, old: str, new: str) -> None:
-        """Rename a person (no re-embedding)."""
+    def rename(self, old: str, new: str, seen: list[int] | None = None) -> None:
+        """Rename a person (no re-embedding). ``seen``: ``old``'s face ids as the caller read them
+        (default: as read here, just before); ChangedMeanwhileError naming the new name when
+        another change renamed or removed ``old`` in between (compare-and-set in the store)."""
         with self.open() as store:
-            store.rename_person(old, new)
+            if seen is None:
+                seen = [face.id for face in store.faces(old)]
+            store.rename_person(old, new, seen=seen)
 
     def forget_missing_photos(self, folder: str | Path, allow_share: float = 1.0) -> int:
         """Forget faces whose source photo lay under ``folder`` and no longer exists; returns how many.

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from facesys.errors import FacesysError, UnknownClusterError, UnknownPersonError
 from facesys.gallery.gallery import Gallery
-from facesys.gallery.store.base import NamedFaces
+from facesys.gallery.store.base import ChangedMeanwhileError, NamedFaces, SeenFace, name_key, seen_faces
 
 
 @dataclass(frozen=True)
@@ -84,45 +84,71 @@ def checked_ids(face_ids, what: str = "library face id") -> list[int]:
     return ids
 
 
-def name_faces(gallery: Gallery, face_ids, name: str) -> NamedFaces:
+def _seen(store, ids: list[int], seen) -> dict[int, SeenFace]:
+    """What the caller saw of library faces ``ids``: ``seen`` as given (face id -> SeenFace, or the
+    person's name, None for unnamed; faces not in ``ids`` are left out), else the faces as read
+    now, so the change is made only while nobody else changed them in between (compare-and-set
+    in the store)."""
+    if seen is None:
+        return seen_faces(store.library_faces(ids))
+    return {int(i): was if isinstance(was, SeenFace) else SeenFace(was) for i, was in seen.items() if int(i) in ids}
+
+
+def name_faces(gallery: Gallery, face_ids, name: str, seen=None) -> NamedFaces:
     """Name library faces ``name`` (merged into an existing person of that name); see
-    ``TruthStore.name_library_faces``. The index follows the new enrolled faces."""
+    ``TruthStore.name_library_faces``. The index follows the new enrolled faces. ``seen``: face id
+    -> the person (None: unnamed) the caller saw it as; ChangedMeanwhileError naming the person
+    when another change came first (without it: as read here, just before)."""
     ids = checked_ids(face_ids)
     with gallery.open() as store:
-        named = store.name_library_faces(ids, name)
+        named = store.name_library_faces(ids, name, seen=_seen(store, ids, seen))
         gallery.refresh(store)
     return named
 
 
 def name_cluster(gallery: Gallery, cluster: int, name: str) -> NamedFaces:
-    """Name every unnamed face of ``cluster``; UnknownClusterError when it has none."""
+    """Name every unnamed face of ``cluster``; UnknownClusterError when it has none (named ``name``
+    already, or never clustered). ChangedMeanwhileError naming the winner when another call named
+    the cluster (or one of its faces) otherwise first: the faces are named only while still unnamed."""
     number = _whole(cluster)
     if number is None:
         raise FacesysError(f"{cluster!r}: a cluster id is a whole number")
     cluster = number
     with gallery.open() as store:
-        ids = [face.id for face in store.library_faces(cluster=cluster, unnamed=True)]
-        if not ids:
-            raise UnknownClusterError(f"no cluster {cluster} among the unnamed faces of {gallery.location}")
-        named = store.name_library_faces(ids, name)
+        faces = store.library_faces(cluster=cluster, unnamed=True)
+        if not faces:
+            event = store.cluster_naming(cluster)
+            who = repr(event.person) if event and event.person else "a person removed since"
+            taken = f"cluster {cluster} was named {who} by {event.actor} already" if event else ""
+            if event is not None and not (event.person and name_key(event.person) == name_key(name)):
+                raise ChangedMeanwhileError(f"{taken}; 'facesys clusters' lists the unnamed ones", event.person)
+            raise UnknownClusterError(
+                f"no cluster {cluster} among the unnamed faces of {gallery.location}" + (f" ({taken})" if taken else "")
+            )
+        try:
+            named = store.name_library_faces([face.id for face in faces], name, seen=seen_faces(faces), cluster=cluster)
+        except ChangedMeanwhileError as exc:
+            raise ChangedMeanwhileError(f"cluster {cluster}: {exc}", exc.owner) from None
         gallery.refresh(store)
     return named
 
 
-def unname_faces(gallery: Gallery, face_ids) -> list[int]:
-    """Take library faces back from their person (their enrolled copies go); returns those that were named."""
+def unname_faces(gallery: Gallery, face_ids, seen=None) -> list[int]:
+    """Take library faces back from their person (their enrolled copies go); returns those that
+    were named. ``seen``: as for :func:`name_faces`."""
     ids = checked_ids(face_ids)
     with gallery.open() as store:
-        done = store.unname_library_faces(ids)
+        done = store.unname_library_faces(ids, seen=_seen(store, ids, seen))
         gallery.refresh(store)
     return done
 
 
-def remove_faces(gallery: Gallery, face_ids) -> int:
-    """Delete library faces and their enrolled copies (crops and vectors erased); returns how many."""
+def remove_faces(gallery: Gallery, face_ids, seen=None) -> int:
+    """Delete library faces and their enrolled copies (crops and vectors erased); returns how many.
+    ``seen``: as for :func:`name_faces`."""
     ids = checked_ids(face_ids)
     with gallery.open() as store:
-        count = store.remove_library_faces(ids)
+        count = store.remove_library_faces(ids, seen=_seen(store, ids, seen))
         gallery.refresh(store)
     return count
 

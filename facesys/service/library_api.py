@@ -96,7 +96,7 @@ def name_faces(body: schemas.LibraryFacesToName, caller: MayEnroll, service: Rea
     """Name single library faces (moving them from whoever they were given to before)."""
     name = person_name(body.name)
     with changing(service, caller):
-        return named(service.system.name_faces(body.face_ids, name))
+        return named(service.system.name_faces(body.face_ids, name, body.expected))
 
 
 @router.post("/library/faces/unname", response_model=schemas.UnnamedAnswer)
@@ -104,7 +104,7 @@ def unname_faces(body: schemas.LibraryFaces, caller: MayEnroll, service: Ready) 
     """Take library faces back from their person (automatic or named); their enrolled copies go,
     and the faces are unnamed again (clustered by the next ``cluster``)."""
     with changing(service, caller):
-        return {"unnamed": service.system.unname_faces(body.face_ids)}
+        return {"unnamed": service.system.unname_faces(body.face_ids, body.expected)}
 
 
 @router.delete("/library/faces/{face_id}", response_model=schemas.RemovedLibraryFaceAnswer)

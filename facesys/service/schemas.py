@@ -244,6 +244,13 @@ class PersonName(BaseModel):
 
 class LibraryFaces(BaseModel):
     face_ids: list[LibraryFaceId] = Field(min_length=1, max_length=10_000, description="Library face ids")
+    expected: dict[Annotated[int, Field(ge=1, le=2**63 - 1)], str | None] | None = Field(
+        None,
+        max_length=10_000,
+        description="Optional: library face id -> the person (null: unnamed) you saw it as (ids not in face_ids are "
+        "ignored). The change is made only while each face is still so, else 409 naming who has it now. Without it: "
+        "the faces as this request reads them, so of two requests changing the same faces at once one gets 409.",
+    )
 
 
 class LibraryFacesToName(LibraryFaces):

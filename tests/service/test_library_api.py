@@ -206,3 +206,36 @@ def test_every_library_endpoint_needs_a_key_with_the_scope(served, clients):
         ("GET", "/v1/library/find/Nobody"),
     ]:
         error_of(clients["identify"].request(method, url, json={"face_ids": [1]}), 403, "forbidden")
+
+
+def test_concurrent_library_changes_one_wins_the_other_is_409_naming_it(served, clients, grouped):
+    """Issue 23 hole 2 over HTTP: two requests naming one cluster at once -> one 200, one 409 naming
+    the winner; a change given what the caller saw (``expected``) is made only while it is so."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    enroll = clients["enroll"]
+    face_id = min(paths_of(served))
+    enroll.post("/v1/library/faces/unname", json={"face_ids": [face_id]})
+    assert enroll.post("/v1/library/cluster").status_code == 200
+    cluster = next(c for c in enroll.get("/v1/library/clusters").json()["clusters"] if face_id in c["faces"])["cluster"]
+    people = ["Race Alice", "Race Bob"]
+    with ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(lambda p: enroll.post(f"/v1/library/clusters/{cluster}/name", json={"name": p}), people))
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    winner = people[[a.status_code for a in answers].index(200)]
+    assert repr(winner) in error_of(answers[[a.status_code for a in answers].index(409)], 409, "conflict")
+
+    stale = enroll.post("/v1/library/faces/name", json={"face_ids": [face_id], "name": "Race Carol", "expected": {face_id: None}})
+    assert f"library face #{face_id} was named {winner!r}" in error_of(stale, 409, "conflict")
+    stale = enroll.post("/v1/library/faces/unname", json={"face_ids": [face_id], "expected": {str(face_id): "Somebody"}})
+    assert repr(winner) in error_of(stale, 409, "conflict")
+    body = {"face_ids": [face_id], "name": "Race Carol", "expected": {face_id: winner}}
+    fresh = enroll.post("/v1/library/faces/name", json=body)
+    assert fresh.status_code == 200 and fresh.json()["name"] == "Race Carol", fresh.text
+    renamed = [clients["admin"].patch("/v1/people/Race%20Carol", json={"name": n}) for n in ("Race Dee", "Race Eve")]
+    assert renamed[0].status_code == 200 and "no person named 'Race Carol'" in error_of(renamed[1], 404)
+
+
+def paths_of(served) -> list[int]:
+    with Gallery(served[2]).open() as store:
+        return [face.id for face in store.library_faces()]

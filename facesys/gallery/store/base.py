@@ -18,13 +18,13 @@ import re
 import time
 import unicodedata
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, InvalidValueError, UnknownFaceError
+from facesys.errors import ConflictError, GalleryError, InvalidValueError, UnknownFaceError, UnknownPersonError
 from facesys.gallery.audit import AuditEvent
 from facesys.keys import MAX_KEY_NAME_LENGTH, SCOPES, ApiKey
 
@@ -204,6 +204,55 @@ class DuplicatePhotoError(GalleryError):
     def __init__(self, message: str, owner: str):
         super().__init__(message)
         self.owner = owner
+
+
+class ChangedMeanwhileError(ConflictError):
+    """A change refused because what it would change is no longer what the caller saw: another
+    call named, unnamed, removed or renamed it first. ``owner`` is the name that won (None: it
+    was unnamed or removed)."""
+
+    def __init__(self, message: str, owner: str | None):
+        super().__init__(message)
+        self.owner = owner
+
+
+@dataclass(frozen=True)
+class SeenFace:
+    """A library face as a caller saw it before changing it: its ``person`` (None: unnamed) and
+    how it was ``assigned`` ("auto", "user"; None: either). A change given these is made only
+    while the face is still so (compare-and-set), else ChangedMeanwhileError."""
+
+    person: str | None
+    assigned: str | None = None
+
+
+def seen_faces(faces: Iterable[LibraryFace]) -> dict[int, SeenFace]:
+    """Library face id -> SeenFace of ``faces`` as read (:meth:`TruthStore.library_faces`)."""
+    return {face.id: SeenFace(face.person, face.assigned if face.person is not None else None) for face in faces}
+
+
+def _same_face(seen: SeenFace, now: LibraryFace) -> bool:
+    """Whether library face ``now`` is still as ``seen`` (names compared ignoring case and form)."""
+    if (seen.person is None) != (now.person is None):
+        return False
+    if seen.person is None:
+        return True
+    return name_key(seen.person) == name_key(now.person) and seen.assigned in (None, now.assigned)
+
+
+def _changed_meanwhile(face_id: int, seen: SeenFace, now: LibraryFace | None) -> ChangedMeanwhileError:
+    """The error for library face ``face_id`` seen as ``seen`` and found as ``now`` (None: gone)."""
+    was = f"named {seen.person!r}" if seen.person is not None else "unnamed"
+    if now is None:
+        what, owner = "was removed", None
+    elif now.person is None:
+        what, owner = "was unnamed", None
+    else:
+        how = " automatically" if now.assigned == "auto" else ""
+        what, owner = f"was named {now.person!r}{how}", now.person
+    return ChangedMeanwhileError(
+        f"library face #{face_id} {what} meanwhile by another change (this one saw it {was}); nothing was changed", owner
+    )
 
 
 class NameConflictError(ConflictError):
@@ -550,8 +599,10 @@ class TruthStore(ABC):
         face id -> person name of those that existed (ids that do not are ignored: none, no change)."""
 
     @abstractmethod
-    def rename_person(self, old: str, new: str) -> None:
-        """UnknownPersonError when nobody is named ``old``; NameConflictError when ``new`` is another's."""
+    def rename_person(self, old: str, new: str, seen: list[int] | None = None) -> None:
+        """UnknownPersonError when nobody is named ``old``; NameConflictError when ``new`` is another's.
+        ``seen``: ``old``'s face ids as the caller read them; ChangedMeanwhileError naming who has
+        them now when ``old`` was renamed or removed meanwhile (:meth:`_seen_person`)."""
 
     @abstractmethod
     def faces(self, name: str | None = None) -> list[FaceRecord]:
@@ -650,15 +701,21 @@ class TruthStore(ABC):
         left alone) in one transaction; meta ``last_cluster_id`` keeps the highest cluster id ever
         set, so new clusters can be given ids never used before."""
 
-    def name_library_faces(self, ids: list[int], name: str) -> NamedFaces:
+    def name_library_faces(
+        self, ids: list[int], name: str, seen: Mapping[int, SeenFace] | None = None, cluster: int | None = None
+    ) -> NamedFaces:
         """Name library faces ``name`` in ONE transaction: the person is created, or the existing
         person of that name (compared ignoring case, :func:`name_key`) is used; each face is copied
         into ``faces`` (crop, embedding, geometry, path, sha256; logged in the change log) unless its
         photo has an enrolled face already, linked to its copy, and marked assigned "user". A face
         named another person before loses that copy. UnknownFaceError for ids that do not exist;
-        GalleryError for a face of another model or when the person would have no enrolled face."""
+        GalleryError for a face of another model or when the person would have no enrolled face.
+        ``seen``: the faces as the caller read them (:func:`seen_faces`); ChangedMeanwhileError,
+        nothing changed, when one is no longer so (unless it is ``name``'s already). ``cluster``:
+        the cluster these faces are, noted in the audit event (:meth:`cluster_naming`)."""
         name = normalize_name(name)
         with self.transaction():
+            self._check_seen(seen, lambda face: face.assigned == "user" and name_key(face.person or "") == name_key(name))
             rows = self._library_rows(ids)
             model_id = self.model_id
             for face_id, _, _, _, _, face_model in rows:
@@ -683,16 +740,19 @@ class TruthStore(ABC):
             self._assign_library_faces(person_id, [(row[0], enrolled.get(row[0])) for row in todo])
             if enrolled:
                 self._log(self._bump_generation(), list(enrolled.values()), added=True)
-            self._audit("name_faces", person_id, {"library_faces": [row[0] for row in rows], "face_ids": list(enrolled.values())})
+            detail = {"library_faces": [row[0] for row in rows], "face_ids": list(enrolled.values())}
+            self._audit("name_faces", person_id, detail | ({"cluster": int(cluster)} if cluster is not None else {}))
         if dropped:
             self.erase_freed_pages()
         return NamedFaces(name, [row[0] for row in rows], enrolled, [row[0] for row in todo if row[0] not in enrolled])
 
-    def unname_library_faces(self, ids: list[int]) -> list[int]:
+    def unname_library_faces(self, ids: list[int], seen: Mapping[int, SeenFace] | None = None) -> list[int]:
         """Take these library faces back from their person (automatic or not), removing their
         enrolled copies (a person left without faces goes too), in one transaction; returns those
-        that were named. UnknownFaceError for ids that do not exist."""
+        that were named. UnknownFaceError for ids that do not exist. ``seen``: as for
+        :meth:`name_library_faces` (a face unnamed already is no conflict)."""
         with self.transaction():
+            self._check_seen(seen, lambda face: face.person is None)
             named = [row for row in self._library_rows(ids) if row[1] is not None]
             dropped = self._drop_copies(named)
             self._clear_library_faces([row[0] for row in named])
@@ -702,17 +762,53 @@ class TruthStore(ABC):
             self.erase_freed_pages()
         return [row[0] for row in named]
 
-    def remove_library_faces(self, ids: list[int]) -> int:
+    def remove_library_faces(self, ids: list[int], seen: Mapping[int, SeenFace] | None = None) -> int:
         """Delete these library faces and their enrolled copies (crops and vectors gone, freed space
         erased), in one transaction; returns how many. The file stays recorded, so a re-scan does
-        not find the face again until the file changes. UnknownFaceError for ids that do not exist."""
+        not find the face again until the file changes. UnknownFaceError for ids that do not exist.
+        ``seen``: as for :meth:`name_library_faces`."""
         with self.transaction():
+            self._check_seen(seen, lambda face: False)
             rows = self._library_rows(ids)
             self._drop_copies(rows)
             self._delete_library_faces([row[0] for row in rows])
             self._audit("remove_library_faces", detail={"library_faces": [row[0] for row in rows]})
         self.erase_freed_pages()
         return len(rows)
+
+    def _check_seen(self, seen: Mapping[int, SeenFace] | None, done) -> None:
+        """Inside a write transaction (writers queue, so nothing changes these faces until it ends):
+        ChangedMeanwhileError naming who has it now for the first face of ``seen`` that is no
+        longer as seen, unless ``done(face)``: it is already what the change makes it."""
+        if not seen:
+            return
+        now = {face.id: face for face in self.library_faces(list(seen))}
+        for face_id, was in sorted(seen.items()):
+            face = now.get(face_id)
+            if face is not None and (done(face) or _same_face(was, face)):
+                continue
+            raise _changed_meanwhile(face_id, was, face)
+
+    def cluster_naming(self, cluster: int) -> AuditEvent | None:
+        """The audit event of the naming of ``cluster`` (by :meth:`name_library_faces` with that
+        cluster), newest first, or None; cluster ids are never reused, so it says who took it."""
+        return next((e for e in self.audit_log(None) if e.action == "name_faces" and e.detail.get("cluster") == cluster), None)
+
+    def _seen_person(self, name: str, seen: Collection[int] | None) -> int:
+        """Inside a write transaction: the id of the person ``name``; UnknownPersonError when nobody
+        is. ``seen``: the person's face ids as the caller read them; ChangedMeanwhileError naming
+        who has them now when the person was renamed or removed meanwhile (compare-and-set)."""
+        row = self._person_row(normalize_name(name)) if isinstance(name, str) and name.strip() else None
+        if seen:
+            owners = set(self.names_of(np.asarray(sorted(seen), np.int64)).values())
+            if row is None or owners != {row[1]}:
+                owner = min(owners - {row[1] if row else None}, default=None)
+                gone = "was removed" if row is None else "changed (the faces read are gone)"
+                what = f"was renamed {owner!r}" if owner else gone
+                raise ChangedMeanwhileError(f"{name!r} {what} meanwhile by another change; nothing was changed", owner)
+        if row is None:
+            raise UnknownPersonError(f"no person named {name!r} in {self.location}")
+        return row[0]
 
     # What naming library faces needs of a backend; each runs inside :meth:`transaction`.
 

@@ -764,10 +764,10 @@ class PostgresStore(TruthStore):
         self.erase_freed_pages()
         return {face_id: name for face_id, _, name in found}
 
-    def rename_person(self, old: str, new: str) -> None:
+    def rename_person(self, old: str, new: str, seen: list[int] | None = None) -> None:
         new = normalize_name(new)
         with self.transaction():
-            person_id = self._existing_person(old)
+            person_id = self._seen_person(old, seen)
             other = self._person_row(new)
             if other is not None and other[0] != person_id:
                 raise NameConflictError(f"a person named {other[1]!r} already exists in {self.location}", other[1])
