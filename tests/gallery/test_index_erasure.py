@@ -167,3 +167,20 @@ def test_check_reports_a_missing_index_as_information(location):
     assert gallery.check() == []
     notes = gallery.notes()
     assert ("no saved index of generation" in notes[0]) if gallery.is_folder else notes == []
+
+
+def test_gallery_check_exits_0_with_an_info_line_when_no_index_is_saved(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from facesys.cli import main
+
+    monkeypatch.setenv("FACESYS_CACHE", str(tmp_path / "cache"))
+    with open_store(tmp_path / "g", create=True) as store:
+        store.set_model(MODEL, "test-model", "0123456789abcdef" * 4, 8)
+        store.add_face("Ann", face(1), MODEL)  # as a service or a killed import leaves it: no saved index
+    result = CliRunner().invoke(main, ["--gallery", str(tmp_path / "g"), "gallery", "check"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        "info: index: no saved index of generation 1 yet (derived data: it is built on the next search, or by 'gallery index')",
+        "gallery is healthy",
+    ]

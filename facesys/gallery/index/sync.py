@@ -33,6 +33,8 @@ from facesys.gallery.index.base import TEMPORARY_PREFIX, IndexHeader, VectorInde
 from facesys.gallery.store.base import TruthStore
 
 SAMPLE = 16  # vectors compared with the store when a saved index is loaded
+# saved index file -> the generation up to which no face it holds was removed (in this process)
+_clean_up_to: dict[str, int] = {}
 INDEX_KIND_SETTING = "index_kind"
 
 
@@ -139,16 +141,20 @@ def _erase_removed(store: TruthStore, folder: Path) -> list[Path]:
     with store.reading():
         meta = store.meta()
         prefix, generation = f"index-{meta['gallery_id']}-", int(meta["generation"])
-        verdicts: dict[int, bool] = {}  # generation of a file -> whether it may hold removed faces
+        verdicts: dict[int, bool] = {}  # generation looked from -> whether a face present then was removed since
         for name in names:
             saved = name[len(prefix) :].split("-")[0] if name.startswith(prefix) else ""
             if not saved.isdigit() or int(saved) == generation:
                 continue
-            if int(saved) not in verdicts:
-                changes = store.changes_since(int(saved)) if int(saved) < generation else None
-                verdicts[int(saved)] = changes is None or len(changes.removed) > 0
-            if verdicts[int(saved)]:
+            since = max(int(saved), _clean_up_to.get(str(folder / name), 0))  # no need to read the log twice
+            if since not in verdicts:
+                changes = store.changes_since(since) if int(saved) < generation else None
+                verdicts[since] = changes is None or len(changes.removed) > 0
+            if verdicts[since]:
                 doomed.append(folder / name)
+                _clean_up_to.pop(str(folder / name), None)
+            else:
+                _clean_up_to[str(folder / name)] = generation
     for path in doomed:
         shred(path)
     return doomed
