@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -58,8 +59,16 @@ def victim_vectors(where: str) -> list[bytes]:
 
 
 def files_holding(folder: Path, signatures: list[bytes]) -> list[str]:
-    """Every file under ``folder`` that holds one of ``signatures``."""
-    return [str(p) for p in sorted(folder.rglob("*")) if p.is_file() and any(s in p.read_bytes() for s in signatures)]
+    """Every file under ``folder`` that holds one of ``signatures`` (one deleted meanwhile holds nothing)."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        try:
+            data = path.read_bytes() if path.is_file() else b""
+        except FileNotFoundError:
+            continue
+        if any(s in data for s in signatures):
+            found.append(str(path))
+    return found
 
 
 def index_files(gallery: Gallery) -> list[Path]:
@@ -184,3 +193,40 @@ def test_gallery_check_exits_0_with_an_info_line_when_no_index_is_saved(tmp_path
         "info: index: no saved index of generation 1 yet (derived data: it is built on the next search, or by 'gallery index')",
         "gallery is healthy",
     ]
+
+
+def test_a_removal_racing_a_process_that_saves_its_index_leaves_nothing(location):
+    """A writer enrolls and saves its index over and over while a person is enrolled and removed,
+    15 times: the moment each removal returns, no file holds that person's embeddings (a writer
+    that read the store just before the removal committed must not save after its erasure)."""
+    stop = threading.Event()
+    failures: list[BaseException] = []
+
+    def writer() -> None:
+        gallery, seed = Gallery(location), 1000
+        try:
+            while not stop.is_set():
+                with gallery.open() as store:
+                    store.add_face("Writer", face(seed), MODEL)
+                    gallery.refresh(store)  # saves its index, as every CLI command does
+                seed += 1
+        except BaseException as exc:  # reported by the test, not lost in the thread
+            failures.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    left = []
+    try:
+        for trial in range(15):
+            with open_store(location) as store:
+                for seed in range(100 + 4 * trial, 104 + 4 * trial):
+                    store.add_face(VICTIM, face(seed), MODEL)
+            signatures = victim_vectors(location)
+            remover = Gallery(location)
+            remover.remove(VICTIM)
+            left += [(trial, hit) for folder in searched_folders(remover) for hit in files_holding(folder, signatures)]
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not failures and not thread.is_alive()
+    assert left == []

@@ -34,7 +34,16 @@ def victim_vectors(gallery: str | Path) -> list[bytes]:
 
 
 def files_holding(folder: Path, signatures: list[bytes]) -> list[str]:
-    return [str(p) for p in sorted(folder.rglob("*")) if p.is_file() and any(s in p.read_bytes() for s in signatures)]
+    """Every file under ``folder`` that holds one of ``signatures`` (one deleted meanwhile holds nothing)."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        try:
+            data = path.read_bytes() if path.is_file() else b""
+        except FileNotFoundError:
+            continue
+        if any(s in data for s in signatures):
+            found.append(str(path))
+    return found
 
 
 def photos(person: str, count: int) -> list[str]:

@@ -14,8 +14,8 @@ opening the gallery: see :func:`erase_removed`) overwrites and deletes every suc
 temporary files of dead writers, whether it saves its own index or not. A file of an older
 generation with no removal since holds only faces still enrolled, and is kept when not saving.
 Writing and erasing hold a lock on the folder (``flock`` on the folder itself), and a writer
-checks the store again after writing, so a file written from a state read just before a removal
-committed cannot outlive the removal's own erasure.
+checks the store again under it before writing, so an index read just before a removal committed
+is never saved after the removal's own erasure.
 """
 
 from __future__ import annotations
@@ -107,16 +107,28 @@ def synced(
 def keep(index: VectorIndex, store: TruthStore, folder: Path, save: bool = True) -> None:
     """Save ``index`` in ``folder`` when ``save`` (deleting every other index file), and in any
     case erase the saved files that may hold faces removed since (:func:`erase_removed`), all
-    under the folder's lock: a file saved from a state older than a removal that committed
-    meanwhile is erased before the lock is released."""
+    under the folder's lock. An index of a state older than a removal that committed meanwhile
+    is not saved: a remover erases after its commit, under the same lock, so whichever comes
+    first, no file of the removed faces is left once the removal returns."""
     if save:
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)  # so that it can be locked
     with _locked(folder):
+        if save and _removed_since(store, index.header.generation):
+            save = False
         if save:
             write(index, folder, _erase=lambda: _erase_removed(store, folder))
         else:
             _erase_removed(store, folder)
+
+
+def _removed_since(store: TruthStore, generation: int) -> bool:
+    """Whether a face the store held at ``generation`` may have been removed since."""
+    with store.reading():
+        if store.generation == generation:
+            return False
+        changes = store.changes_since(generation)
+    return changes is None or len(changes.removed) > 0
 
 
 def erase_removed(store: TruthStore, folder: Path) -> list[Path]:
