@@ -15,9 +15,10 @@ opening, transactions, index writes and clean-up all get hit), then checks the g
   and after the next open (``sync.synced``) no ``.index-*.tmp`` or stale ``index-*`` file may
   remain: only the current index.
 - ``remove``: ``facesys gallery remove "Joe Biden"``. A removal reported (exit 0 or "removed"
-  printed) must have happened; the other people must be intact. Then one more normal command
-  (``gallery remove`` again while the person is still there, else ``identify`` of another person's
-  photo, which re-syncs the index), and NO file in the gallery folder (every file, -wal, -shm and
+  printed) must have happened; the other people must be intact. Once the person is gone, already
+  after ``gallery list`` (any command that opens the gallery finishes an interrupted erasure), and
+  after one more normal command (``gallery remove`` again while the person is still there, else
+  ``identify`` of another person's photo), NO file in the gallery folder (every file, -wal, -shm and
   temporary files included, searched byte-wise) may hold the victim's embeddings (the full 512
   bytes, or either half in case a page boundary splits it), a 256-byte piece of the first 4 KiB of
   one of their crops found in no other face's crop, their name or their photos' paths; the template
@@ -411,6 +412,7 @@ def remove_trial(template: Path, workdir: Path, delay: float, signatures: list, 
         reported = code == 0 or "removed" in out
         problems: list[str] = []
         listed = finish(cli(folder, "gallery", "list", "--json"))
+        after_list = leftovers(folder, signatures)  # any command opening the gallery finishes an interrupted erasure
         if listed.returncode != 0:
             problems.append(f"'facesys gallery list' exit {listed.returncode}: {listed.stderr.strip()[-500:]}")
             still_there = True
@@ -426,7 +428,7 @@ def remove_trial(template: Path, workdir: Path, delay: float, signatures: list, 
             accepted = (0, 3)
         if next_command.returncode not in accepted:
             problems.append(f"next command exit {next_command.returncode}: {next_command.stderr.strip()[-500:]}")
-        leftover = leftovers(folder, signatures)
+        leftover = leftovers(folder, signatures) or ([] if still_there else after_list)
         after_repair = None
         if leftover:  # does the documented remedy ('gallery repair') finish erasing?
             finish(cli(folder, "gallery", "repair"))

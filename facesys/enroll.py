@@ -1,6 +1,11 @@
 """Enrollment: photos of named people -> checked faces committed to a gallery, one photo per
 transaction, each with a per-photo answer (enrolled, duplicate, rejected or error).
 
+Not all-or-nothing: when the gallery becomes unreachable mid-run (a database server stopped),
+the photos committed before stay enrolled and are reported so; the photo being committed and
+every later one get an "error" result saying they were not enrolled, and the report keeps the
+error (``EnrollReport.unavailable``), so that a caller can tell the whole run was cut short.
+
 A photo is refused before it is decoded when its name is not a valid person's name, it is not a
 readable file within the size limit, or it is enrolled already (also earlier in the same run);
 after detection when it fails the quality gates (facesys/quality.py). A face nearer another
@@ -20,7 +25,7 @@ import numpy as np
 
 from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP_QUALITY
 from facesys.datasets import images_in, people_in
-from facesys.errors import FacesysError, ImageError, UnknownPersonError
+from facesys.errors import FacesysError, GalleryUnavailableError, ImageError, UnknownPersonError
 from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
 from facesys.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
 from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
@@ -88,7 +93,11 @@ class EnrollResult:
 
 @dataclass
 class EnrollReport:
+    """Every photo's result; ``unavailable``: the error that cut the run short, if the gallery
+    became unreachable (the photos without an "enrolled" or "duplicate" result were not enrolled)."""
+
     results: list[EnrollResult] = field(default_factory=list)
+    unavailable: GalleryUnavailableError | None = None
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.results)
@@ -163,25 +172,43 @@ class Enrollment:
         self, items: Iterable[tuple[str, ImageInput]], on_result: Callable[[EnrollResult], None] | None = None
     ) -> EnrollReport:
         """Enroll every item; each accepted photo is committed on its own before ``on_result``
-        hears of it. Bad photos are reported, never fatal."""
+        hears of it. Bad photos are reported, never fatal; an unreachable gallery ends the run
+        with an "error" result for each photo not committed (see the module docstring)."""
         report = EnrollReport()
+        unanswered: dict[int, tuple[str, str]] = {}  # photos taken but not yet answered: id -> (source, name)
 
-        def record(result: EnrollResult) -> None:
+        def record(result: EnrollResult, photo: _Photo | None = None) -> None:
+            if photo is not None:
+                unanswered.pop(id(photo), None)
             report.results.append(result)
             if on_result:
                 on_result(result)
 
-        photos = self._checked(items, record)
+        def taken(photos: Iterable[_Photo]) -> Iterator[tuple[_Photo, ImageInput]]:
+            for photo in photos:
+                unanswered[id(photo)] = (describe(photo.source), photo.name)
+                yield photo, photo.source
+
+        remaining = iter(items)
         current: _Photo | None = None  # the photo being committed and reported, until it is
         answered = 0  # len(report.results) before it
         try:
             for batch in self.embedder.face_batches(
-                ((p, p.source) for p in photos), select="largest", errors="collect", keep_chips=True
+                taken(self._checked(remaining, record)), select="largest", errors="collect", keep_chips=True
             ):
                 for photo, result in batch:
                     current, answered = photo, len(report.results)
-                    record(self._enroll_one(photo, result))
+                    record(self._enroll_one(photo, result), photo)
                     current = None
+        except GalleryUnavailableError as exc:
+            report.unavailable = exc
+            why = f"not enrolled: {exc}"
+            for source, name in list(unanswered.values()):
+                record(EnrollResult(source, name, "error", f"{source}: {why}"))
+            unanswered.clear()
+            for raw_name, source in remaining:
+                record(EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: {why}"))
+            return report
         except KeyboardInterrupt:
             if current is not None and len(report.results) == answered:  # stopped before its answer was recorded
                 try:  # the store says whether its commit happened
@@ -190,14 +217,14 @@ class Enrollment:
                     stored = []
                 ids = [f.id for f in stored if f.image_sha256 == current.sha256]
                 if ids:
-                    committed = EnrollResult(describe(current.source), current.name, "enrolled", face_id=ids[0])
-                    report.results.append(committed)
-                    if on_result:
-                        on_result(committed)
+                    record(EnrollResult(describe(current.source), current.name, "enrolled", face_id=ids[0]), current)
             raise EnrollInterrupted(report) from None
         if report.count("enrolled"):
-            with self.gallery.open() as store:
-                self.gallery.refresh(store)  # saved for the next process
+            try:
+                with self.gallery.open() as store:
+                    self.gallery.refresh(store)  # saved for the next process
+            except GalleryUnavailableError:  # committed all the same: the index is derived, synced next time
+                pass
         return report
 
     def _checked(self, items: Iterable[tuple[str, ImageInput]], record) -> Iterator[_Photo]:
@@ -211,6 +238,9 @@ class Enrollment:
                     spellings[name] = self.gallery.spelling_of(name)
                 if spellings[name] not in (None, name):
                     raise NameConflictError(f"a person named {spellings[name]!r} exists already; use that exact name", name)
+            except GalleryUnavailableError as exc:
+                record(EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: not enrolled: {exc}"))
+                raise
             except FacesysError as exc:
                 record(EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: {exc}"))
                 continue
@@ -219,7 +249,11 @@ class Enrollment:
             except FacesysError as exc:
                 record(EnrollResult(describe(source), name, "error", str(exc)))
                 continue
-            owner = seen.get(sha) or self.gallery.owner_of_photo(sha)
+            try:
+                owner = seen.get(sha) or self.gallery.owner_of_photo(sha)
+            except GalleryUnavailableError as exc:
+                record(EnrollResult(describe(source), name, "error", f"{describe(source)}: not enrolled: {exc}"))
+                raise
             if owner is not None:
                 record(self._duplicate(describe(source), name, owner))
                 continue

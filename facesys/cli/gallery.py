@@ -167,8 +167,13 @@ def index_command(settings: Settings, kind: str | None, as_json: bool) -> None:
 @gallery.command()
 @click.pass_obj
 def check(settings: Settings) -> None:
-    """Check the database (integrity, embeddings, model) and the index against it. Exit 2 on problems."""
-    problems = open_gallery(settings).check()
+    """Check the database (integrity, embeddings, model) and the index against it. Exit 2 on problems
+    (damage); a missing or stale index is derived data, rebuilt when needed: shown as info."""
+    opened = open_gallery(settings)
+    problems = opened.check()
+    if not problems:
+        for note in opened.notes():
+            click.echo(f"info: {note}")
     for problem in problems:
         click.echo(f"problem: {problem}")
     if problems:

@@ -73,6 +73,7 @@ class Gallery:
         self.saves_index = save_index
         self._index: VectorIndex | None = None
         self._lock = threading.RLock()
+        self._erasure_finished = False  # whether index files of removed faces were looked for since opening
         self._person_faces = people_ranking.PersonFaces()
         self._calibration: tuple = (None, None, None, None)  # (gallery id, method), generation, size, value
 
@@ -91,12 +92,22 @@ class Gallery:
 
     def open(self, create: bool = False) -> TruthStore:
         """The store (a context manager). GalleryError naming the place looked at when there is
-        no gallery and ``create`` is False."""
+        no gallery and ``create`` is False.
+
+        The first open of this Gallery finishes an erasure that a killed removal left undone:
+        saved index files that may hold removed faces are overwritten and deleted (the store
+        itself finishes erasing its freed pages when opened); later removals are erased by
+        whoever syncs the index past them (:func:`index_sync.keep`)."""
         if not create and not self.exists():
             raise GalleryError(
                 f"{self.location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery"
             )
-        return open_store(self._address, create=create)
+        store = open_store(self._address, create=create)
+        if not self._erasure_finished:
+            with contextlib.suppress(GalleryError):  # an unreachable database: the next open tries again
+                index_sync.erase_removed(store, self.index_folder)
+                self._erasure_finished = True
+        return store
 
     @property
     def index_folder(self) -> Path:
@@ -249,10 +260,14 @@ class Gallery:
             return self._index
 
     def save_index(self) -> None:
-        """Write the in-memory index to its file (a service does this when it stops)."""
+        """Write the in-memory index, brought up to the store's current state, to its file (a
+        service does this when it stops); nothing when the store cannot be read (an index of an
+        older state may hold faces removed since)."""
         with self._lock:
-            if self._index is not None:
-                index_sync.write(self._index, self.index_folder)
+            if self._index is None:
+                return
+            with contextlib.suppress(GalleryError), self.open() as store:
+                index_sync.keep(self.refresh(store, save=False), store, self.index_folder)
 
     def follow(self, stop: threading.Event, poll_s: float = 5.0) -> None:
         """Keep the in-memory index current until ``stop`` is set: woken by the store's change
@@ -430,12 +445,21 @@ class Gallery:
         with self.open() as store:
             problems = store.check()
             try:
-                problems += index_sync.problems(store, self.index_folder, self.index_backend, required=self.is_folder)
+                problems += index_sync.problems(store, self.index_folder, self.index_backend)
             except GalleryError:  # the store's read errors; the database cannot be read whole
                 problems.append(
                     "index: not compared with the database, which cannot be read whole ('gallery repair' rebuilds it)"
                 )
         return problems
+
+    def notes(self) -> list[str]:
+        """What ``check`` says besides problems: normal states worth knowing (no saved index of
+        the current state yet: derived, built on the next search)."""
+        if not self.is_folder:  # a database's index is a per-machine cache: its absence says nothing
+            return []
+        with self.open() as store:
+            note = index_sync.state(store, self.index_folder, self.index_backend)
+        return [note] if note else []
 
     def repair(self) -> list[str]:
         """Rebuild everything derived (index), drop people without faces; returns what was done.

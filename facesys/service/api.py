@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFi
 from fastapi.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
-from facesys.enroll import EnrollResult
+from facesys.enroll import EnrollReport, EnrollResult
 from facesys.errors import FacesysError
 from facesys.gallery.audit import acting_as
 from facesys.gallery.store import normalize_name
@@ -180,7 +180,10 @@ async def enroll(
     service: Ready,
 ) -> dict:
     """Enroll photos of ``name`` (created if new): a result per photo, as ``facesys enroll --json``.
-    201 when a photo was enrolled, 200 when all were enrolled already; an error when none could be."""
+    201 when a photo was enrolled, 200 when all were enrolled already; an error when none could be.
+    Each photo is committed on its own, not all-or-nothing: when the database becomes unreachable
+    mid-request, the answer is still 201 with a result per photo, "enrolled" for those committed
+    and "error" (not enrolled, database unreachable) for the rest; 503 when none was committed."""
     name = person_name(name)
     existing = await run_in_threadpool(service.system.gallery.spelling_of, name)
     if existing not in (None, name):
@@ -196,11 +199,14 @@ async def enroll(
     if len(refused) == len(uploads):
         raise refused[0]
 
-    def run() -> list[EnrollResult]:
+    def run() -> EnrollReport:
         with acting_as(caller.actor):
-            return service.system.enroll(name, [u for i, u in enumerate(uploads) if i not in refused]).results
+            return service.system.enroll(name, [u for i, u in enumerate(uploads) if i not in refused])
 
-    enrolled = iter(await within_time(service, run_in_threadpool(run)))
+    report = await within_time(service, run_in_threadpool(run))
+    if report.unavailable is not None and not report.count("enrolled"):
+        raise api_error(report.unavailable)  # nothing committed: 503
+    enrolled = iter(report.results)
     results = [
         EnrollResult(upload.name, name, "error", refused[i].message) if i in refused else next(enrolled)
         for i, upload in enumerate(uploads)

@@ -138,9 +138,9 @@ def test_an_index_of_another_model_is_not_reused(store):
     store.add_face("a", face(1), MODEL)
     synced(store)
     store.replace_embeddings("other@1", "other", "1" * 64, 8, {1: face(2).embedding})
-    assert index_problems(store)[0].startswith("index: no index for generation")
+    assert index_problems(store) == [] and sync.state(store, store.folder).startswith("index: no saved index of generation")
     synced(store)
-    assert index_problems(store) == []
+    assert index_problems(store) == [] and sync.state(store, store.folder) is None
 
 
 def test_empty_gallery_search_returns_no_result(store):

@@ -7,12 +7,23 @@ gallery and model follows the store's change log (faces added and removed since 
 generation); anything else is rebuilt from the store. Saved files are
 ``index-<gallery id>-<generation>-<model tag>.<backend>``; files of other galleries, older
 generations and temporary files left by killed processes are deleted when an index is saved.
+
+Erasure: a saved file may hold the vectors of faces removed after its generation. Whoever brings
+an index up to a new generation (the remover itself, a service told of the change, any process
+opening the gallery: see :func:`erase_removed`) overwrites and deletes every such file, and
+temporary files of dead writers, whether it saves its own index or not. A file of an older
+generation with no removal since holds only faces still enrolled, and is kept when not saving.
+Writing and erasing hold a lock on the folder (``flock`` on the folder itself), and a writer
+checks the store again under it before writing, so an index read just before a removal committed
+is never saved after the removal's own erasure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +33,8 @@ from facesys.gallery.index.base import TEMPORARY_PREFIX, IndexHeader, VectorInde
 from facesys.gallery.store.base import TruthStore
 
 SAMPLE = 16  # vectors compared with the store when a saved index is loaded
+# saved index file -> the generation up to which no face it holds was removed (in this process)
+_clean_up_to: dict[str, int] = {}
 INDEX_KIND_SETTING = "index_kind"
 
 
@@ -75,18 +88,121 @@ def synced(
         if belongs(cached, header):
             return cached
         index = _followed(store, cached, header)
+        loaded = False
         if index is None and folder is not None:
             saved = cls.load(index_file(folder, header))
             if belongs(saved, header) and agrees_with(saved, store):
-                return saved
-            index = _followed(store, _newest_saved(cls, folder, header), header)
+                index, loaded = saved, True
+            else:
+                index = _followed(store, _newest_saved(cls, folder, header), header)
         if index is None:
             ids, vectors, _ = store.embeddings()
             index = cls.build(ids, vectors, header.kind)
         index.header = header
-    if folder is not None and save:
-        write(index, folder)
+    if folder is not None:
+        keep(index, store, folder, save=save and not loaded)
     return index
+
+
+def keep(index: VectorIndex, store: TruthStore, folder: Path, save: bool = True) -> None:
+    """Save ``index`` in ``folder`` when ``save`` (deleting every other index file), and in any
+    case erase the saved files that may hold faces removed since (:func:`erase_removed`), all
+    under the folder's lock. An index of a state older than a removal that committed meanwhile
+    is not saved: a remover erases after its commit, under the same lock, so whichever comes
+    first, no file of the removed faces is left once the removal returns."""
+    if save:
+        with contextlib.suppress(OSError):
+            folder.mkdir(parents=True, exist_ok=True)  # so that it can be locked
+    with _locked(folder):
+        if save and _removed_since(store, index.header.generation):
+            save = False
+        if save:
+            write(index, folder, _erase=lambda: _erase_removed(store, folder))
+        else:
+            _erase_removed(store, folder)
+
+
+def _removed_since(store: TruthStore, generation: int) -> bool:
+    """Whether a face the store held at ``generation`` may have been removed since."""
+    with store.reading():
+        if store.generation == generation:
+            return False
+        changes = store.changes_since(generation)
+    return changes is None or len(changes.removed) > 0
+
+
+def erase_removed(store: TruthStore, folder: Path) -> list[Path]:
+    """Overwrite and delete every index file in ``folder`` that may hold the vectors of a face
+    removed since its generation (its store's change log says so, cannot tell, or the file is of
+    a generation the store has not reached), and temporary files of writers no longer alive;
+    returns what was erased. Files of other galleries are left to :func:`clean`. This finishes
+    the erasure of a removal killed after its commit: every process that opens a gallery calls it."""
+    with _locked(folder):
+        return _erase_removed(store, folder)
+
+
+def _erase_removed(store: TruthStore, folder: Path) -> list[Path]:
+    """:func:`erase_removed` for a caller that holds the folder's lock."""
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.name.startswith(("index-", TEMPORARY_PREFIX))]
+    except OSError:  # no folder (nothing saved yet), or it cannot be read
+        return []
+    if not names:
+        return []
+    doomed = [folder / name for name in names if name.endswith(".tmp") and not _writer_alive(folder / name)]
+    with store.reading():
+        meta = store.meta()
+        prefix, generation = f"index-{meta['gallery_id']}-", int(meta["generation"])
+        verdicts: dict[int, bool] = {}  # generation looked from -> whether a face present then was removed since
+        for name in names:
+            saved = name[len(prefix) :].split("-")[0] if name.startswith(prefix) else ""
+            if not saved.isdigit() or int(saved) == generation:
+                continue
+            since = max(int(saved), _clean_up_to.get(str(folder / name), 0))  # no need to read the log twice
+            if since not in verdicts:
+                changes = store.changes_since(since) if int(saved) < generation else None
+                verdicts[since] = changes is None or len(changes.removed) > 0
+            if verdicts[since]:
+                doomed.append(folder / name)
+                _clean_up_to.pop(str(folder / name), None)
+            else:
+                _clean_up_to[str(folder / name)] = generation
+    for path in doomed:
+        shred(path)
+    return doomed
+
+
+def shred(path: Path) -> None:
+    """Overwrite ``path`` with zeros, flushed to the disk, then delete it. On a journaling or
+    copy-on-write file system or an SSD the old blocks may survive the overwrite: best effort,
+    like SQLite's secure_delete. A file that cannot be written is still deleted if it can be."""
+    with contextlib.suppress(OSError), open(path, "r+b") as out:
+        size, chunk = os.fstat(out.fileno()).st_size, bytes(1 << 20)
+        for start in range(0, size, len(chunk)):
+            out.write(chunk[: size - start])
+        out.flush()
+        os.fsync(out.fileno())
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``folder`` itself (no lock file) while index files are written
+    and erased there; nothing when the folder is missing or cannot be locked."""
+    try:
+        import fcntl
+
+        descriptor = os.open(folder, os.O_RDONLY)
+    except (ImportError, OSError):
+        yield
+        return
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 def _followed(store: TruthStore, index: VectorIndex | None, header: IndexHeader) -> VectorIndex | None:
@@ -122,17 +238,19 @@ def _newest_saved(cls: type[VectorIndex], folder: Path, header: IndexHeader) -> 
     return None
 
 
-def write(index: VectorIndex, folder: Path) -> None:
+def write(index: VectorIndex, folder: Path, _erase=None) -> None:
     """Save ``index`` and delete every other index file and stale temporary file in ``folder``.
     A read-only or full folder is not an error: the index is simply rebuilt next time, and the
-    older files are deleted all the same (they may hold a removed person's vectors)."""
+    older files are deleted all the same (they may hold a removed person's vectors).
+    ``_erase`` (see :func:`keep`) runs between saving and deleting, to overwrite what must be."""
     path = index_file(folder, index.header)
     try:
         folder.mkdir(parents=True, exist_ok=True)  # a database gallery's index lives in a cache folder
         index.save(path)
     except OSError:
-        clean(folder)
-        return
+        path = None
+    if _erase is not None:
+        _erase()
     clean(folder, keep=path)
 
 
@@ -165,10 +283,10 @@ def _writer_alive(temporary: Path) -> bool:
     return True
 
 
-def problems(store: TruthStore, folder: Path | None, backend: str = DEFAULT_INDEX_BACKEND, required: bool = True) -> list[str]:
-    """How the saved index disagrees with the store (empty when it agrees exactly): every id and
-    every vector is compared. ``required=False`` (a database gallery's index, a local cache that
-    other servers' changes make stale) makes a missing index of the current state no problem."""
+def problems(store: TruthStore, folder: Path | None, backend: str = DEFAULT_INDEX_BACKEND) -> list[str]:
+    """How the saved index of the store's current state disagrees with the store (empty when it
+    agrees exactly): every id and every vector is compared. A missing or stale saved index is no
+    problem: it is derived, and rebuilt on the next search (see :func:`state`)."""
     if folder is None:
         return []
     cls = index_class(backend)
@@ -176,19 +294,31 @@ def problems(store: TruthStore, folder: Path | None, backend: str = DEFAULT_INDE
         header = current_header(store, backend)
         path = index_file(folder, header)
         if not path.is_file():
-            if not required:
-                return []
-            return [
-                f"index: no index for generation {header.generation} (it is rebuilt on the next search, or by 'gallery repair')"
-            ]
+            return []
         index = cls.load(path)
         if index is None:
             return [f"index: {path.name} is unreadable or damaged (checksum)"]
-        if index.header != header:
-            return [f"index: {path.name} was made for another state of the gallery"]
+        if index.header != header:  # another kind forced since: the next search rebuilds it
+            return []
         ids, vectors, _ = store.embeddings()
     if not np.array_equal(index.ids(), ids):
         return ["index: face ids differ from the database's"]
     if len(ids) and not np.allclose(index.vectors(ids), vectors, atol=1e-6):
         return ["index: vectors differ from the database's embeddings"]
     return []
+
+
+def state(store: TruthStore, folder: Path | None, backend: str = DEFAULT_INDEX_BACKEND) -> str | None:
+    """A note when no saved index belongs to the store's current state (normal after a change
+    made by a service, which keeps its index in memory, or by a process killed before it saved
+    one); None when one does. Information, not a problem."""
+    if folder is None:
+        return None
+    with store.reading():
+        header = current_header(store, backend)
+    if index_file(folder, header).is_file():  # whether it agrees is for problems()
+        return None
+    return (
+        f"index: no saved index of generation {header.generation} yet (derived data: it is built on the next search, "
+        "or by 'gallery index')"
+    )
