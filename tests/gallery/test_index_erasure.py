@@ -24,6 +24,7 @@ from facesys.gallery.store import open_store
 from tests import postgres
 from tests.conftest import ROOT
 from tests.gallery.conftest import MODEL, face
+from tests.leftovers import files_holding, person_vectors
 
 VICTIM, OTHERS = "Victim", ("Ann", "Bob")
 
@@ -50,25 +51,8 @@ def location(request, tmp_path, monkeypatch) -> str:
     return where
 
 
-def victim_vectors(where: str) -> list[bytes]:
-    """The removed person's embeddings as float32 little-endian bytes, read from the store."""
-    with open_store(where) as store:
-        wanted = {f.id for f in store.faces(VICTIM)}
-        ids, vectors, _ = store.embeddings()
-    return [v.astype("<f4").tobytes() for i, v in zip(ids.tolist(), vectors, strict=True) if i in wanted]
-
-
-def files_holding(folder: Path, signatures: list[bytes]) -> list[str]:
-    """Every file under ``folder`` that holds one of ``signatures`` (one deleted meanwhile holds nothing)."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        try:
-            data = path.read_bytes() if path.is_file() else b""
-        except FileNotFoundError:
-            continue
-        if any(s in data for s in signatures):
-            found.append(str(path))
-    return found
+def victim_vectors(where: str | Path) -> list[bytes]:
+    return person_vectors(where, VICTIM)
 
 
 def index_files(gallery: Gallery) -> list[Path]:

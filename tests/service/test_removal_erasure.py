@@ -18,32 +18,16 @@ import pytest
 
 from facesys.config import cache_dir
 from facesys.gallery.location import index_folder_of
-from facesys.gallery.store import open_store
 from tests.conftest import data_path
+from tests.leftovers import files_holding, person_vectors
 from tests.service.conftest import Server, create_key, facesys
 
 pytestmark = pytest.mark.slow
 VICTIM = "Barack Obama"
 
 
-def victim_vectors(gallery: str | Path) -> list[bytes]:
-    with open_store(gallery) as store:
-        wanted = {f.id for f in store.faces(VICTIM)}
-        ids, vectors, _ = store.embeddings()
-    return [v.astype("<f4").tobytes() for i, v in zip(ids.tolist(), vectors, strict=True) if i in wanted]
-
-
-def files_holding(folder: Path, signatures: list[bytes]) -> list[str]:
-    """Every file under ``folder`` that holds one of ``signatures`` (one deleted meanwhile holds nothing)."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        try:
-            data = path.read_bytes() if path.is_file() else b""
-        except FileNotFoundError:
-            continue
-        if any(s in data for s in signatures):
-            found.append(str(path))
-    return found
+def victim_vectors(where: str | Path) -> list[bytes]:
+    return person_vectors(where, VICTIM)
 
 
 def photos(person: str, count: int) -> list[str]:
