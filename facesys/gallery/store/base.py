@@ -14,6 +14,7 @@ suite against every backend listed in ``facesys.gallery.store.STORE_BACKENDS``.
 from __future__ import annotations
 
 import json
+import operator
 import re
 import time
 import unicodedata
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, InvalidValueError, UnknownFaceError
+from facesys.errors import MAX_ID, ConflictError, GalleryError, InvalidIdError, InvalidValueError, UnknownFaceError
 from facesys.gallery.audit import AuditEvent
 from facesys.keys import MAX_KEY_NAME_LENGTH, SCOPES, ApiKey
 
@@ -166,6 +167,23 @@ def library_face(row: tuple) -> LibraryFace:
         face_id, photo_id, path, sha, frame, json.loads(box), json.loads(landmarks), score, json.loads(origin), model_id,
         cluster, person, assigned, enrolled,
     )  # fmt: skip
+
+
+def valid_id(value: object, what: str = "face", low: int = 1) -> int:
+    """``value`` as an int id; InvalidIdError when it is not a whole number from ``low`` to MAX_ID
+    (no row can have it: checked before it reaches SQL, where it would overflow)."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or not low <= number <= MAX_ID:
+        raise InvalidIdError(f"{value!r}: no {what} has this id (ids are whole numbers from {low} to {MAX_ID})")
+    return number
+
+
+def valid_ids(values: Iterable[object], what: str = "face") -> list[int]:
+    """Each of ``values`` through :func:`valid_id` (ids >= 1)."""
+    return [valid_id(value, what) for value in values]
 
 
 def missing_library_faces(wanted: Iterable[int], found: Iterable[int], location: str) -> None:
@@ -590,7 +608,7 @@ class TruthStore(ABC):
         photo has an enrolled face already, linked to its copy, and marked assigned "user". A face
         named another person before loses that copy. UnknownFaceError for ids that do not exist;
         GalleryError for a face of another model or when the person would have no enrolled face."""
-        name = normalize_name(name)
+        name, ids = normalize_name(name), valid_ids(ids, "library face")
         with self.transaction():
             rows = self._library_rows(ids)
             model_id = self.model_id
@@ -625,6 +643,7 @@ class TruthStore(ABC):
         """Take these library faces back from their person (automatic or not), removing their
         enrolled copies (a person left without faces goes too), in one transaction; returns those
         that were named. UnknownFaceError for ids that do not exist."""
+        ids = valid_ids(ids, "library face")
         with self.transaction():
             named = [row for row in self._library_rows(ids) if row[1] is not None]
             dropped = self._drop_copies(named)
@@ -639,6 +658,7 @@ class TruthStore(ABC):
         """Delete these library faces and their enrolled copies (crops and vectors gone, freed space
         erased), in one transaction; returns how many. The file stays recorded, so a re-scan does
         not find the face again until the file changes. UnknownFaceError for ids that do not exist."""
+        ids = valid_ids(ids, "library face")
         with self.transaction():
             rows = self._library_rows(ids)
             self._drop_copies(rows)
