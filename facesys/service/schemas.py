@@ -8,7 +8,7 @@ import unicodedata
 from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
 from facesys.errors import MAX_ID
 from facesys.gallery.store.base import _REFUSED_CATEGORIES, MAX_NAME_LENGTH
@@ -42,12 +42,22 @@ def refused_characters() -> str:
     return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in runs)
 
 
+# Whitespace a name may hold (the other whitespace characters are controls or separators, refused).
+SPACES = "\\u0020\\u00A0\\u1680\\u2000-\\u200A\\u202F\\u205F\\u3000"
+
+
+def name_pattern() -> str:
+    """The regex of a name: characters from none of the refused kinds, not only whitespace."""
+    refused = refused_characters()
+    return f"^[{SPACES}]*[^\\s{refused}][^{refused}]*$"
+
+
 def name_rules(max_length: int, reserved: bool) -> Any:
     """``json_schema_extra`` of a name: its length and the characters it may hold (computed when
     the OpenAPI document is first made, not at import)."""
 
     def extra(schema: dict) -> None:
-        schema.update(minLength=1, maxLength=max_length, pattern=f"^[^{refused_characters()}]+$")
+        schema.update(minLength=1, maxLength=max_length, pattern=name_pattern())
         rules = (
             f"At most {max_length} characters once trimmed"
             + (" (inner whitespace collapses to one space)" if reserved else "")
@@ -280,7 +290,14 @@ class LogAnswer(Versioned):
 
 # -- the photo library (facesys/library/, facesys/service/library_api.py) ------------------------
 
-LibraryFaceId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID)]
+
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction (``3.0``) as the integer it is (JSON Schema's "integer"
+    admits it); anything else as sent, for the strict check (no strings, no booleans)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+LibraryFaceId = Annotated[int, BeforeValidator(_integral), Field(strict=True, ge=1, le=MAX_ID)]
 
 
 class ClusterRunAnswer(Versioned):
