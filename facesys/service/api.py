@@ -157,7 +157,12 @@ async def identify(
 
 
 @router.post(
-    "/people/{name:name}", status_code=201, response_model=schemas.EnrollAnswer, response_model_exclude_none=True, tags=["people"]
+    "/people/{name:name}",
+    status_code=201,
+    response_model=schemas.EnrollAnswer,
+    response_model_exclude_none=True,
+    responses={200: {"model": schemas.EnrollAnswer, "description": "Every usable photo was enrolled already"}},
+    tags=["people"],
 )
 async def enroll(
     name: PersonPath,

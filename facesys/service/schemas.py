@@ -297,7 +297,7 @@ def _integral(value: Any) -> Any:
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
-LibraryFaceId = Annotated[int, BeforeValidator(_integral), Field(strict=True, ge=1, le=MAX_ID)]
+LibraryFaceId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), BeforeValidator(_integral)]  # this order keeps min/max
 
 
 class ClusterRunAnswer(Versioned):

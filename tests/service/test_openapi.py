@@ -33,11 +33,8 @@ from tests.service.test_api import upload
 
 pytestmark = pytest.mark.slow
 
-FUZZ_EXAMPLES = 2  # per operation and phase: a few minutes at most on two busy cores
-# Schemathesis still counts these two as rejecting what their schema admits: every id it draws is
-# folded onto the library's (fuzz_hooks.map_body), yet its positive cases there get 400s it does
-# not explain (left for a by-hand look; no 5xx, every answer as documented).
-KNOWN_MISMATCH = {"POST /v1/library/faces/name", "POST /v1/library/faces/unname"}
+FUZZ_EXAMPLES = 4  # per operation and phase: about two minutes on two busy cores
+KNOWN_MISMATCH: set[str] = set()  # operations Schemathesis may call too strict for their schema: none
 MAX_FILES = 4  # uploads per request (--max-files): the document says so, and the fuzzer sends no more
 
 
