@@ -56,6 +56,14 @@ class UnknownKeyError(GalleryError):
     """No active API key of that name in the gallery."""
 
 
+MAX_ID = 2**63 - 1  # the largest face, library face, person or cluster id (SQLite INTEGER, PostgreSQL bigint)
+
+
+class InvalidIdError(GalleryError):
+    """An id no face or cluster can have: not a whole number, or outside what a gallery stores
+    (1 to 2**63 - 1; clusters from 0). Nothing has it, so a service answers 404."""
+
+
 class InvalidValueError(GalleryError):
     """A name or value the gallery cannot store: empty, too long, control characters, reserved
     (a service answers 400)."""

@@ -8,6 +8,10 @@ import sys
 import click
 
 from facesys.cli import EXIT_OK, EXIT_REJECTED, FacesysGroup, Settings, emit_json, error_line, main
+from facesys.errors import MAX_ID
+
+FACE_ID = click.IntRange(1, MAX_ID)  # what a gallery can store: larger ids would overflow its integers
+CLUSTER_ID = click.IntRange(0, MAX_ID)
 
 
 def _plural(count: int, word: str) -> str:
@@ -157,7 +161,7 @@ def _show_named(settings: Settings, named, as_json: bool, what: str, extra: dict
 
 
 @main.command("name")
-@click.argument("cluster_id", metavar="CLUSTER", type=int)
+@click.argument("cluster_id", metavar="CLUSTER", type=CLUSTER_ID)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
@@ -190,7 +194,7 @@ def face() -> None:
 
 
 @face.command("name")
-@click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=int)
+@click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=FACE_ID)
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True)
 @_seen_option
@@ -207,7 +211,7 @@ def face_name(
 
 
 @face.command("unname")
-@click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=int)
+@click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=FACE_ID)
 @click.option("--json", "as_json", is_flag=True)
 @_seen_option
 @click.pass_obj
@@ -221,7 +225,7 @@ def face_unname(settings: Settings, face_ids: tuple[int, ...], as_json: bool, wa
 
 
 @face.command("remove")
-@click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=int)
+@click.argument("face_ids", metavar="FACE_ID...", nargs=-1, required=True, type=FACE_ID)
 @click.option("--json", "as_json", is_flag=True)
 @_seen_option
 @click.pass_obj

@@ -9,6 +9,7 @@ processed again).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -51,7 +52,8 @@ def resolved_roots(paths: list[str | os.PathLike]) -> list[Path]:
     for raw in paths:
         path = Path(raw).expanduser()
         if not path.exists():
-            raise FacesysError(f"{raw}: no such file or folder")
+            what = "a symbolic link to nothing (missing or a loop)" if path.is_symlink() else "no such file or folder"
+            raise FacesysError(f"{raw}: {what}")
         root = path.resolve()
         if root not in roots:
             roots.append(root)
@@ -94,8 +96,8 @@ def _consider(path: Path, videos: bool, seen: dict[Path, LibraryFile], found: Wa
     try:
         resolved = path.resolve()
         info = resolved.stat()
-    except OSError as exc:  # a dangling link, a permission denied on the way
-        found.problems.append((str(path), f"{path}: cannot read ({exc.strerror})"))
+    except (OSError, RuntimeError) as exc:  # a dangling link, a link loop, a permission denied on the way
+        found.problems.append((str(path), f"{path}: cannot read ({_why(exc)})"))
         found.unreadable.append(path)
         return
     if not stat.S_ISREG(info.st_mode):
@@ -103,6 +105,14 @@ def _consider(path: Path, videos: bool, seen: dict[Path, LibraryFile], found: Wa
         found.unreadable.append(path)
         return
     seen.setdefault(resolved, LibraryFile(resolved, info.st_size, info.st_mtime_ns))
+
+
+def _why(exc: OSError | RuntimeError) -> str:
+    """Why a path cannot be looked at, in a few words (Python < 3.13 reports a symbolic link loop
+    from ``Path.resolve`` as a RuntimeError, later ones as OSError ELOOP)."""
+    if isinstance(exc, RuntimeError) or exc.errno == errno.ELOOP:
+        return "a loop of symbolic links"
+    return exc.strerror or str(exc)
 
 
 def under(path: str, roots: list[Path]) -> bool:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import operator
 from dataclasses import dataclass
 
-from facesys.errors import FacesysError, UnknownClusterError, UnknownPersonError
+from facesys.errors import FacesysError, InvalidIdError, UnknownClusterError, UnknownPersonError
 from facesys.gallery.gallery import Gallery
-from facesys.gallery.store.base import ChangedMeanwhileError, NamedFaces, SeenFace, name_key, seen_faces
+from facesys.gallery.store.base import MAX_ID, ChangedMeanwhileError, NamedFaces, SeenFace, name_key, seen_faces
 
 
 @dataclass(frozen=True)
@@ -71,12 +71,13 @@ def _whole(value) -> int | None:
 
 
 def checked_ids(face_ids, what: str = "library face id") -> list[int]:
-    """``face_ids`` as a list of ints >= 1 without repeats (order kept); FacesysError naming a bad one or none."""
+    """``face_ids`` as a list of ints from 1 to MAX_ID without repeats (order kept); FacesysError
+    naming a bad one (InvalidIdError) or none."""
     ids: list[int] = []
     for value in face_ids:
         number = _whole(value)
-        if number is None or number < 1:
-            raise FacesysError(f"{value!r}: a {what} is a whole number >= 1")
+        if number is None or not 1 <= number <= MAX_ID:
+            raise InvalidIdError(f"{value!r}: a {what} is a whole number from 1 to {MAX_ID}")
         if number not in ids:
             ids.append(number)
     if not ids:
@@ -111,8 +112,8 @@ def name_cluster(gallery: Gallery, cluster: int, name: str) -> NamedFaces:
     already, or never clustered). ChangedMeanwhileError naming the winner when another call named
     the cluster (or one of its faces) otherwise first: the faces are named only while still unnamed."""
     number = _whole(cluster)
-    if number is None:
-        raise FacesysError(f"{cluster!r}: a cluster id is a whole number")
+    if number is None or not 0 <= number <= MAX_ID:
+        raise InvalidIdError(f"{cluster!r}: a cluster id is a whole number from 0 to {MAX_ID}")
     cluster = number
     with gallery.open() as store:
         faces = store.library_faces(cluster=cluster, unnamed=True)

@@ -12,12 +12,12 @@ from collections.abc import Awaitable
 from typing import Annotated, TypeVar
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
 from facesys.enroll import EnrollReport, EnrollResult
-from facesys.errors import FacesysError
+from facesys.errors import MAX_ID, FacesysError
 from facesys.gallery.audit import acting_as
 from facesys.gallery.store import normalize_name
 from facesys.images import ImageBytes, check_image_bytes, load_image
@@ -62,6 +62,12 @@ MayIdentify = Annotated[Caller, Depends(require("identify"))]
 MayEnroll = Annotated[Caller, Depends(require("enroll"))]
 Admin = Annotated[Caller, Depends(require("admin"))]
 Threshold = Annotated[float | None, Query(ge=0.0, le=2.0, description="Distance threshold (overrides the gallery's)")]
+# Names in a path are checked by the gallery (normalize_name: one-line 400s); the schema states the rules.
+PersonPath = Annotated[str, Path(description="The person's name, percent-encoded", json_schema_extra=schemas.PERSON_NAME)]
+KeyPath = Annotated[str, Path(description="The key's name, percent-encoded", json_schema_extra=schemas.KEY_NAME)]
+# An id no row can have (out of range, not a number) names nothing: 404 (service/errors.py), never an overflow.
+FaceId = Annotated[int, Path(ge=1, le=MAX_ID, description="An enrolled face's id")]
+JPEG = {200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "description": "A JPEG face crop"}}
 
 
 async def within_time(service: Service, work: Awaitable[T]) -> T:
@@ -170,10 +176,15 @@ def decided_only(face: dict) -> dict:
 
 
 @router.post(
-    "/people/{name:name}", status_code=201, response_model=schemas.EnrollAnswer, response_model_exclude_none=True, tags=["people"]
+    "/people/{name:name}",
+    status_code=201,
+    response_model=schemas.EnrollAnswer,
+    response_model_exclude_none=True,
+    responses={200: {"model": schemas.EnrollAnswer, "description": "Every usable photo was enrolled already"}},
+    tags=["people"],
 )
 async def enroll(
-    name: str,
+    name: PersonPath,
     response: Response,
     images: Annotated[list[UploadFile], File(description="Photos of this person (one face each)")],
     caller: MayEnroll,
@@ -229,7 +240,7 @@ def list_people(caller: MayEnroll, service: Ready) -> dict:
 
 
 @router.get("/people/{name:name}", response_model=schemas.PersonAnswer, tags=["people"])
-def show_person(name: str, caller: MayEnroll, service: Ready) -> dict:
+def show_person(name: PersonPath, caller: MayEnroll, service: Ready) -> dict:
     """A person's enrolled photos (404 when nobody has that name)."""
     faces = service.system.gallery.faces(person_name(name))
     rows = [
@@ -239,7 +250,7 @@ def show_person(name: str, caller: MayEnroll, service: Ready) -> dict:
 
 
 @router.patch("/people/{name:name}", response_model=schemas.RenamedAnswer, tags=["people"])
-def rename_person(name: str, body: schemas.NewName, caller: Admin, service: Ready) -> dict:
+def rename_person(name: PersonPath, body: schemas.NewName, caller: Admin, service: Ready) -> dict:
     """Rename a person (404 when missing, 409 when the new name is taken)."""
     old, new = person_name(name), person_name(body.name)
     with acting_as(caller.actor):
@@ -248,7 +259,7 @@ def rename_person(name: str, body: schemas.NewName, caller: Admin, service: Read
 
 
 @router.delete("/people/{name:name}", response_model=schemas.RemovedPersonAnswer, tags=["people"])
-def remove_person(name: str, caller: Admin, service: Ready) -> dict:
+def remove_person(name: PersonPath, caller: Admin, service: Ready) -> dict:
     """Forget a person: embeddings, crops and index entries are erased."""
     name = person_name(name)
     with acting_as(caller.actor):
@@ -259,16 +270,16 @@ def remove_person(name: str, caller: Admin, service: Ready) -> dict:
 @router.get(
     "/faces/{face_id}/crop",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}, "description": "The stored face crop"}},
+    responses=JPEG,
     tags=["people"],
 )
-def face_crop(face_id: int, caller: MayEnroll, service: Ready) -> Response:
+def face_crop(face_id: FaceId, caller: MayEnroll, service: Ready) -> Response:
     """The stored JPEG crop of one enrolled face."""
     return Response(service.system.gallery.crop(face_id), media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 @router.delete("/faces/{face_id}", response_model=schemas.RemovedFaceAnswer, tags=["people"])
-def remove_face(face_id: int, caller: Admin, service: Ready) -> dict:
+def remove_face(face_id: FaceId, caller: Admin, service: Ready) -> dict:
     """Remove one enrolled photo (the person goes too when it was their last)."""
     with acting_as(caller.actor):
         name = service.system.gallery.remove_face(face_id)
@@ -301,7 +312,7 @@ def create_key(body: schemas.NewKey, caller: Admin, service: Ready) -> dict:
 
 
 @router.delete("/keys/{name:name}", response_model=schemas.RevokedAnswer, tags=["admin"])
-def revoke_key(name: str, caller: Admin, service: Ready) -> dict:
+def revoke_key(name: KeyPath, caller: Admin, service: Ready) -> dict:
     """Revoke a key: requests with it get 401 from now on."""
     with acting_as(caller.actor):
         service.system.gallery.revoke_key(name)

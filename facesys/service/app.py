@@ -23,9 +23,9 @@ from facesys import __version__, threads
 from facesys.errors import FacesysError
 from facesys.service.batching import MicroBatcher
 from facesys.service.errors import ApiError, error_response, install_error_handlers
-from facesys.service.schemas import ErrorAnswer, Health
+from facesys.service.schemas import ErrorAnswer, Health, exact_integer_bounds
 from facesys.service.settings import ServiceSettings, is_loopback
-from facesys.service.uploads import BodyLimit
+from facesys.service.uploads import BodyLimit, describe_uploads
 
 STATIC = Path(__file__).with_name("static")
 log = logging.getLogger("facesys.service")
@@ -195,6 +195,16 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
     app.include_router(router)
     app.include_router(library_router)
+    generated = app.openapi
+
+    def openapi() -> dict:
+        """FastAPI's document, its uploads described for client generators (made once)."""
+        if app.openapi_schema is None:
+            limits = settings.max_files, settings.max_upload_bytes, settings.max_pixels
+            describe_uploads(exact_integer_bounds(generated()), *limits)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 

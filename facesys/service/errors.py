@@ -18,6 +18,7 @@ from facesys.errors import (
     GalleryVersionError,
     ImageError,
     ImageTooLargeError,
+    InvalidIdError,
     InvalidValueError,
     NoFaceError,
     UnknownClusterError,
@@ -56,7 +57,7 @@ LIBRARY_ERRORS: list[tuple[type[FacesysError] | tuple[type[FacesysError], ...], 
     (NoFaceError, 422, None),
     (GalleryUnavailableError, 503, "gallery_unavailable"),
     (GalleryVersionError, 503, "gallery_too_new"),
-    ((UnknownPersonError, UnknownFaceError, UnknownClusterError, UnknownKeyError), 404, None),
+    ((UnknownPersonError, UnknownFaceError, UnknownClusterError, UnknownKeyError, InvalidIdError), 404, None),
     (ConflictError, 409, None),
     (InvalidValueError, 400, None),
     (GalleryError, 500, "gallery_error"),
@@ -84,6 +85,8 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def on_bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = [f"{'.'.join(str(p) for p in e['loc'] if p != 'body') or 'request'}: {e['msg']}" for e in exc.errors()[:3]]
+        if exc.errors() and all(e["loc"][:1] == ("path",) for e in exc.errors()):  # an id no face or cluster can have
+            return error_response(404, "; ".join(f"{p} (so nothing has it)" for p in problems))
         return error_response(400, "; ".join(problems) or "malformed request")
 
     @app.exception_handler(StarletteHTTPException)

@@ -13,15 +13,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Path, Query, Response
 
+from facesys.errors import MAX_ID
 from facesys.gallery.audit import acting_as
 from facesys.service import schemas
-from facesys.service.api import ERRORS, Admin, MayEnroll, Ready, person_name
+from facesys.service.api import ERRORS, JPEG, Admin, MayEnroll, PersonPath, Ready, person_name
 from facesys.service.auth import Caller
 from facesys.service.errors import ApiError
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["library"])
+LibraryFaceId = Annotated[int, Path(ge=1, le=MAX_ID, description="A library face's id")]
+ClusterId = Annotated[int, Path(ge=0, le=MAX_ID, description="A cluster's id")]
 
 
 @contextmanager
@@ -73,16 +76,16 @@ def list_clusters(
 @router.get(
     "/library/faces/{face_id}/crop",
     response_class=Response,
-    responses={200: {"content": {"image/jpeg": {}}, "description": "The library face's crop"}},
+    responses=JPEG,
 )
-def library_face_crop(face_id: int, caller: MayEnroll, service: Ready) -> Response:
+def library_face_crop(face_id: LibraryFaceId, caller: MayEnroll, service: Ready) -> Response:
     """The stored JPEG crop of one library face (404 when there is none)."""
     jpeg = service.system.gallery.library_crop(face_id)
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, no-store"})
 
 
 @router.post("/library/clusters/{cluster}/name", response_model=schemas.NamedClusterAnswer)
-def name_cluster(cluster: int, body: schemas.PersonName, caller: MayEnroll, service: Ready) -> dict:
+def name_cluster(cluster: ClusterId, body: schemas.PersonName, caller: MayEnroll, service: Ready) -> dict:
     """Name every face of a cluster (merged into an existing person of that name); their faces are
     enrolled, so identify names the person from now on. 404 for no such cluster."""
     name = person_name(body.name)
@@ -108,7 +111,7 @@ def unname_faces(body: schemas.LibraryFaces, caller: MayEnroll, service: Ready) 
 
 
 @router.delete("/library/faces/{face_id}", response_model=schemas.RemovedLibraryFaceAnswer)
-def remove_library_face(face_id: int, caller: Admin, service: Ready) -> dict:
+def remove_library_face(face_id: LibraryFaceId, caller: Admin, service: Ready) -> dict:
     """Delete one library face entirely (crop, embedding and enrolled copy); its file stays recorded,
     so a re-scan does not find it again until the file changes."""
     with changing(service, caller):
@@ -117,7 +120,7 @@ def remove_library_face(face_id: int, caller: Admin, service: Ready) -> dict:
 
 
 @router.get("/library/find/{name:name}", response_model=schemas.FoundAnswer)
-def find(name: str, caller: MayEnroll, service: Ready) -> dict:
+def find(name: PersonPath, caller: MayEnroll, service: Ready) -> dict:
     """The photos a person appears in (enrolled and library photos), each with the boxes of their
     faces and whether a scan attached them automatically (as ``facesys find --json``)."""
     return service.system.find(person_name(name)).to_dict()

@@ -3,11 +3,91 @@ those of the CLI's ``--json`` objects (docs/json.md)."""
 
 from __future__ import annotations
 
+import sys
+import unicodedata
+from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, Field
 
-from facesys.keys import SCOPES
+from facesys.errors import MAX_ID
+from facesys.gallery.store.base import _REFUSED_CATEGORIES, MAX_NAME_LENGTH
+from facesys.keys import MAX_KEY_NAME_LENGTH, SCOPES
+
+# -- the rules of names, as the OpenAPI document states them (the gallery enforces them: normalize_name) --
+
+
+@cache
+def refused_characters() -> str:
+    """A regex character class body of the characters a name may not hold, for this Python's
+    Unicode version: control, format, separator, private-use and unassigned (Cn runs shorter than
+    64 code points are left out to keep it short: the gallery still refuses them); surrogates
+    cannot reach the service in UTF-8. Astral ranges are written as the characters themselves."""
+    runs: list[tuple[int, int]] = []
+    start, unassigned_only = None, True
+    for code in range(sys.maxunicode + 2):
+        category = unicodedata.category(chr(code)) if code <= sys.maxunicode else "Lo"
+        if category in _REFUSED_CATEGORIES - {"Cs"}:
+            if start is None:
+                start, unassigned_only = code, True
+            unassigned_only &= category == "Cn"
+        elif start is not None:
+            if not unassigned_only or code - start >= 64:
+                runs.append((start, code - 1))
+            start = None
+
+    def char(code: int) -> str:
+        return f"\\u{code:04X}" if code < 0x10000 else chr(code)
+
+    return "".join(char(a) if a == b else f"{char(a)}-{char(b)}" for a, b in runs)
+
+
+# Whitespace a name may hold (the other whitespace characters are controls or separators, refused).
+SPACES = "\\u0020\\u00A0\\u1680\\u2000-\\u200A\\u202F\\u205F\\u3000"
+
+
+def name_pattern() -> str:
+    """The regex of a name: characters from none of the refused kinds, not only whitespace."""
+    refused = refused_characters()
+    return f"^[{SPACES}]*[^\\s{refused}][^{refused}]*$"
+
+
+def name_rules(max_length: int, reserved: bool) -> Any:
+    """``json_schema_extra`` of a name: its length and the characters it may hold (computed when
+    the OpenAPI document is first made, not at import)."""
+
+    def extra(schema: dict) -> None:
+        schema.update(minLength=1, maxLength=max_length, pattern=name_pattern())
+        rules = (
+            f"At most {max_length} characters once trimmed"
+            + (" (inner whitespace collapses to one space)" if reserved else "")
+            + ", at least one that is not whitespace; no control, format (zero-width, bidi), separator, private-use "
+            "or unassigned characters" + ("; 'unknown' (any case) is reserved." if reserved else ".")
+        )
+        schema["description"] = f"{schema.get('description', '').rstrip('.')}. {rules}".lstrip(". ")
+
+    return extra
+
+
+PERSON_NAME = name_rules(MAX_NAME_LENGTH, reserved=True)
+KEY_NAME = name_rules(MAX_KEY_NAME_LENGTH, reserved=False)
+
+
+def exact_integer_bounds(node: Any) -> Any:
+    """The OpenAPI document with the bounds of its integers as integers: FastAPI's document model
+    holds ``minimum``/``maximum`` as floats, and 2**63 - 1 as a float reads as 2**63, an id that
+    overflows (the only unrepresentable bound the service declares is MAX_ID)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for key in ("minimum", "maximum"):
+                if isinstance(node.get(key), float):
+                    node[key] = MAX_ID if node[key] >= float(MAX_ID) else int(node[key])
+        for value in node.values():
+            exact_integer_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            exact_integer_bounds(value)
+    return node
 
 
 class Versioned(BaseModel):
@@ -146,7 +226,7 @@ class PersonAnswer(Versioned):
 
 
 class NewName(BaseModel):
-    name: str = Field(description="The person's new name")
+    name: str = Field(description="The person's new name", json_schema_extra=PERSON_NAME)
 
 
 class RenamedAnswer(Versioned):
@@ -175,7 +255,7 @@ class KeysAnswer(Versioned):
 
 
 class NewKey(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
+    name: str = Field(min_length=1, max_length=MAX_KEY_NAME_LENGTH, json_schema_extra=KEY_NAME)
     scope: Literal[SCOPES] = "identify"  # type: ignore[valid-type]
 
 
@@ -214,7 +294,14 @@ class LogAnswer(Versioned):
 
 # -- the photo library (facesys/library/, facesys/service/library_api.py) ------------------------
 
-LibraryFaceId = Annotated[int, Field(strict=True, ge=1)]
+
+def _integral(value: Any) -> Any:
+    """A JSON number with no fraction (``3.0``) as the integer it is (JSON Schema's "integer"
+    admits it); anything else as sent, for the strict check (no strings, no booleans)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+LibraryFaceId = Annotated[int, Field(strict=True, ge=1, le=MAX_ID), BeforeValidator(_integral)]  # this order keeps min/max
 
 
 class ClusterRunAnswer(Versioned):
@@ -239,7 +326,10 @@ class ClustersAnswer(Versioned):
 
 
 class PersonName(BaseModel):
-    name: str = Field(description="The person's name (an existing person of that name, ignoring case, gets the faces)")
+    name: str = Field(
+        description="The person's name (an existing person of that name, ignoring case, gets the faces)",
+        json_schema_extra=PERSON_NAME,
+    )
 
 
 class LibraryFaces(BaseModel):
@@ -254,7 +344,10 @@ class LibraryFaces(BaseModel):
 
 
 class LibraryFacesToName(LibraryFaces):
-    name: str = Field(description="The person's name (an existing person of that name, ignoring case, gets the faces)")
+    name: str = Field(
+        description="The person's name (an existing person of that name, ignoring case, gets the faces)",
+        json_schema_extra=PERSON_NAME,
+    )
 
 
 class EnrolledCopy(BaseModel):

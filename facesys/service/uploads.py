@@ -89,3 +89,21 @@ def check_total_pixels(images: list[ImageBytes], field: str, max_request_pixels:
             f"{field}: the photos declare {total:,} pixels in all; at most {max_request_pixels:,} "
             "are decoded per request (--max-request-pixels): send fewer or smaller photos",
         )
+
+
+def describe_uploads(openapi: dict, max_files: int, max_bytes: int, max_pixels: int) -> dict:
+    """The OpenAPI document with its file fields described so that every client generator reads
+    them as files: ``type: string, format: binary`` beside OpenAPI 3.1's ``contentMediaType`` (which
+    some, e.g. openapi-python-client, read as text), and the limits the service enforces (files per
+    request, body size, pixels)."""
+    limits = f"At most {max_files} files, {max_bytes:,} bytes in all, {max_pixels:,} pixels per image."
+    for schema in openapi.get("components", {}).get("schemas", {}).values():
+        for field in schema.get("properties", {}).values():
+            item = field.get("items", field)
+            if item.get("type") != "string" or "contentMediaType" not in item:
+                continue
+            item["format"] = "binary"
+            if field is not item:
+                field.update(minItems=1, maxItems=max_files)
+            field["description"] = f"{field.get('description', '').rstrip('.')}. {limits}".lstrip(". ")
+    return openapi

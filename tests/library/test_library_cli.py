@@ -91,3 +91,13 @@ def test_unknown_clusters_faces_and_people_are_one_line_errors(scanned, tmp_path
     assert "must be a distance" in one_error_line(run(gallery, "cluster", "--threshold", "3"))
     assert ".png" in one_error_line(run(gallery, "clusters", "--sheet", str(tmp_path / "sheet.jpg")))
     assert Gallery(gallery).people() == Gallery(scanned.gallery).people()
+
+
+def test_ids_past_what_a_gallery_stores_are_one_line_errors(scanned, tmp_path):
+    """2**63 overflowed SQLite's integers: a traceback from `name`, now a usage error naming the range."""
+    gallery = scanned.copy(tmp_path)
+    big = str(2**63)
+    for args in (("name", big, "Bob"), ("face", "remove", big), ("face", "name", "1", big, "Bob"), ("face", "unname", big)):
+        line = one_error_line(run(gallery, *args))
+        assert big in line and "9223372036854775807" in line and "Traceback" not in line, line
+    assert Gallery(gallery).people() == Gallery(scanned.gallery).people()

@@ -313,3 +313,29 @@ def test_sqlite_erases_removed_library_faces_forgotten_files_and_removed_people(
         assert library_face(seed).crop_jpeg not in data and library_face(seed).embedding.astype("<f4").tobytes() not in data
     assert b"secret-party" not in data and b"Victim" not in data and b"/library/3.jpg" not in data
     assert library_face(14).crop_jpeg in data and b"/library/4.jpg" in data  # the other face stays, and its photo
+
+
+@pytest.mark.parametrize("bad", [2**63, 10**30, 0, -1, 1.5, "1", True])
+def test_ids_no_row_can_have_are_refused_with_a_typed_error_before_sql(store, bad):
+    """Ids past SQLite's INTEGER / PostgreSQL's bigint overflowed in the driver (OverflowError: a
+    500 or a traceback); every store entry point that takes an id refuses them as InvalidIdError."""
+    from facesys.errors import InvalidIdError
+
+    store.add_face("Ann", face(1), MODEL)
+    ids = record(store, 1, 10)
+    calls = [
+        lambda: store.crop(bad),
+        lambda: store.remove_faces([bad]),
+        lambda: store.library_faces(ids=[bad]),
+        lambda: store.library_crops([bad]),
+        lambda: store.library_vectors([bad]),
+        lambda: store.name_library_faces([*ids, bad], "Bob"),
+        lambda: store.unname_library_faces([bad]),
+        lambda: store.remove_library_faces([bad]),
+    ]
+    if bad != 0:  # cluster ids start at 0
+        calls.append(lambda: store.library_faces(cluster=bad))
+    for call in calls:
+        with pytest.raises(InvalidIdError, match="no .* has this id"):
+            call()
+    assert store.people() == [("Ann", 1)] and [(f.id, f.person) for f in store.library_faces()] == [(ids[0], None)]

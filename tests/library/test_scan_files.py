@@ -136,3 +136,19 @@ def test_videos_are_scanned_every_nth_frame_only_when_asked(system, tmp_path):
     (faces,) = library(system).values()
     assert report.files["new"] == 1 and sorted({f.frame for f in faces}) == [0, 3, 6]
     assert results[str(video.resolve())].faces == len(faces)
+
+
+def test_symbolic_link_loops_are_reported_one_line_each_and_the_rest_is_scanned(system, folder):
+    """A link to itself, two links to each other and a folder link back up the tree: each loop is
+    one error naming it (Path.resolve raised RuntimeError out of the scan before), the photos are scanned."""
+    (folder / "a" / "self.jpg").symlink_to("self.jpg")
+    (folder / "a" / "ping.jpg").symlink_to("pong.jpg")
+    (folder / "a" / "pong.jpg").symlink_to("ping.jpg")
+    (folder / "b" / "deep" / "up").symlink_to("../..", target_is_directory=True)  # a cycle os.walk does not follow
+    report, results = scan(system, folder)
+    loops = {str(folder / "a" / name) for name in ("self.jpg", "ping.jpg", "pong.jpg")}
+    assert {path for path, r in results.items() if r.status == "error"} == loops | {str((folder / "broken.jpg").resolve())}
+    assert all(results[p].error == f"{p}: cannot read (a loop of symbolic links)" for p in loops)
+    assert report.files["new"] == 3 and len(library(system)) == 3
+    with pytest.raises(FacesysError, match="self.jpg: a symbolic link to nothing"):
+        system.scan([folder / "a" / "self.jpg"])

@@ -220,7 +220,7 @@ def test_show_crop_rename_and_remove(server, admin, enrolled):
     crop = admin.get(f"/v1/faces/{faces[0]['face_id']}/crop")
     assert crop.status_code == 200 and crop.headers["content-type"] == "image/jpeg" and crop.content[:2] == b"\xff\xd8"
     error_of(admin.get("/v1/faces/999999/crop"), 404, "not_found")
-    error_of(admin.get("/v1/faces/abc/crop"), 400)
+    error_of(admin.get("/v1/faces/abc/crop"), 404)  # an id in a path that no face can have names nothing
     error_of(admin.get(person("Nobody")), 404, "not_found")
     error_of(admin.patch(person("Nobody"), json={"name": "X"}), 404)
     error_of(admin.patch(person("Joe Biden"), json={"name": "Barack Obama"}), 409, "conflict")
@@ -269,6 +269,27 @@ def test_bad_inputs_give_4xx_and_leave_the_gallery_unchanged(server, admin, enro
         assert admin.post("/v1/identify", files=upload(path)).status_code in (200, 413, 415), path
         checked += 1
     assert checked >= 15
+    assert gallery_state(admin) == before
+
+
+def test_ids_no_face_can_have_are_404_in_a_path_and_400_in_a_body(server, admin, enrolled):
+    """Ids past 2**63 - 1 (SQLite INTEGER, PostgreSQL bigint) answered 500 OverflowError; out of
+    range or not a number, an id in a path names nothing (404), in a body it is a bad field (400)."""
+    before = gallery_state(admin)
+    for face_id in (2**63, 10**30, 0, -1, "x"):
+        for method, path in (
+            ("GET", f"/v1/faces/{face_id}/crop"),
+            ("DELETE", f"/v1/faces/{face_id}"),
+            ("GET", f"/v1/library/faces/{face_id}/crop"),
+            ("DELETE", f"/v1/library/faces/{face_id}"),
+        ):
+            assert "face_id" in error_of(admin.request(method, path), 404, "not_found"), (method, path)
+        if face_id != 0:  # cluster 0 exists in principle
+            answer = admin.post(f"/v1/library/clusters/{face_id}/name", json={"name": "Bob"})
+            assert "cluster" in error_of(answer, 404, "not_found")
+    for big in (2**63, 2**64 + 1, 0):
+        assert "face_ids.0" in error_of(admin.post("/v1/library/faces/name", json={"face_ids": [big], "name": "Bob"}), 400)
+        assert "face_ids.0" in error_of(admin.post("/v1/library/faces/unname", json={"face_ids": [big]}), 400)
     assert gallery_state(admin) == before
 
 

@@ -101,7 +101,7 @@ def test_a_crop_is_the_jpeg_of_one_face(clients, paths):
     picture = cv2.imdecode(np.frombuffer(answer.content, np.uint8), cv2.IMREAD_COLOR)
     assert picture is not None and min(picture.shape[:2]) >= 32
     assert "no library face #99999" in error_of(clients["enroll"].get("/v1/library/faces/99999/crop"), 404, "not_found")
-    error_of(clients["enroll"].get("/v1/library/faces/x/crop"), 400, "bad_request")
+    error_of(clients["enroll"].get("/v1/library/faces/x/crop"), 404, "not_found")  # an id in a path that names nothing
 
 
 def test_a_named_cluster_is_identified_and_found_in_exactly_its_photos(clients, grouped, paths, people_photos):
@@ -168,8 +168,8 @@ def test_naming_a_face_whose_photo_is_enrolled_as_someone_else_is_a_conflict(cli
     ("method", "url", "body", "status", "words"),
     [
         ("post", "/v1/library/clusters/99999/name", {"name": "Somebody"}, 404, "no cluster 99999"),
-        ("post", "/v1/library/clusters/-1/name", {"name": "Somebody"}, 404, "no cluster -1"),
-        ("post", "/v1/library/clusters/x/name", {"name": "Somebody"}, 400, "cluster"),
+        ("post", "/v1/library/clusters/-1/name", {"name": "Somebody"}, 404, "cluster"),  # no cluster can have this id
+        ("post", "/v1/library/clusters/x/name", {"name": "Somebody"}, 404, "cluster"),
         ("post", "/v1/library/clusters/1/name", {}, 400, "name"),
         ("post", "/v1/library/clusters/1/name", {"name": "unknown"}, 400, "reserved"),
         ("post", "/v1/library/clusters/1/name", {"name": " "}, 400, "name"),

@@ -14,6 +14,7 @@ suite against every backend listed in ``facesys.gallery.store.STORE_BACKENDS``.
 from __future__ import annotations
 
 import json
+import operator
 import re
 import time
 import unicodedata
@@ -24,7 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, InvalidValueError, UnknownFaceError, UnknownPersonError
+from facesys.errors import (
+    MAX_ID,
+    ConflictError,
+    GalleryError,
+    InvalidIdError,
+    InvalidValueError,
+    UnknownFaceError,
+    UnknownPersonError,
+)
 from facesys.gallery.audit import AuditEvent
 from facesys.keys import MAX_KEY_NAME_LENGTH, SCOPES, ApiKey
 
@@ -171,6 +180,23 @@ def library_face(row: tuple) -> LibraryFace:
         face_id, photo_id, path, sha, frame, json.loads(box), json.loads(landmarks), score, json.loads(origin), model_id,
         cluster, person, assigned, enrolled,
     )  # fmt: skip
+
+
+def valid_id(value: object, what: str = "face", low: int = 1) -> int:
+    """``value`` as an int id; InvalidIdError when it is not a whole number from ``low`` to MAX_ID
+    (no row can have it: checked before it reaches SQL, where it would overflow)."""
+    try:
+        number = operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        number = None
+    if number is None or not low <= number <= MAX_ID:
+        raise InvalidIdError(f"{value!r}: no {what} has this id (ids are whole numbers from {low} to {MAX_ID})")
+    return number
+
+
+def valid_ids(values: Iterable[object], what: str = "face") -> list[int]:
+    """Each of ``values`` through :func:`valid_id` (ids >= 1)."""
+    return [valid_id(value, what) for value in values]
 
 
 def missing_library_faces(wanted: Iterable[int], found: Iterable[int], location: str) -> None:
@@ -713,7 +739,7 @@ class TruthStore(ABC):
         ``seen``: the faces as the caller read them (:func:`seen_faces`); ChangedMeanwhileError,
         nothing changed, when one is no longer so (unless it is ``name``'s already). ``cluster``:
         the cluster these faces are, noted in the audit event (:meth:`cluster_naming`)."""
-        name = normalize_name(name)
+        name, ids = normalize_name(name), valid_ids(ids, "library face")
         with self.transaction():
             self._check_seen(seen, lambda face: face.assigned == "user" and name_key(face.person or "") == name_key(name))
             rows = self._library_rows(ids)
@@ -751,6 +777,7 @@ class TruthStore(ABC):
         enrolled copies (a person left without faces goes too), in one transaction; returns those
         that were named. UnknownFaceError for ids that do not exist. ``seen``: as for
         :meth:`name_library_faces` (a face unnamed already is no conflict)."""
+        ids = valid_ids(ids, "library face")
         with self.transaction():
             self._check_seen(seen, lambda face: face.person is None)
             named = [row for row in self._library_rows(ids) if row[1] is not None]
@@ -767,6 +794,7 @@ class TruthStore(ABC):
         erased), in one transaction; returns how many. The file stays recorded, so a re-scan does
         not find the face again until the file changes. UnknownFaceError for ids that do not exist.
         ``seen``: as for :meth:`name_library_faces`."""
+        ids = valid_ids(ids, "library face")
         with self.transaction():
             self._check_seen(seen, lambda face: False)
             rows = self._library_rows(ids)

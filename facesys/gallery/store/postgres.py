@@ -107,6 +107,8 @@ from facesys.gallery.store.base import (
     normalize_name,
     salvaged_face,
     same_faces,
+    valid_id,
+    valid_ids,
 )
 from facesys.keys import ApiKey
 
@@ -743,7 +745,7 @@ class PostgresStore(TruthStore):
         return len(rows)
 
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
-        wanted = _ids(face_ids)
+        wanted = _ids(valid_ids(face_ids))
         with self.transaction():
             found = self._rows(
                 f"SELECT f.id, f.person_id, p.name FROM {_FACES} WHERE f.id = ANY(%s::bigint[]) ORDER BY f.id", (wanted,)
@@ -854,7 +856,7 @@ class PostgresStore(TruthStore):
             yield face_id, jpeg, json.loads(origin), json.loads(landmarks)
 
     def crop(self, face_id: int) -> bytes | None:
-        row = self._row("SELECT crop FROM faces WHERE id = %s", (int(face_id),), binary=True)
+        row = self._row("SELECT crop FROM faces WHERE id = %s", (valid_id(face_id),), binary=True)
         return row[0] if row else None
 
     def replace_embeddings(
@@ -981,7 +983,7 @@ class PostgresStore(TruthStore):
         with self.reading():
             if ids is not None:
                 where.append("lf.id = ANY(%s::bigint[])")
-                params.append(_ids(ids))
+                params.append(_ids(valid_ids(ids, "library face")))
             if person is not None:
                 found = self._person_row(normalize_name(person)) if person.strip() else None
                 if found is None:
@@ -990,7 +992,7 @@ class PostgresStore(TruthStore):
                 params.append(found[0])
             if cluster is not None:
                 where.append("lf.cluster = %s")
-                params.append(int(cluster))
+                params.append(valid_id(cluster, "cluster", low=0))
             if unnamed:
                 where.append("lf.person_id IS NULL")
             clause = f" WHERE {' AND '.join(where)}" if where else ""
@@ -998,7 +1000,7 @@ class PostgresStore(TruthStore):
         return [library_face(row) for row in rows]
 
     def library_vectors(self, ids: list[int]) -> np.ndarray:
-        wanted = [int(i) for i in ids]
+        wanted = valid_ids(ids, "library face")
         with self.reading():
             dim = self.dim
             found = dict(
@@ -1013,7 +1015,8 @@ class PostgresStore(TruthStore):
         return out
 
     def library_crops(self, ids: list[int]) -> dict[int, bytes]:
-        return dict(self._rows("SELECT id, crop FROM library_faces WHERE id = ANY(%s::bigint[])", (_ids(ids),), binary=True))
+        wanted = _ids(valid_ids(ids, "library face"))
+        return dict(self._rows("SELECT id, crop FROM library_faces WHERE id = ANY(%s::bigint[])", (wanted,), binary=True))
 
     def set_clusters(self, ids: list[int], clusters: list[int]) -> None:
         pairs = [(int(i), int(c)) for i, c in zip(ids, clusters, strict=True)]

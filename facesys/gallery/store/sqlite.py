@@ -82,6 +82,8 @@ from facesys.gallery.store.base import (
     normalize_name,
     salvaged_face,
     same_faces,
+    valid_id,
+    valid_ids,
 )
 from facesys.keys import ApiKey
 
@@ -571,6 +573,7 @@ class SQLiteStore(TruthStore):
         return len(rows)
 
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
+        face_ids = valid_ids(face_ids)
         with self.transaction():
             found = list(self._rows_of_faces("SELECT f.id, f.person_id, p.name", np.asarray(face_ids, np.int64)))
             if not found:
@@ -674,7 +677,7 @@ class SQLiteStore(TruthStore):
 
     def crop(self, face_id: int) -> bytes | None:
         with self._reads():
-            row = self.db.execute("SELECT crop FROM faces WHERE id = ?", (int(face_id),)).fetchone()
+            row = self.db.execute("SELECT crop FROM faces WHERE id = ?", (valid_id(face_id),)).fetchone()
         return row[0] if row else None
 
     def replace_embeddings(
@@ -813,7 +816,7 @@ class SQLiteStore(TruthStore):
         with self._reads():
             if ids is not None:
                 where.append("lf.id IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps(sorted({int(i) for i in ids})))
+                params.append(json.dumps(sorted(set(valid_ids(ids, "library face")))))
             if person is not None:
                 found = self._person_row(normalize_name(person)) if person.strip() else None
                 if found is None:
@@ -822,7 +825,7 @@ class SQLiteStore(TruthStore):
                 params.append(found[0])
             if cluster is not None:
                 where.append("lf.cluster = ?")
-                params.append(int(cluster))
+                params.append(valid_id(cluster, "cluster", low=0))
             if unnamed:
                 where.append("lf.person_id IS NULL")
             clause = f" WHERE {' AND '.join(where)}" if where else ""
@@ -833,7 +836,7 @@ class SQLiteStore(TruthStore):
 
     def library_vectors(self, ids: list[int]) -> np.ndarray:
         dim = self.dim
-        wanted = [int(i) for i in ids]
+        wanted = valid_ids(ids, "library face")
         with self._reads():
             found = dict(
                 self.db.execute(
@@ -854,7 +857,7 @@ class SQLiteStore(TruthStore):
             return dict(
                 self.db.execute(
                     "SELECT id, crop FROM library_faces WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted({int(i) for i in ids})),),
+                    (json.dumps(sorted(set(valid_ids(ids, "library face")))),),
                 ).fetchall()
             )
 
