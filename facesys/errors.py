@@ -40,6 +40,13 @@ class GalleryError(FacesysError):
     """A gallery that cannot be opened or changed as asked."""
 
 
+class NoGalleryError(GalleryError):
+    """No gallery at a location that is only read (a service answers 404)."""
+
+    def __init__(self, location: object):
+        super().__init__(f"{location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery")
+
+
 class UnknownPersonError(GalleryError):
     """No person of that name in the gallery (a service answers 404)."""
 

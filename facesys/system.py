@@ -14,7 +14,7 @@ import numpy as np
 
 from facesys.config import DEFAULT_MODEL, DEFAULT_TARGET_FPIR
 from facesys.enroll import Enrollment, EnrollReport, EnrollResult
-from facesys.errors import FacesysError, GalleryError, ImageError, NoFaceError
+from facesys.errors import FacesysError, ImageError, NoFaceError, NoGalleryError
 from facesys.gallery.gallery import Gallery
 from facesys.images import ImageInput
 from facesys.match import Identification, ThresholdPolicy, VerifyResult, verify
@@ -79,9 +79,7 @@ class FaceSystem:
         """GalleryError before any network runs when there is no gallery or it holds another model."""
         held = self.gallery.model()
         if held is None:
-            raise GalleryError(
-                f"{self.gallery.location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery"
-            )
+            raise NoGalleryError(self.gallery.location)
         requested = self.requested_model
         if requested is not None and requested != held[1] and {requested, held[1]} <= _registered():
             self.gallery.require_model(requested)  # two different registered models: no need to load one

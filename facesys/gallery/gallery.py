@@ -18,7 +18,7 @@ import numpy as np
 
 from facesys.calibration import Calibration
 from facesys.config import default_gallery
-from facesys.errors import GalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
+from facesys.errors import GalleryError, NoGalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
 from facesys.gallery import people_ranking
 from facesys.gallery.audit import AuditEvent
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
@@ -99,9 +99,7 @@ class Gallery:
         itself finishes erasing its freed pages when opened); later removals are erased by
         whoever syncs the index past them (:func:`index_sync.keep`)."""
         if not create and not self.exists():
-            raise GalleryError(
-                f"{self.location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery"
-            )
+            raise NoGalleryError(self.location)
         store = open_store(self._address, create=create)
         if not self._erasure_finished:
             with contextlib.suppress(GalleryError):  # an unreachable database: the next open tries again

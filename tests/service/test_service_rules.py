@@ -91,6 +91,9 @@ def test_a_gallery_that_never_had_a_key_still_serves_keyless_on_loopback(tmp_pat
     server = Server(tmp_path / "gallery").wait_ready()
     try:
         with server.client() as anonymous:
+            # no gallery yet: changing a person nobody enrolled is 404 (it was a 500 "gallery_error")
+            error_of(anonymous.delete(person("Nobody")), 404, "no_gallery")
+            error_of(anonymous.patch(person("Nobody"), json={"name": "Somebody"}), 404, "no_gallery")
             assert anonymous.get("/v1/people").status_code == 200
             assert anonymous.post("/v1/keys", json={"name": "first", "scope": "admin"}).status_code == 201
             error_of(anonymous.get("/v1/people"), 401)  # the first key closes it at once

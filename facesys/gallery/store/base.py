@@ -182,13 +182,18 @@ def library_face(row: tuple) -> LibraryFace:
     )  # fmt: skip
 
 
+def _whole_number(value: object) -> int | None:
+    """``value`` as an int when it is a whole number (not a bool), else None."""
+    try:
+        return operator.index(value) if not isinstance(value, bool) else None
+    except TypeError:
+        return None
+
+
 def valid_id(value: object, what: str = "face", low: int = 1) -> int:
     """``value`` as an int id; InvalidIdError when it is not a whole number from ``low`` to MAX_ID
     (no row can have it: checked before it reaches SQL, where it would overflow)."""
-    try:
-        number = operator.index(value) if not isinstance(value, bool) else None
-    except TypeError:
-        number = None
+    number = _whole_number(value)
     if number is None or not low <= number <= MAX_ID:
         raise InvalidIdError(f"{value!r}: no {what} has this id (ids are whole numbers from {low} to {MAX_ID})")
     return number
@@ -197,6 +202,16 @@ def valid_id(value: object, what: str = "face", low: int = 1) -> int:
 def valid_ids(values: Iterable[object], what: str = "face") -> list[int]:
     """Each of ``values`` through :func:`valid_id` (ids >= 1)."""
     return [valid_id(value, what) for value in values]
+
+
+def possible_ids(values: Iterable[object], what: str = "face") -> list[int]:
+    """The whole numbers among ``values`` that a row could have (1 to MAX_ID); the others are left
+    out like any id no row has. InvalidIdError for a value that is not a whole number."""
+    numbers = [_whole_number(value) for value in values]
+    for value, number in zip(values, numbers, strict=True):
+        if number is None:
+            raise InvalidIdError(f"{value!r}: no {what} has this id (ids are whole numbers from 1 to {MAX_ID})")
+    return [number for number in numbers if 1 <= number <= MAX_ID]
 
 
 def missing_library_faces(wanted: Iterable[int], found: Iterable[int], location: str) -> None:

@@ -69,6 +69,7 @@ from facesys.errors import (
     GalleryError,
     GalleryUnavailableError,
     GalleryVersionError,
+    NoGalleryError,
     UnknownKeyError,
     UnknownPersonError,
 )
@@ -105,6 +106,7 @@ from facesys.gallery.store.base import (
     missing_library_faces,
     name_key,
     normalize_name,
+    possible_ids,
     salvaged_face,
     same_faces,
     valid_id,
@@ -378,9 +380,7 @@ class PostgresStore(TruthStore):
         meta = self._meta_if_gallery()
         if meta is None:
             if not create:
-                raise GalleryError(
-                    f"{self.location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery"
-                )
+                raise NoGalleryError(self.location)
             meta = self._create_schema()
         version = int(meta.get("schema_version", 0))
         if version > SCHEMA_VERSION:
@@ -745,7 +745,7 @@ class PostgresStore(TruthStore):
         return len(rows)
 
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
-        wanted = _ids(valid_ids(face_ids))
+        wanted = _ids(possible_ids(face_ids))
         with self.transaction():
             found = self._rows(
                 f"SELECT f.id, f.person_id, p.name FROM {_FACES} WHERE f.id = ANY(%s::bigint[]) ORDER BY f.id", (wanted,)

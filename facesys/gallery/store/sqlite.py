@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, GalleryVersionError, UnknownKeyError, UnknownPersonError
+from facesys.errors import ConflictError, GalleryError, GalleryVersionError, NoGalleryError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import AuditEvent, current_actor
 from facesys.gallery.store.base import (
     KEYS_REQUIRED,
@@ -80,6 +80,7 @@ from facesys.gallery.store.base import (
     missing_library_faces,
     name_key,
     normalize_name,
+    possible_ids,
     salvaged_face,
     same_faces,
     valid_id,
@@ -220,9 +221,7 @@ class SQLiteStore(TruthStore):
         self.location = str(self.folder)
         if not self.path.exists():
             if not create:
-                raise GalleryError(
-                    f"{self.folder}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery"
-                )
+                raise NoGalleryError(self.folder)
             try:
                 self.folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -573,7 +572,7 @@ class SQLiteStore(TruthStore):
         return len(rows)
 
     def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
-        face_ids = valid_ids(face_ids)
+        face_ids = possible_ids(face_ids)
         with self.transaction():
             found = list(self._rows_of_faces("SELECT f.id, f.person_id, p.name", np.asarray(face_ids, np.int64)))
             if not found:
