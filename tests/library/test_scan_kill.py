@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,16 +55,15 @@ def folder(tmp_path_factory):
     return root
 
 
-def test_a_killed_scan_run_again_stores_what_an_uninterrupted_one_does(folder, tmp_path, embedder):
-    from facesys.system import FaceSystem
-
-    killed = tmp_path / "killed"
+def scan_killed_after(gallery: Path, folder: Path, key: str, value: str) -> None:
+    """Run ``facesys scan --json folder`` and SIGKILL it once it printed a line whose ``key`` is
+    ``value`` (each line is printed after what it reports was committed)."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "facesys.cli", "--gallery", str(killed), "scan", "--json", str(folder)]
+    command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "scan", "--json", str(folder)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for line in process.stdout:  # a line is printed after its file is committed
-            if json.loads(line).get("event") == "file":
+        for line in process.stdout:
+            if json.loads(line).get(key) == value:
                 break
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
@@ -71,6 +71,13 @@ def test_a_killed_scan_run_again_stores_what_an_uninterrupted_one_does(folder, t
         if process.poll() is None:
             process.kill()
     assert process.returncode == -signal.SIGKILL, process.stderr.read()
+
+
+def test_a_killed_scan_run_again_stores_what_an_uninterrupted_one_does(folder, tmp_path, embedder):
+    from facesys.system import FaceSystem
+
+    killed = tmp_path / "killed"
+    scan_killed_after(killed, folder, "event", "file")
     partial = stored_faces(killed)
     recorded = len(partial)
     assert 1 <= recorded < PHOTOS, recorded  # killed in the middle
@@ -116,19 +123,7 @@ def test_a_scan_killed_while_recording_moves_run_again_keeps_every_face(folder, 
     for sub in sorted(root.iterdir()):
         sub.rename(root / f"renamed-{sub.name}")
 
-    env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "scan", "--json", str(root)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        for line in process.stdout:  # a line is printed after its move is committed
-            if json.loads(line).get("status") == "moved":
-                break
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=60)
-    finally:
-        if process.poll() is None:
-            process.kill()
-    assert process.returncode == -signal.SIGKILL, process.stderr.read()
+    scan_killed_after(gallery, root, "status", "moved")
     with Gallery(gallery).open() as store:
         done = sum("/renamed-" in photo.path for photo in store.library_photos())
         assert len(store.library_photos()) == PHOTOS  # nothing forgotten, nothing twice
