@@ -890,6 +890,24 @@ class TruthStore(ABC):
         and audited per person, and the people left without faces (their library faces detached);
         returns the copies' face ids."""
 
+    def _relink_copies(self, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
+        """Inside a transaction: a new library face (``ids``, ``faces``) of the photo ``sha`` that is
+        the same face as an enrolled copy no library face links to any more (one of the same bytes:
+        its file was forgotten and found again; or one of the ``copies`` of the faces it replaces:
+        only its metadata changed) is that copy's face again: linked to it and named its person by
+        the user (never attached "auto")."""
+        new = [(face_id, "", embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
+        for copy, person_id, blob in self._orphaned_copies(sha, copies):
+            for face_id in same_faces([("", blob)], new):
+                new = [row for row in new if row[0] != face_id]  # one copy per face
+                self._assign_library_faces(person_id, [(face_id, copy)])
+
+    @abstractmethod
+    def _orphaned_copies(self, sha: str, copies: list[int]) -> list[tuple[int, int, bytes]]:
+        """(face id, person id, embedding bytes) of the enrolled copies made by naming a library face
+        (``faces.from_library``) that no library face links to any more, among those of photo ``sha``
+        and the face ids ``copies``."""
+
     @abstractmethod
     def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         """Those of the image sha256 ``hashes`` that have an enrolled face."""

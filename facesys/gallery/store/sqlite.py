@@ -902,26 +902,12 @@ class SQLiteStore(TruthStore):
             "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
         )
 
-    def _relink_copies(self, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
-        """Inside a transaction: a new library face (``ids``, ``faces``) of the photo ``sha`` that is
-        the same face as an enrolled copy no library face links to any more (one of the same bytes:
-        its file was forgotten and found again; or one of the ``copies`` of the faces it replaces:
-        only its metadata changed) is that copy's face again: linked to it and named its person by
-        the user (never attached "auto")."""
-        orphans = self.db.execute(
+    def _orphaned_copies(self, sha: str, copies: list[int]) -> list[tuple[int, int, bytes]]:
+        return self.db.execute(
             "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = ? OR id IN (SELECT value FROM json_each(?))) "
             "AND from_library = 1 AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
             (sha, json.dumps(copies)),
         ).fetchall()
-        new = [(face_id, "", embedding_bytes(face.embedding)) for face_id, face in zip(ids, faces, strict=True)]
-        for copy, person_id, blob in orphans:
-            for face_id in same_faces([("", blob)], new):
-                new = [row for row in new if row[0] != face_id]  # one copy per face
-                self.db.execute(
-                    "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? "
-                    "WHERE id = ?",
-                    (person_id, copy, face_id),
-                )
 
     def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         query = "SELECT image_sha256 FROM faces WHERE image_sha256 IN (SELECT value FROM json_each(?))"
