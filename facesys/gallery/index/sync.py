@@ -114,20 +114,21 @@ def keep(index: VectorIndex, store: TruthStore, folder: Path, save: bool = True)
         with contextlib.suppress(OSError):
             folder.mkdir(parents=True, exist_ok=True)  # so that it can be locked
     with _locked(folder):
-        if save and _removed_since(store, index.header.generation):
-            save = False
+        if save:
+            with store.reading():
+                save = not _removed_since(store, index.header.generation, store.generation)
         if save:
             write(index, folder, _erase=lambda: _erase_removed(store, folder))
         else:
             _erase_removed(store, folder)
 
 
-def _removed_since(store: TruthStore, generation: int) -> bool:
-    """Whether a face the store held at ``generation`` may have been removed since."""
-    with store.reading():
-        if store.generation == generation:
-            return False
-        changes = store.changes_since(generation)
+def _removed_since(store: TruthStore, generation: int, current: int) -> bool:
+    """Inside ``store.reading()``: whether a face the store held at ``generation`` may have been
+    removed by ``current`` (its change log says so, cannot tell, or ``generation`` is ahead)."""
+    if generation == current:
+        return False
+    changes = store.changes_since(generation) if generation < current else None
     return changes is None or len(changes.removed) > 0
 
 
@@ -160,8 +161,7 @@ def _erase_removed(store: TruthStore, folder: Path) -> list[Path]:
                 continue
             since = max(int(saved), _clean_up_to.get(str(folder / name), 0))  # no need to read the log twice
             if since not in verdicts:
-                changes = store.changes_since(since) if int(saved) < generation else None
-                verdicts[since] = changes is None or len(changes.removed) > 0
+                verdicts[since] = _removed_since(store, since, generation)
             if verdicts[since]:
                 doomed.append(folder / name)
                 _clean_up_to.pop(str(folder / name), None)
