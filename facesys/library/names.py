@@ -7,12 +7,11 @@ afterwards; the gallery's search index follows at once (and is saved for the nex
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
-from facesys.errors import FacesysError, InvalidIdError, UnknownClusterError, UnknownPersonError
+from facesys.errors import FacesysError, UnknownClusterError, UnknownPersonError
 from facesys.gallery.gallery import Gallery
-from facesys.gallery.store.base import MAX_ID, ChangedMeanwhileError, NamedFaces, SeenFace, name_key, seen_faces
+from facesys.gallery.store.base import ChangedMeanwhileError, NamedFaces, SeenFace, name_key, seen_faces, valid_id
 
 
 @dataclass(frozen=True)
@@ -60,28 +59,16 @@ class Found:
         return {"name": self.name, "photos": [photo.to_dict() for photo in self.photos]}
 
 
-def _whole(value) -> int | None:
-    """``value`` as an int when it is a whole number (numpy integers too, not bools), else None."""
-    if isinstance(value, bool):
-        return None
-    try:
-        return operator.index(value)
-    except TypeError:
-        return None
-
-
-def checked_ids(face_ids, what: str = "library face id") -> list[int]:
+def checked_ids(face_ids, what: str = "library face") -> list[int]:
     """``face_ids`` as a list of ints from 1 to MAX_ID without repeats (order kept); FacesysError
-    naming a bad one (InvalidIdError) or none."""
+    naming a bad one (InvalidIdError, :func:`valid_id`) or none."""
     ids: list[int] = []
     for value in face_ids:
-        number = _whole(value)
-        if number is None or not 1 <= number <= MAX_ID:
-            raise InvalidIdError(f"{value!r}: a {what} is a whole number from 1 to {MAX_ID}")
+        number = valid_id(value, what)
         if number not in ids:
             ids.append(number)
     if not ids:
-        raise FacesysError(f"no {what} given")
+        raise FacesysError(f"no {what} id given")
     return ids
 
 
@@ -111,10 +98,7 @@ def name_cluster(gallery: Gallery, cluster: int, name: str) -> NamedFaces:
     """Name every unnamed face of ``cluster``; UnknownClusterError when it has none (named ``name``
     already, or never clustered). ChangedMeanwhileError naming the winner when another call named
     the cluster (or one of its faces) otherwise first: the faces are named only while still unnamed."""
-    number = _whole(cluster)
-    if number is None or not 0 <= number <= MAX_ID:
-        raise InvalidIdError(f"{cluster!r}: a cluster id is a whole number from 0 to {MAX_ID}")
-    cluster = number
+    cluster = valid_id(cluster, "cluster", low=0)
     with gallery.open() as store:
         faces = store.library_faces(cluster=cluster, unnamed=True)
         if not faces:
