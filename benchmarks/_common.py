@@ -11,9 +11,9 @@ sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("FACESYS_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "benchmarks" / "results"
 
-from facesys.detect import nearest_to_centre  # noqa: E402
 from facesys.evaluate.pairs import people_in_pairs, read_lfw_pairs  # noqa: E402
 from facesys.models.dlib_model import dlib_model_files  # noqa: E402
+from facesys.vision.detect import nearest_to_centre  # noqa: E402
 
 
 def lfw_pair_people(pairs_file: Path) -> set[str]:

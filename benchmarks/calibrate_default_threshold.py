@@ -8,7 +8,7 @@ selection; the evaluation pairs of pairs.txt are not used).
 2. Open-set identification: the impostor distance distribution over every pair of different
    people among pairsDevTrain's images (millions of pairs); the table gives, per false-accept
    rate per comparison (FAR), the threshold that reaches it. Identification picks its threshold
-   from this table for the gallery's size (see facesys/match.py).
+   from this table for the gallery's size (see facesys/decide/match.py).
 
 Writes benchmarks/results/default_threshold_<model>.json; the values go into the model's spec.
 """
@@ -25,10 +25,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
-from facesys.embed import Embedder
 from facesys.evaluate.experiments import EmbeddingCache
 from facesys.evaluate.pairs import read_lfw_pairs
 from facesys.evaluate.protocol import accuracy_at, best_threshold
+from facesys.vision.embed import Embedder
 
 
 def embed_files(embedder: Embedder, files: list[Path]) -> dict[Path, np.ndarray | None]:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS
 from gallery_search import IdentityModel, real_embeddings
 
-from facesys.clustering import DEFAULT_CLUSTER_THRESHOLD, cluster_faces
+from facesys.decide.clustering import DEFAULT_CLUSTER_THRESHOLD, cluster_faces
 from facesys.evaluate.clustering import cluster_metrics
 
 WORK = RESULTS / "cache" / "cluster-scale"

@@ -1,4 +1,4 @@
-"""Face clustering: facesys (MTCNN + dlib-resnet port + ``facesys.clustering.cluster_faces``) against
+"""Face clustering: facesys (MTCNN + dlib-resnet port + ``facesys.decide.clustering.cluster_faces``) against
 face_recognition encodings + dlib's ``chinese_whispers_clustering`` at 0.5, same photos, same run.
 
     pip install --no-deps face_recognition      # the peer (dlib-bin comes with .[dev])
@@ -13,7 +13,7 @@ counts as a cluster of its own (a miss for recall). Embeddings are cached in
 benchmarks/results/cache/ (.npz; ``--no-cache`` recomputes); the times in the table are
 clustering only, embedding time is reported beside them.
 
-Method selection (``--sweep``, on by default): every candidate method of facesys/clustering.py
+Method selection (``--sweep``, on by default): every candidate method of facesys/decide/clustering.py
 over a threshold grid on the development data only: AT&T and the LFW people whose names start
 with A-M; the full LFW set is then reported with the chosen method and threshold. dlib's
 clustering is swept the same way, and the table also shows it at its own best threshold there.
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 from lfw_vs_face_recognition import cached, face_recognition_embeddings
 
-from facesys.clustering import DEFAULT_CLUSTER_THRESHOLD, METHODS, cluster_faces, cluster_graph, knn_graph
 from facesys.datasets import people_in
+from facesys.decide.clustering import DEFAULT_CLUSTER_THRESHOLD, METHODS, cluster_faces, cluster_graph, knn_graph
 from facesys.evaluate.clustering import cluster_metrics
 
 DATASETS = {"att": "att_faces", "lfw": "lfw"}
@@ -58,8 +58,8 @@ def photos_of(name: str) -> tuple[list[Path], np.ndarray]:
 
 def facesys_embeddings(files: list[Path]) -> tuple[np.ndarray, dict]:
     """(N, 128) unit vectors, NaN rows where no face was found; the face nearest the centre."""
-    from facesys.embed import Embedder
     from facesys.evaluate.experiments import EmbeddingCache
+    from facesys.vision.embed import Embedder
 
     cache = EmbeddingCache(Embedder(), face="center")
     vectors = np.full((len(files), 128), np.nan, np.float32)

@@ -68,9 +68,9 @@ def time_face_recognition(warm: list[Path], photos: list[Path]) -> dict:
 
 
 def time_facesys(warm: list[Path], photos: list[Path], batch: int) -> dict:
-    from facesys.embed import Embedder
-    from facesys.images import load_image
     from facesys.system import FaceSystem
+    from facesys.vision.embed import Embedder
+    from facesys.vision.images import load_image
 
     embedder = Embedder()
     for start in range(0, len(warm), batch):

@@ -30,12 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
 from facesys.datasets import people_in
-from facesys.embed import Embedder
 from facesys.evaluate.pairs import people_in_pairs, read_lfw_pairs
 from facesys.evaluate.protocol import accuracy_at, best_threshold, kfold_accuracy
 from facesys.evaluate.roc import roc_curve
 from facesys.train.data import build_chips, degrade
 from facesys.train.trainer import TrainConfig, Trainer
+from facesys.vision.embed import Embedder
 
 
 def embed(model, chips: np.ndarray) -> np.ndarray:

@@ -34,8 +34,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS, dlib_model_files, lfw_pair_people, nearest_to_centre
 
-from facesys.detect import FaceDetector
-from facesys.images import load_image
+from facesys.vision.detect import FaceDetector
+from facesys.vision.images import load_image
 
 
 def dlib_chip_mapping(details) -> np.ndarray:

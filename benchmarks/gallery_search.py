@@ -100,8 +100,8 @@ def _distance_samples(vectors: np.ndarray, people: np.ndarray, rng) -> tuple[np.
 def real_embeddings(photos_per_person: int, people_limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings of LFW photos of people with ``photos_per_person``+ photos, and each one's person."""
     from facesys.datasets import people_in
-    from facesys.embed import Embedder
     from facesys.evaluate.experiments import EmbeddingCache
+    from facesys.vision.embed import Embedder
 
     people = {n: p[:photos_per_person] for n, p in people_in(DATA / "lfw").items() if len(p) >= photos_per_person}
     people = dict(list(people.items())[:people_limit])

@@ -1,6 +1,6 @@
 """A large gallery through the real store: how long its FAISS index takes to build, to load, and to
 follow a change (faces added and a person removed) — the work ``facesys identify`` or ``enroll``
-does on a gallery of that size — and the gallery's self-calibration (facesys/calibration.py), which
+does on a gallery of that size — and the gallery's self-calibration (facesys/decide/calibration.py), which
 identify runs again when the number of people changes by a tenth.
 
     python benchmarks/gallery_store.py                 # 1M faces, ~2 min on 2 cores, ~1.5 GB of disk

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
 from facesys.datasets import people_in
-from facesys.images import load_image
+from facesys.vision.images import load_image
 
 
 def timed(function, repeats: int, sync) -> float:
@@ -67,8 +67,8 @@ def main() -> None:
     import torch
     from facenet_pytorch import MTCNN, InceptionResnetV1
 
-    from facesys.detect import FaceDetector
-    from facesys.embed import Embedder
+    from facesys.vision.detect import FaceDetector
+    from facesys.vision.embed import Embedder
 
     def sync() -> None:
         if args.device.startswith("cuda"):

@@ -36,10 +36,10 @@ from facesys.evaluate.protocol import kfold_accuracy
 
 
 def facesys_embeddings(files: list[Path], flip: bool) -> tuple[np.ndarray, dict]:
-    from facesys.align import align_face
-    from facesys.detect import FaceDetector
-    from facesys.embed import Embedder
-    from facesys.images import load_image
+    from facesys.vision.align import align_face
+    from facesys.vision.detect import FaceDetector
+    from facesys.vision.embed import Embedder
+    from facesys.vision.images import load_image
 
     embedder = Embedder(flip=flip)
     retry = FaceDetector(thresholds=(0.3, 0.4, 0.5), min_score=0.5)

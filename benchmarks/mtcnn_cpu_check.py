@@ -5,7 +5,7 @@
 
 Both detectors get the same (16, 250, 250, 3) uint8 batches: facenet-pytorch
 ``MTCNN(keep_all=True, min_face_size=20, thresholds=[0.6, 0.7, 0.7]).detect(batch, landmarks=True)``
-and ``facesys.mtcnn.BatchedMTCNN().detect(batch)``. After a warm-up batch each, the whole set is
+and ``facesys.vision.mtcnn.BatchedMTCNN().detect(batch)``. After a warm-up batch each, the whole set is
 timed ``--repeats`` times, the two detectors taking turns; images/s is from the median pass.
 Agreement: faces paired by IoU, then the largest and median absolute differences of box corners,
 landmarks (pixels) and scores, and the images whose face counts differ (all faces, and faces with
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
 from facesys.datasets import people_in
-from facesys.images import load_image
+from facesys.vision.images import load_image
 
 
 def lfw_images(count: int) -> np.ndarray:
@@ -104,7 +104,7 @@ def main() -> None:
     import torch
     from facenet_pytorch import MTCNN
 
-    from facesys.mtcnn import BatchedMTCNN
+    from facesys.vision.mtcnn import BatchedMTCNN
 
     images = lfw_images(args.images)
     facenet = MTCNN(keep_all=True, min_face_size=20, thresholds=[0.6, 0.7, 0.7], device="cpu")

@@ -30,11 +30,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
-from facesys.calibration import MIN_PEOPLE
-from facesys.embed import Embedder
+from facesys.decide.calibration import MIN_PEOPLE
+from facesys.decide.match import identify_threshold
+from facesys.decide.scoring import template
 from facesys.evaluate.experiments import EmbeddingCache, split_identification
-from facesys.match import identify_threshold
-from facesys.scoring import template
+from facesys.vision.embed import Embedder
 
 TARGET_FPIR = 0.01
 RULES = ("model table", "normal-best", "normal-all", "tolerance-95")

@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS
 
 from facesys.config import PERSON_SCORES
-from facesys.embed import Embedder
+from facesys.decide.match import ThresholdPolicy
 from facesys.evaluate.experiments import EmbeddingCache, evaluate_identification, split_identification
-from facesys.match import ThresholdPolicy
+from facesys.vision.embed import Embedder
 
 SETS = {"LFW": ("lfw", "center"), "AT&T": ("att_faces", "largest"), "Yale": ("yalefaces", "largest")}
 

@@ -18,11 +18,11 @@ threads.set_wait_policy()
 
 _LAZY = {
     "FaceSystem": "facesys.system",
-    "Embedder": "facesys.embed",
+    "Embedder": "facesys.vision.embed",
     "Gallery": "facesys.gallery.gallery",
-    "Face": "facesys.embed",
-    "FaceDetector": "facesys.detect",
-    "load_image": "facesys.images",
+    "Face": "facesys.vision.embed",
+    "FaceDetector": "facesys.vision.detect",
+    "load_image": "facesys.vision.images",
     "create_model": "facesys.models",
     "list_models": "facesys.models",
     "FacesysError": "facesys.errors",

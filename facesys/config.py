@@ -20,7 +20,7 @@ ERROR_POLICIES = ("raise", "collect")  # what Embedder.faces does with an unread
 # Open-set identification: the false-identification rate the computed threshold aims at.
 DEFAULT_TARGET_FPIR = 0.01
 
-# How a person with several enrolled photos is scored against a probe (facesys/scoring.py).
+# How a person with several enrolled photos is scored against a probe (facesys/decide/scoring.py).
 PERSON_SCORES = ("template", "nearest", "nearest-2")
 DEFAULT_PERSON_SCORE = "template"
 

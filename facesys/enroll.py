@@ -8,7 +8,7 @@ error (``EnrollReport.unavailable``), so that a caller can tell the whole run wa
 
 A photo is refused before it is decoded when its name is not a valid person's name, it is not a
 readable file within the size limit, or it is enrolled already (also earlier in the same run);
-after detection when it fails the quality gates (facesys/quality.py). A face nearer another
+after detection when it fails the quality gates (facesys/vision/quality.py). A face nearer another
 enrolled person than the named one is enrolled with a warning (the confusion check searches the
 gallery's index, which follows every face committed).
 """
@@ -27,8 +27,8 @@ from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP
 from facesys.datasets import images_in, people_in
 from facesys.errors import FacesysError, GalleryUnavailableError, ImageError, UnknownPersonError
 from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
-from facesys.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
-from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
+from facesys.vision.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
+from facesys.vision.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
 
 PEOPLE_FOLDER = "people"  # <gallery>/people/<name>/*.jpg: photos a bare `facesys enroll` picks up
 
@@ -47,7 +47,7 @@ def enrollment_items(inputs: list[Path], name: str | None, gallery) -> list[tupl
     without a name, one folder with a sub-folder per person; or, with no inputs, the gallery's
     people folder. FacesysError when the inputs cannot be read that way or ``name`` cannot name
     a person (checked here, before any model is loaded)."""
-    from facesys.media import expand_inputs
+    from facesys.vision.media import expand_inputs
 
     if name is not None:
         name = normalize_name(name)

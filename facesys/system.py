@@ -13,15 +13,15 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from facesys.config import DEFAULT_MODEL, DEFAULT_TARGET_FPIR
+from facesys.decide.match import Identification, ThresholdPolicy, VerifyResult, verify
 from facesys.enroll import Enrollment, EnrollReport, EnrollResult
 from facesys.errors import FacesysError, ImageError, NoFaceError, NoGalleryError
 from facesys.gallery.gallery import Gallery
-from facesys.images import ImageInput
-from facesys.match import Identification, ThresholdPolicy, VerifyResult, verify
-from facesys.quality import ProbeRules, QualityRules, probe_problem
+from facesys.vision.images import ImageInput
+from facesys.vision.quality import ProbeRules, QualityRules, probe_problem
 
 if TYPE_CHECKING:
-    from facesys.embed import ImageFaces
+    from facesys.vision.embed import ImageFaces
 
 Tag = TypeVar("Tag")
 
@@ -68,7 +68,7 @@ class FaceSystem:
         """The Embedder, created on first use with the requested model or the gallery's."""
         with self._lock:
             if self._embedder is None:
-                from facesys.embed import Embedder
+                from facesys.vision.embed import Embedder
 
                 held = self.gallery.model()
                 model = self.requested_model or (held[1] if held else DEFAULT_MODEL)
@@ -186,7 +186,7 @@ class FaceSystem:
 
     def reindex(self, model: str) -> int:
         """Re-embed every stored face with ``model`` from the stored crops; returns the faces done."""
-        from facesys.embed import Embedder
+        from facesys.vision.embed import Embedder
 
         embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
         count = self.gallery.reembed(embedder.model_info, embedder.embed_crops)

@@ -3,7 +3,7 @@
 Two ways to use the cores, chosen by the work at hand:
 
 - **Photo workers** for a batch of several photos (``photo_workers``, ``photo_pool``;
-  facesys/embed.py): the batch is split between worker threads, each running torch and FAISS on
+  facesys/vision/embed.py): the batch is split between worker threads, each running torch and FAISS on
   *one* thread, and the next batch starts while the caller handles this one. Photos never wait for
   each other, so a core taken by another program slows one worker, not all. Automatic count: the
   cores this process may use (its CPU affinity and cgroup quota; an equal share under ``serve
@@ -163,7 +163,7 @@ def choose_threads() -> int:
 
 def photo_workers() -> int:
     """How many photos of a batch are worked on at once, each by a thread of its own running one
-    intra-op thread (facesys/embed.py): the fixed count, else the cores this process may use (an
+    intra-op thread (facesys/vision/embed.py): the fixed count, else the cores this process may use (an
     equal share under ``serve --workers``), plus ``SPARE_WORKERS`` while other processes keep
     cores busy; 1 inside a photo worker."""
     if getattr(_local, "pinned", None) is not None:

@@ -34,7 +34,7 @@ def lfw() -> Path:
 @pytest.fixture(scope="session")
 def embedder():
     """One dlib-resnet Embedder for the whole session (model loading takes seconds)."""
-    from facesys.embed import Embedder
+    from facesys.vision.embed import Embedder
 
     return Embedder()
 

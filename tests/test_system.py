@@ -167,7 +167,7 @@ def test_confusing_enrollment_photo_warns(small_system):
 
 
 def test_identify_many_answers_as_identify_one_by_one(small_system):
-    from facesys.images import load_image
+    from facesys.vision.images import load_image
 
     obama_biden(small_system)
     photos = [

@@ -233,7 +233,7 @@ class Settings:
         configure(value)
 
     def embedder(self, flip: bool = False):
-        from facesys.embed import Embedder
+        from facesys.vision.embed import Embedder
 
         model = self.model or DEFAULT_MODEL
         return Embedder(model, device=self.device, weights=self.weights, flip=flip, precision=self.precision)

@@ -184,8 +184,8 @@ def eval_identify(
     FPIR 1e-1 and 1e-2, and what facesys's open-set threshold does: the model's table alone, and the
     default (the stricter of the table and the gallery's own calibration).
     """
+    from facesys.decide.match import ThresholdPolicy
     from facesys.evaluate.experiments import evaluate_identification, split_identification
-    from facesys.match import ThresholdPolicy
 
     check_report_path(report_file)
     split = split_identification(Path(data), enroll_count, min_photos, max_probes, unknown_share, seed)

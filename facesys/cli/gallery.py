@@ -107,9 +107,9 @@ def open_set_summary(gallery, faces: int, people: int) -> dict:
     """identify's threshold for this gallery of ``faces`` faces of ``people`` people, its source and
     expected false-identification rate (empty for a gallery of an unregistered model: a
     checkpoint's table is in the checkpoint)."""
-    from facesys.calibration import describe
+    from facesys.decide.calibration import describe
+    from facesys.decide.match import ThresholdPolicy
     from facesys.errors import ModelError
-    from facesys.match import ThresholdPolicy
     from facesys.models import get_model_spec
 
     held = gallery.model()

@@ -149,8 +149,8 @@ def identify(
     INPUTS are photos, folders of photos (searched recursively, like scan) or videos (read with
     opencv, every Nth frame).
     """
-    from facesys.annotate import save_annotated
-    from facesys.media import expand_inputs, is_video, media_items
+    from facesys.vision.annotate import save_annotated
+    from facesys.vision.media import expand_inputs, is_video, media_items
 
     system = settings.system(threshold)
     found = expand_inputs(inputs)

@@ -66,10 +66,10 @@ def train(
     from tqdm import tqdm
 
     from facesys.datasets import people_in
-    from facesys.embed import Embedder
     from facesys.evaluate.pairs import read_pairs
     from facesys.train.data import build_chips, degrade
     from facesys.train.trainer import TrainConfig, Trainer
+    from facesys.vision.embed import Embedder
 
     options["freeze"] = None if options["freeze"] == "none" else options["freeze"]
     config = TrainConfig(

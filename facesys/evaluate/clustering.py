@@ -82,7 +82,7 @@ def evaluate_clustering(cache, photos: list[tuple[str, Path]], threshold: float 
     """Embed the (person, photo) ``photos`` through ``cache`` (an EmbeddingCache), cluster the faces
     with ``cluster_faces`` and score the clusters against the names. ``threshold`` None: the model's
     clustering threshold. A photo without a face is a cluster of its own."""
-    from facesys.clustering import cluster_faces, cluster_threshold
+    from facesys.decide.clustering import cluster_faces, cluster_threshold
 
     started = time.perf_counter()
     vectors = cache.embed([path for _, path in photos])

@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from facesys.datasets import people_in
+from facesys.decide.scoring import DEFAULT_PERSON_SCORE
 from facesys.errors import FacesysError
 from facesys.evaluate.identification import GenuineProbe, dir_at, identification_metrics, rejection_rate
 from facesys.evaluate.pairs import Pair
 from facesys.evaluate.protocol import kfold_accuracy
 from facesys.evaluate.roc import roc_curve
-from facesys.scoring import DEFAULT_PERSON_SCORE
 
 # A pair with a missing face gets the largest possible distance between unit vectors: it is
 # always called "different" (a miss for a same-person pair, a hit for a different-person pair).
@@ -183,14 +183,14 @@ def split_identification(
 
 def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, policy, score: str = DEFAULT_PERSON_SCORE) -> dict:
     """rank-1/5, DIR at FPIR 1e-1 and 1e-2, and facesys's open-set answers on ``split``, with people
-    ranked as identify ranks them (``score``: facesys/scoring.py; candidates from the 64 nearest faces).
+    ranked as identify ranks them (``score``: facesys/decide/scoring.py; candidates from the 64 nearest faces).
 
     Two thresholds from ``policy`` (a ThresholdPolicy): the model's table alone, and the default (the
-    stricter of the table and the gallery's own calibration, facesys/calibration.py).
+    stricter of the table and the gallery's own calibration, facesys/decide/calibration.py).
     """
-    from facesys.calibration import describe, sample_faces
+    from facesys.decide.calibration import describe, sample_faces
+    from facesys.decide.ranking import SEARCHED_FACES, calibrate, rank
     from facesys.gallery.index import index_class
-    from facesys.gallery.people_ranking import SEARCHED_FACES, calibrate, rank
 
     photos = [p for ps in split.enrolled.values() for p in ps]
     vectors = cache.embed(photos + [p for _, p in split.genuine] + [p for _, p in split.impostor])

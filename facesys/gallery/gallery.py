@@ -16,18 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.calibration import Calibration
 from facesys.config import default_gallery
+from facesys.decide import ranking
+from facesys.decide.calibration import Calibration
+from facesys.decide.match import Candidate
+from facesys.decide.scoring import DEFAULT_PERSON_SCORE
 from facesys.errors import GalleryError, NoGalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
-from facesys.gallery import people_ranking
 from facesys.gallery.audit import AuditEvent
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
 from facesys.gallery.index import sync as index_sync
 from facesys.gallery.location import index_folder_of, is_database_url, public_form
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
 from facesys.keys import ApiKey, hash_key, new_key
-from facesys.match import Candidate
-from facesys.scoring import DEFAULT_PERSON_SCORE
 
 THRESHOLD_KINDS = ("verify", "identify")
 
@@ -74,7 +74,7 @@ class Gallery:
         self._index: VectorIndex | None = None
         self._lock = threading.RLock()
         self._erasure_finished = False  # whether index files of removed faces were looked for since opening
-        self._person_faces = people_ranking.PersonFaces()
+        self._person_faces = ranking.PersonFaces()
         self._calibration: tuple = (None, None, None, None)  # (gallery id, method), generation, size, value
 
     @property
@@ -306,16 +306,16 @@ class Gallery:
         self, vectors: np.ndarray, top_k: int, method: str = DEFAULT_PERSON_SCORE, store: TruthStore | None = None
     ) -> tuple[list[list[Candidate]], int]:
         """For each of (Q, D) float32 unit ``vectors``: the ``top_k`` enrolled people, best first, by person
-        score (facesys/scoring.py), each with their faces nearest first; and how many faces were searched."""
+        score (facesys/decide/scoring.py), each with their faces nearest first; and how many faces were searched."""
         if store is None:
             with self.open() as opened:
                 return self.rank_people(vectors, top_k, method, opened)
-        found = self.search(vectors, people_ranking.SEARCHED_FACES, store)
+        found = self.search(vectors, ranking.SEARCHED_FACES, store)
         faces_of = self._person_faces.reader(store)
-        return people_ranking.rank(vectors, found.ids, found.names, faces_of, top_k, method), found.size
+        return ranking.rank(vectors, found.ids, found.names, faces_of, top_k, method), found.size
 
     def calibration(self, method: str = DEFAULT_PERSON_SCORE, store: TruthStore | None = None) -> Calibration | None:
-        """The gallery's own stranger calibration (facesys/calibration.py); None when too small to tell.
+        """The gallery's own stranger calibration (facesys/decide/calibration.py); None when too small to tell.
         Kept in memory and recomputed when the number of people (beyond 50 people: by a tenth) or
         that of faces (by a tenth) changes: it costs up to 1,000 identifications."""
         if store is None:
@@ -334,10 +334,10 @@ class Gallery:
             return value
 
         def search(vectors: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
-            found = self.search(vectors, people_ranking.SEARCHED_FACES, store)
+            found = self.search(vectors, ranking.SEARCHED_FACES, store)
             return found.ids, found.names
 
-        value = people_ranking.calibrate_store(store, people, search, self._person_faces.reader(store), method)
+        value = ranking.calibrate_store(store, people, search, self._person_faces.reader(store), method)
         with self._lock:
             self._calibration = (key, generation, size, value)
         return value

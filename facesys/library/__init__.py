@@ -4,7 +4,7 @@
 library/
   files.py    which files a scan looks at (recursive walk) and which changed (size, mtime, sha256)
   scan.py     scan: files -> pipeline -> unnamed faces recorded one file per transaction; auto-attach
-  clusters.py cluster the unnamed faces (facesys/clustering.py), incrementally; list the clusters
+  clusters.py cluster the unnamed faces (facesys/decide/clustering.py), incrementally; list the clusters
   sheet.py    contact sheet PNG: one row of face crops per cluster
   names.py    name a cluster or faces (copied into the enrolled faces), unname, remove, find
 ```

@@ -1,5 +1,5 @@
 """``facesys cluster`` and ``facesys clusters``: group the library's unnamed faces by person
-(facesys/clustering.py) and list the groups.
+(facesys/decide/clustering.py) and list the groups.
 
 Clustering is incremental: each unnamed face's cluster from the last run is handed to
 ``cluster_faces`` as ``previous``, so clusters that persist keep their ids and new faces join them
@@ -58,7 +58,7 @@ class Cluster:
 def default_threshold(model_name: str | None) -> float | None:
     """The clustering threshold for the embeddings of a registered model (None: clustering's own
     default, for a model known only by its checkpoint file)."""
-    from facesys.clustering import cluster_threshold
+    from facesys.decide.clustering import cluster_threshold
     from facesys.errors import ModelError
     from facesys.models import get_model_spec
 
@@ -72,7 +72,7 @@ def cluster_library(gallery: Gallery, threshold: float | None = None) -> Cluster
     """Cluster the unnamed library faces of ``gallery`` and store their cluster ids (one
     transaction). ``threshold``: the distance under which two faces are linked (default: the
     model's clustering threshold)."""
-    from facesys.clustering import cluster_faces
+    from facesys.decide.clustering import cluster_faces
 
     if threshold is not None and not (math.isfinite(threshold) and 0.0 < threshold <= 2.0):
         raise FacesysError(f"threshold {threshold}: must be a distance in (0, 2]", parameter="threshold")
@@ -97,10 +97,10 @@ def cluster_library(gallery: Gallery, threshold: float | None = None) -> Cluster
 
 def good_enough(face) -> bool:
     """Whether a library face is clear enough to group: identify's probe rules on its box, detection
-    score and landmarks (facesys/quality.py; its sharpness is not stored). A tiny, unsure or profile
+    score and landmarks (facesys/vision/quality.py; its sharpness is not stored). A tiny, unsure or profile
     face gives an embedding that lands near anyone and would chain different people together; such
     faces stay out of clusters (they can still be named one by one)."""
-    from facesys.quality import ProbeRules, probe_problem
+    from facesys.vision.quality import ProbeRules, probe_problem
 
     return probe_problem(np.asarray(face.box), face.score, np.asarray(face.landmarks), None, ProbeRules()) is None
 

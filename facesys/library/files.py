@@ -18,7 +18,7 @@ from pathlib import Path
 
 from facesys.datasets import IMAGE_SUFFIXES
 from facesys.errors import FacesysError
-from facesys.media import VIDEO_SUFFIXES, walk_folder
+from facesys.vision.media import VIDEO_SUFFIXES, walk_folder
 
 
 @dataclass(frozen=True)

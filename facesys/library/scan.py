@@ -34,7 +34,7 @@ from facesys.errors import FacesysError
 from facesys.gallery.store import TruthStore
 from facesys.gallery.store.base import LibraryPhoto, NewLibraryFace, ScannedPhoto
 from facesys.library.files import LibraryFile, file_sha256, resolved_roots, under, walk
-from facesys.media import media_items
+from facesys.vision.media import media_items
 
 if TYPE_CHECKING:
     from facesys.system import FaceSystem

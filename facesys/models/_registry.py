@@ -38,7 +38,7 @@ class ModelSpec:
     weights; ``load_weights(backbone, path_or_None)`` fills in the pretrained weights (from
     ``path`` when given) and returns their sha256; ``weights_location()`` says where they are.
     ``far_table``: ((false-accept rate, threshold), ...) measured on impostor pairs, FAR
-    decreasing; open-set identification picks its threshold from it (facesys/match.py).
+    decreasing; open-set identification picks its threshold from it (facesys/decide/match.py).
     """
 
     name: str

@@ -20,13 +20,13 @@ from facesys.enroll import EnrollReport, EnrollResult
 from facesys.errors import MAX_ID, FacesysError
 from facesys.gallery.audit import acting_as
 from facesys.gallery.store import normalize_name
-from facesys.images import ImageBytes, check_image_bytes, load_image
 from facesys.keys import allows
 from facesys.service import schemas
 from facesys.service.app import Service
 from facesys.service.auth import Caller, require
 from facesys.service.errors import ApiError, api_error, error_body
 from facesys.service.uploads import check_total_pixels, read_uploads
+from facesys.vision.images import ImageBytes, check_image_bytes, load_image
 
 T = TypeVar("T")
 ERRORS = {status: {"model": schemas.ErrorAnswer} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from facesys.images import ImageBytes
 from facesys.service.errors import ApiError
+from facesys.vision.images import ImageBytes
 
 # Runs the pipeline over a batch: images -> one ImageFaces per image, in order.
 Pipeline = Callable[[list[ImageBytes]], list[Any]]

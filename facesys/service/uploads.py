@@ -9,8 +9,8 @@ from pathlib import PurePosixPath, PureWindowsPath
 from fastapi import UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from facesys.images import ImageBytes, declared_pixels
 from facesys.service.errors import ApiError, error_response
+from facesys.vision.images import ImageBytes, declared_pixels
 
 MAX_FILENAME = 120
 

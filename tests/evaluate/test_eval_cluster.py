@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import facesys.cli.evaluate as evaluate_cli
 from facesys.cli import Settings, main
-from facesys.clustering import DEFAULT_CLUSTER_THRESHOLD
+from facesys.decide.clustering import DEFAULT_CLUSTER_THRESHOLD
 from tests.conftest import data_path
 
 

@@ -18,7 +18,7 @@ dlib = pytest.importorskip("dlib")
 @pytest.fixture(scope="module")
 def faces_and_dlib_embeddings(embedder, dlib_files):
     from facesys.evaluate.pairs import people_in_pairs, read_lfw_pairs
-    from facesys.images import load_image
+    from facesys.vision.images import load_image
 
     lfw = data_path("lfw")
     excluded = people_in_pairs(read_lfw_pairs(lfw / "pairs.txt"))
@@ -37,7 +37,7 @@ def faces_and_dlib_embeddings(embedder, dlib_files):
 
 
 def agreement(embedder, rows, template: np.ndarray) -> np.ndarray:
-    from facesys.align import align_face
+    from facesys.vision.align import align_face
 
     ours = embedder.embed_chips(np.stack([align_face(image, points, template, 150) for image, points, _ in rows]))
     return np.array([a @ b for a, (_, _, b) in zip(ours, rows, strict=True)])

@@ -13,7 +13,7 @@ dlib = pytest.importorskip("dlib")
 @pytest.fixture(scope="module")
 def dlib_chips(dlib_files):
     """dlib's own chips (HOG detector, 5-point predictor, get_face_chip 150/0.25) of 12 LFW faces."""
-    from facesys.images import load_image
+    from facesys.vision.images import load_image
 
     lfw = data_path("lfw")
     people = sorted(p for p in lfw.iterdir() if p.is_dir())[::400][:12]

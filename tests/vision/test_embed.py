@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facesys.images import load_image
+from facesys.vision.images import load_image
 from tests.conftest import data_path
 
 
@@ -31,7 +31,7 @@ def test_no_face_gives_an_empty_list_and_single_input_is_accepted(embedder):
 
 
 def test_flip_augmentation_changes_little_and_stays_unit(embedder):
-    from facesys.embed import Embedder
+    from facesys.vision.embed import Embedder
 
     path = data_path("lfw", "Colin_Powell", "Colin_Powell_0001.jpg")
     flipped = Embedder(flip=True, detector=embedder.detector)
@@ -42,7 +42,7 @@ def test_flip_augmentation_changes_little_and_stays_unit(embedder):
 
 
 def test_embed_chips_of_mirrored_chip_matches_flip_mode(embedder):
-    from facesys.embed import Embedder
+    from facesys.vision.embed import Embedder
 
     chip = embedder.chips(*_first_face(embedder))
     flipped = Embedder(flip=True, detector=embedder.detector)
@@ -52,14 +52,14 @@ def test_embed_chips_of_mirrored_chip_matches_flip_mode(embedder):
 
 
 def _first_face(embedder):
-    from facesys.images import load_image
+    from facesys.vision.images import load_image
 
     image = load_image(data_path("lfw", "AJ_Cook", "AJ_Cook_0001.jpg"))
     return image, embedder.detector.detect([image])[0][:1]
 
 
 def test_reduced_precision_keeps_every_embedding_within_cosine_0999(embedder):
-    from facesys.embed import Embedder
+    from facesys.vision.embed import Embedder
 
     lfw = data_path("lfw")
     people = sorted(p for p in lfw.iterdir() if p.is_dir())[:400:20]

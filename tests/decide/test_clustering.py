@@ -1,4 +1,4 @@
-"""facesys.clustering (k-NN graph, methods, incremental ids) and facesys.evaluate.clustering (metrics),
+"""facesys.decide.clustering (k-NN graph, methods, incremental ids) and facesys.evaluate.clustering (metrics),
 on synthetic unit vectors: no model, no images."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import facesys.clustering as clustering
-from facesys.clustering import Graph, cluster_faces, cluster_graph, connected_components, first_seen_ids, knn_graph
+import facesys.decide.clustering as clustering
+from facesys.decide.clustering import Graph, cluster_faces, cluster_graph, connected_components, first_seen_ids, knn_graph
 from facesys.errors import FacesysError
 from facesys.evaluate.clustering import cluster_metrics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facesys.images import load_image
+from facesys.vision.images import load_image
 from tests.conftest import data_path
 
 
@@ -49,7 +49,7 @@ def test_large_photo_is_downscaled_and_boxes_mapped_back(embedder):
 
 
 def test_low_confidence_detections_are_dropped():
-    from facesys.detect import FaceDetector
+    from facesys.vision.detect import FaceDetector
 
     image = load_image(data_path("face_recognition", "barack_obama", "obama.jpg"))
     permissive = FaceDetector(min_score=0.7).detect([image])[0]

@@ -32,7 +32,7 @@ class Detection:
 
 class FaceDetector:
     """MTCNN over facenet-pytorch's weights (they ship in its wheel; nothing is downloaded), run by
-    ``facesys.mtcnn.BatchedMTCNN``, which gives facenet-pytorch's results with the whole batch on the device.
+    ``facesys.vision.mtcnn.BatchedMTCNN``, which gives facenet-pytorch's results with the whole batch on the device.
 
     ``min_face_size`` in pixels of the (possibly down-scaled) detection image; ``thresholds`` are
     MTCNN's three stage thresholds; detections below ``min_score`` (MTCNN's final probability) are
@@ -50,7 +50,7 @@ class FaceDetector:
         max_side: int = 1600,
         batch_size: int = 16,
     ):
-        from facesys.mtcnn import BatchedMTCNN
+        from facesys.vision.mtcnn import BatchedMTCNN
 
         self.mtcnn = BatchedMTCNN(device=device, min_face_size=min_face_size, thresholds=thresholds)
         self.min_score = min_score

@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from facesys.datasets import people_in
-from facesys.images import load_image
-from facesys.mtcnn import BatchedMTCNN, _min_nms, _resample_crops, _summed_area_table
+from facesys.vision.images import load_image
+from facesys.vision.mtcnn import BatchedMTCNN, _min_nms, _resample_crops, _summed_area_table
 from tests.conftest import data_path
 
 BOX_PX = 1e-3

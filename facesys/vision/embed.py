@@ -18,12 +18,12 @@ from typing import TypeVar
 import numpy as np
 
 from facesys import threads
-from facesys.align import align_faces
 from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, FACE_SELECTIONS, PHOTO_BATCH
-from facesys.detect import Detection, FaceDetector, pick_faces
 from facesys.errors import FacesysError, ImageError
-from facesys.images import ImageInput, describe, load_image
-from facesys.quality import sharpness
+from facesys.vision.align import align_faces
+from facesys.vision.detect import Detection, FaceDetector, pick_faces
+from facesys.vision.images import ImageInput, describe, load_image
+from facesys.vision.quality import sharpness
 
 Tag = TypeVar("Tag")
 # What the pipeline accepts as one image: a path, array or PIL image, or a zero-argument callable
@@ -36,7 +36,7 @@ class Face:
     """A detected face: ``box`` (4,) x1, y1, x2, y2 pixels; ``landmarks`` (5, 2) x, y pixels;
     ``score`` MTCNN's detection probability; ``embedding`` (D,) float32 with unit L2 norm (None
     when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for; ``sharpness`` of the
-    chip (variance of its Laplacian, facesys/quality.py).
+    chip (variance of its Laplacian, facesys/vision/quality.py).
     """
 
     box: np.ndarray

@@ -8,8 +8,8 @@ rate (FAR) becomes, over a gallery of N faces, a false-identification rate of ab
 threshold is therefore stricter than verify's: the model's impostor table (measured on LFW's
 pairsDevTrain people, see benchmarks/calibrate_default_threshold.py) gives the threshold whose
 FAR is ``target_fpir / N``; it is never looser than the verification threshold. The gallery's
-own estimate (facesys/calibration.py) replaces it when stricter. People are ranked by their person
-score (facesys/scoring.py: distance to their template by default).
+own estimate (facesys/decide/calibration.py) replaces it when stricter. People are ranked by their person
+score (facesys/decide/scoring.py: distance to their template by default).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from facesys.calibration import Calibration
 from facesys.config import DEFAULT_TARGET_FPIR
-from facesys.scoring import Evidence
+from facesys.decide.calibration import Calibration
+from facesys.decide.scoring import Evidence
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ class ThresholdPolicy:
     def identify(self, faces_in_gallery: int, calibration: Calibration | None = None) -> tuple[float, str]:
         """(the open-set threshold for a gallery of ``faces_in_gallery`` faces, where it came from):
         the argument, the gallery's stored value, or the stricter of the model's table and the
-        gallery's own ``calibration`` (facesys/calibration.py)."""
+        gallery's own ``calibration`` (facesys/decide/calibration.py)."""
         if self.override is not None:
             return self.override, "argument"
         if self.calibrated.get("identify") is not None:

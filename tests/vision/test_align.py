@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facesys.align import align_face, align_faces, similarity_matrix
+from facesys.vision.align import align_face, align_faces, similarity_matrix
 
 TEMPLATE = np.array([[50.0, 60.0], [100.0, 60.0], [75.0, 85.0], [55.0, 110.0], [95.0, 110.0]])
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from facesys.errors import FacesysError, ImageError, ModelError
-from facesys.images import load_image
 from facesys.models.dlib_format import read_dlib_network
 from facesys.models.dlib_resnet import dlib_architecture
+from facesys.vision.images import load_image
 
 
 def valid_images() -> list[bytes]:

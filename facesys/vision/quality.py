@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from facesys.detect import Detection
+from facesys.vision.detect import Detection
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class ProbeRules:
       eye distances: above 0.5 it lies beyond an eye, a face in profile whose landmarks are guesses;
     - ``face_shape``: the range of eye distance / eyes-to-mouth distance; a frame squashed to 60% of
       its width scores 0.70 at the median, stretched (60% of its height) 1.20, so only strong
-      distortion is caught here: videos are first shown at their true pixel shape (facesys/media.py).
+      distortion is caught here: videos are first shown at their true pixel shape (facesys/vision/media.py).
     """
 
     min_face_size: float = 32.0

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from facesys.errors import ImageError
-from facesys.images import MAX_PIXELS, load_image
+from facesys.vision.images import MAX_PIXELS, load_image
 from tests.conftest import data_path
 
 

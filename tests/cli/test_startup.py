@@ -13,7 +13,7 @@ HEAVY = ("torchvision", "torch._dynamo", "facenet_pytorch", "sympy")
 def test_detecting_and_embedding_imports_no_torchvision_or_dynamo():
     photo = data_path("face_recognition", "barack_obama", "obama.jpg")
     code = (
-        "import sys; from facesys.embed import Embedder; "
+        "import sys; from facesys.vision.embed import Embedder; "
         f"faces = Embedder().faces([{str(photo)!r}])[0].faces; assert len(faces) == 1, faces; "
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
@@ -26,7 +26,7 @@ def test_mtcnn_nets_compute_what_facenet_pytorchs_do():
     import torch
     from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
 
-    from facesys.mtcnn_nets import pretrained_nets
+    from facesys.vision.mtcnn_nets import pretrained_nets
 
     generator = torch.Generator().manual_seed(0)
     for ours, theirs, size in zip(pretrained_nets(), (PNet(), RNet(), ONet()), (37, 24, 48), strict=True):
@@ -40,7 +40,7 @@ def test_nms_matches_torchvision_on_both_sides_of_its_one_call_limit():
     import torch
     from torchvision.ops import batched_nms as reference
 
-    from facesys.nms import batched_nms
+    from facesys.vision.nms import batched_nms
 
     generator = torch.Generator().manual_seed(1)
     for count in (0, 1, 50, 900, 3000):  # 3000 boxes = 12,000 coordinates: the per-group loop

@@ -101,7 +101,7 @@ def test_ctrl_c_of_enroll_json_reports_what_the_store_committed(tmp_path):
 
 def test_identify_searches_sub_folders_like_scan_and_skips_hidden_ones(tmp_path):
     from facesys.library.files import walk
-    from facesys.media import expand_inputs
+    from facesys.vision.media import expand_inputs
 
     folder = tmp_path / "photos"
     for relative in ("a.jpg", "2019/b.jpg", "2019/deep/c.png", "_sorted/d.jpg", ".cache/e.jpg", "2019/_f.jpg", "notes.txt"):

@@ -21,7 +21,7 @@ thresholds, float32 throughout), so boxes, scores and landmarks are those of
 ``facenet_pytorch.MTCNN.detect`` (on the CPU, to the bit: tests/test_mtcnn.py). What differs is how
 the work is laid out: every stage runs on the whole batch at once.
 The candidates of all images and pyramid levels are one set of tensors with an image column; NMS is
-one call of torchvision's operator (facesys/nms.py) keyed by image (or by image and level), the "Min"
+one call of torchvision's operator (facesys/vision/nms.py) keyed by image (or by image and level), the "Min"
 NMS a masked matrix in torch; the crops of all boxes are cut and resampled on the device in one gather from a summed-area table
 (exactly what area interpolation of each crop computes, without a Python loop); RNet and ONet see
 all crops in chunks of ``chunk_size``; the host sees only the last NMS's scores (below) and the result.
@@ -45,8 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facesys.mtcnn_nets import pretrained_nets
-from facesys.nms import batched_nms, nms
+from facesys.vision.mtcnn_nets import pretrained_nets
+from facesys.vision.nms import batched_nms, nms
 
 Faces = tuple[np.ndarray, np.ndarray, np.ndarray]
 """One image's faces: boxes (K, 4) x1, y1, x2, y2 pixels, scores (K,) in [0, 1], landmarks (K, 5, 2) x, y

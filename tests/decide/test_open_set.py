@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 import pytest
 
-from facesys.calibration import MIN_PEOPLE, Calibration, fit
-from facesys.match import ThresholdPolicy
-from facesys.quality import ProbeRules, face_geometry, probe_problem
-from facesys.scoring import person_score, score_candidates, template
+from facesys.decide.calibration import MIN_PEOPLE, Calibration, fit
+from facesys.decide.match import ThresholdPolicy
+from facesys.decide.scoring import person_score, score_candidates, template
+from facesys.vision.quality import ProbeRules, face_geometry, probe_problem
 from tests.conftest import data_path
 
 TABLE = ((1e-1, 0.50), (1e-2, 0.45), (1e-3, 0.40), (1e-4, 0.35), (1e-5, 0.30))
@@ -125,7 +125,7 @@ def test_identify_json_names_the_deciding_photo(tmp_path):
 
 
 def test_poor_probes_are_unknown_low_quality_even_for_enrolled_people(tmp_path, embedder):
-    from facesys.images import load_image
+    from facesys.vision.images import load_image
 
     system = _enrolled(tmp_path, embedder, "face_recognition", 6, 3)
     photo = load_image(data_path("face_recognition", "joe_biden", "biden.jpg"))
@@ -155,7 +155,7 @@ def test_pose_and_shape_rules_on_landmarks():
 
 
 def test_anamorphic_video_frames_are_shown_with_square_pixels():
-    from facesys.media import _pixel_aspect, square_pixels
+    from facesys.vision.media import _pixel_aspect, square_pixels
 
     frame = np.zeros((108, 144, 3), np.uint8)
     assert square_pixels(frame, 4 / 3).shape == (108, 192, 3)  # 1440x1080 HDV shown as 1920x1080

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facesys.match import identify_threshold, verify
+from facesys.decide.match import identify_threshold, verify
 
 TABLE = ((1e-1, 0.50), (1e-2, 0.45), (1e-3, 0.40), (1e-4, 0.35), (1e-5, 0.30))
 

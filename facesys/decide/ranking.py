@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from facesys.calibration import MIN_PEOPLE, Calibration, fit, sample_faces
+from facesys.decide.calibration import MIN_PEOPLE, Calibration, fit, sample_faces
+from facesys.decide.match import Candidate
+from facesys.decide.scoring import DEFAULT_PERSON_SCORE, Evidence, score_candidates
 from facesys.gallery.store import TruthStore
-from facesys.match import Candidate
-from facesys.scoring import DEFAULT_PERSON_SCORE, Evidence, score_candidates
 
 CACHED_PEOPLE = 4096
 SEARCHED_FACES = 64  # nearest faces whose people become candidates
@@ -89,7 +89,7 @@ def calibrate(
     faces_of,
     method: str = DEFAULT_PERSON_SCORE,
 ) -> Calibration | None:
-    """A gallery's stranger calibration (facesys/calibration.py; None: too small to tell): each of the
+    """A gallery's stranger calibration (facesys/decide/calibration.py; None: too small to tell): each of the
     (S, D) enrolled ``probes`` (faces of ``owners``) identified against everyone but its own person,
     in a gallery of ``people``. ``search(vectors)`` -> (found face ids (S, k), owner of each id)."""
     if people < MIN_PEOPLE or not len(probes):

@@ -18,7 +18,7 @@ import numpy as np
 
 from facesys.datasets import IMAGE_SUFFIXES, visible
 from facesys.errors import ImageError
-from facesys.images import load_image
+from facesys.vision.images import load_image
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -162,7 +162,7 @@ def animated_frames(path: Path, every: int) -> Iterator[tuple[int, float, np.nda
     """Like :func:`video_frames`, for an animated GIF/WebP/PNG (frame durations from the file)."""
     from PIL import Image, ImageSequence
 
-    from facesys.images import _to_rgb
+    from facesys.vision.images import _to_rgb
 
     seconds = 0.0
     try:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from facesys.detect import Detection
-from facesys.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
+from facesys.vision.detect import Detection
+from facesys.vision.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
 
 RULES = QualityRules()
 

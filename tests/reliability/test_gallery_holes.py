@@ -156,9 +156,9 @@ def test_an_animated_gif_is_read_frame_by_frame(tmp_path):
 
 
 def test_enroll_explains_folders_and_bad_names_before_loading_a_model(tmp_path, monkeypatch):
-    import facesys.embed
+    import facesys.vision.embed
 
-    monkeypatch.setattr(facesys.embed.Embedder, "__init__", lambda *a, **k: pytest.fail("a model was loaded"))
+    monkeypatch.setattr(facesys.vision.embed.Embedder, "__init__", lambda *a, **k: pytest.fail("a model was loaded"))
     fr = data_path("face_recognition")
     no_name = run(tmp_path / "g", "enroll", str(fr / "barack_obama"))
     assert no_name.exit_code == 2 and "give the person's name" in no_name.output
@@ -182,8 +182,8 @@ def test_a_broken_video_is_one_line_of_ours(tmp_path):
 
 
 def test_names_are_drawn_in_their_own_script(tmp_path):
-    from facesys.annotate import draw_faces
-    from facesys.match import Identification
+    from facesys.decide.match import Identification
+    from facesys.vision.annotate import draw_faces
 
     image = np.full((200, 400, 3), 120, np.uint8)
 
