@@ -3,7 +3,7 @@
 Precision: ``fp32``; ``bf16`` or ``fp16`` run the network under ``torch.autocast`` (convolutions in
 16 bits, the final normalisation in fp32); ``auto`` is bf16 on a CUDA GPU that supports it, else
 fp32. Both 16-bit modes keep every embedding within cosine 0.999 of fp32 on real faces
-(tests/test_embed.py).
+(tests/vision/test_embed.py).
 """
 
 from __future__ import annotations

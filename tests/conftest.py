@@ -10,7 +10,7 @@ import pytest
 # Floats to the last bit depend on the thread count (sums run in another order), and facesys's
 # automatic count follows the machine's load batch by batch; tests that compare results exactly
 # across calls therefore run with a fixed count (the automatic policy has its own tests in
-# tests/test_thread_policy.py). Set before facesys is imported: the count also picks OpenMP's wait
+# tests/test_threads.py). Set before facesys is imported: the count also picks OpenMP's wait
 # policy. Subprocesses inherit it; a count given by the caller wins.
 os.environ.setdefault("FACESYS_THREADS", "1")
 

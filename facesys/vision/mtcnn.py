@@ -18,7 +18,7 @@ Convolutional Networks", IEEE Signal Processing Letters 23(10)) is a cascade of 
 This driver follows facenet-pytorch's ``detect_face`` step for step (the same pyramid sizes, area
 resampling, ``(x - 127.5) / 128`` normalisation, box arithmetic with its +1 widths, clipping and NMS
 thresholds, float32 throughout), so boxes, scores and landmarks are those of
-``facenet_pytorch.MTCNN.detect`` (on the CPU, to the bit: tests/test_mtcnn.py). What differs is how
+``facenet_pytorch.MTCNN.detect`` (on the CPU, to the bit: tests/vision/test_mtcnn.py). What differs is how
 the work is laid out: every stage runs on the whole batch at once.
 The candidates of all images and pyramid levels are one set of tensors with an image column; NMS is
 one call of torchvision's operator (facesys/vision/nms.py) keyed by image (or by image and level), the "Min"

@@ -4,7 +4,7 @@ The layers and parameter names are those of ``facenet_pytorch.models.mtcnn`` so 
 (``facenet_pytorch/data/{pnet,rnet,onet}.pt``, shipped in its wheel) load unchanged. They are
 defined here because importing that module imports torchvision, whose package import pulls in
 ``torch._dynamo`` (~0.9 s of every command's start-up on this machine; benchmarks/startup.py).
-tests/test_mtcnn.py checks that the detector still gives facenet-pytorch's boxes to the bit.
+tests/vision/test_mtcnn.py checks that the detector still gives facenet-pytorch's boxes to the bit.
 """
 
 from __future__ import annotations
