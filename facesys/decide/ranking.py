@@ -2,8 +2,8 @@
 stranger calibration: over plain data and callables, so the gallery (from its store) and evaluation
 (from an in-memory index) make the same decision.
 
-``search(probes)`` -> (found face ids (Q, k), owner of each id, faces searched); ``faces_of(name)``
--> (face ids (K,), embeddings (K, D), photo of each face id). ``PersonFaces`` caches the latter per
+``search(probes, k)`` -> their ``k`` nearest enrolled faces (``Neighbours``); ``faces_of(name)`` ->
+(face ids (K,), embeddings (K, D), photo of each face id). ``PersonFaces`` caches the latter per
 gallery generation (at most ``CACHED_PEOPLE`` people), so a person score over all of a candidate's
 photos costs no extra query on a warm gallery.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,9 +24,21 @@ from facesys.decide.scoring import DEFAULT_PERSON_SCORE, Evidence, score_candida
 CACHED_PEOPLE = 4096
 SEARCHED_FACES = 64  # nearest faces whose people become candidates
 
+
+@dataclass(frozen=True)
+class Neighbours:
+    """Search results for Q queries: ``distances`` and ``ids`` (Q, k) (id -1 = none), person
+    ``names`` of the ids found, and the number of faces searched."""
+
+    distances: np.ndarray
+    ids: np.ndarray
+    names: dict[int, str]
+    size: int
+
+
+Search = Callable[[np.ndarray, int], Neighbours]
 PersonFacesT = tuple[np.ndarray, np.ndarray, dict[int, str]]
 FacesOf = Callable[[str], PersonFacesT]
-Search = Callable[[np.ndarray], tuple[np.ndarray, dict[int, str], int]]
 
 
 class PersonFaces:
@@ -95,9 +108,9 @@ def identify(
 ) -> tuple[list[list[Candidate]], OpenSetThreshold]:
     """The ``top_k`` people of each of (Q, D) ``probes`` and the open-set threshold that names them
     (``policy`` over the faces searched and, when it uses one, the gallery's ``calibration()``)."""
-    found, owner, size = search(probes)
-    ranked = rank(probes, found, owner, faces_of, top_k, method)
-    return ranked, policy.identify(size, calibration() if policy.uses_calibration else None)
+    found = search(probes, SEARCHED_FACES)
+    ranked = rank(probes, found.ids, found.names, faces_of, top_k, method)
+    return ranked, policy.identify(found.size, calibration() if policy.uses_calibration else None)
 
 
 def calibrate(
@@ -114,6 +127,6 @@ def calibrate(
     if people < MIN_PEOPLE or not len(face_ids):
         return None
     probes, owners = faces(face_ids[sample_faces(len(face_ids))])
-    found, owner, _ = search(probes)
-    ranked = rank(probes, found, owner, faces_of, 1, method, owners)
+    found = search(probes, SEARCHED_FACES)
+    ranked = rank(probes, found.ids, found.names, faces_of, 1, method, owners)
     return fit(np.array([c[0].distance if c else np.inf for c in ranked]), people)

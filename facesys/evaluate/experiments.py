@@ -190,7 +190,7 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, p
     stricter of the table and the gallery's own calibration, facesys/decide/calibration.py).
     """
     from facesys.decide.calibration import describe
-    from facesys.decide.ranking import SEARCHED_FACES, calibrate, identify
+    from facesys.decide.ranking import Neighbours, calibrate, identify
     from facesys.gallery.index import index_class
 
     photos = [p for ps in split.enrolled.values() for p in ps]
@@ -204,8 +204,8 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, p
         rows_of.setdefault(name, []).append(i)
     people = {name: (np.array(rows, np.int64), matrix[rows], {}) for name, rows in rows_of.items()}
 
-    def search(probes: np.ndarray) -> tuple[np.ndarray, dict[int, str], int]:
-        return index.search(probes, SEARCHED_FACES)[1], owner, len(gallery)
+    def search(probes: np.ndarray, k: int) -> Neighbours:
+        return Neighbours(*index.search(probes, k), owner, len(gallery))
 
     def faces(ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
         return matrix[ids], [owner[int(i)] for i in ids]

@@ -11,7 +11,6 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from facesys.config import default_gallery
 from facesys.decide import ranking
 from facesys.decide.calibration import Calibration
 from facesys.decide.match import Candidate, OpenSetThreshold, ThresholdPolicy
+from facesys.decide.ranking import Neighbours
 from facesys.decide.scoring import DEFAULT_PERSON_SCORE
 from facesys.errors import GalleryError, NoGalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import AuditEvent
@@ -32,17 +32,6 @@ from facesys.keys import ApiKey, hash_key, new_key
 from facesys.models import ModelInfo
 
 THRESHOLD_KINDS = ("verify", "identify")
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """Search results for Q queries: ``distances`` and ``ids`` (Q, k) (id -1 = none), person
-    ``names`` of the ids found, and the number of faces searched."""
-
-    distances: np.ndarray
-    ids: np.ndarray
-    names: dict[int, str]
-    size: int
 
 
 class Gallery:
@@ -307,17 +296,8 @@ class Gallery:
         if store is None:
             with self.open() as opened:
                 return self.identify(vectors, top_k, policy, method, opened)
-        calibration = partial(self.calibration, method, store)
-        return ranking.identify(vectors, self._search_of(store), self._faces_of(store), top_k, policy, calibration, method)
-
-    def _search_of(self, store: TruthStore) -> ranking.Search:
-        """The search ranking runs: the SEARCHED_FACES nearest faces in ``store``, their owners, the faces searched."""
-
-        def search(vectors: np.ndarray) -> tuple[np.ndarray, dict[int, str], int]:
-            found = self.search(vectors, ranking.SEARCHED_FACES, store)
-            return found.ids, found.names, found.size
-
-        return search
+        search, calibration = partial(self.search, store=store), partial(self.calibration, method, store)
+        return ranking.identify(vectors, search, self._faces_of(store), top_k, policy, calibration, method)
 
     def _faces_of(self, store: TruthStore) -> ranking.FacesOf:
         """A person's (face ids, embeddings, photo of each id) in ``store``, through the per-generation cache."""
@@ -354,7 +334,8 @@ class Gallery:
             kept = [i for i in ids.tolist() if i in owners]
             return store.vectors(np.array(kept, np.int64)), [owners[i] for i in kept]
 
-        value = ranking.calibrate(store.face_ids(), faces, people, self._search_of(store), self._faces_of(store), method)
+        search = partial(self.search, store=store)
+        value = ranking.calibrate(store.face_ids(), faces, people, search, self._faces_of(store), method)
         with self._lock:
             self._calibration = (key, generation, size, value)
         return value
