@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 
 from facesys.config import DEFAULT_MODEL, DEFAULT_TARGET_FPIR
-from facesys.decide.match import Identification, ThresholdPolicy, VerifyResult, verify
+from facesys.decide.match import Identification, OpenSetThreshold, ThresholdPolicy, VerifyResult, verify
 from facesys.enroll import Enrollment, EnrollReport, EnrollResult
 from facesys.errors import FacesysError, ImageError, NoFaceError, NoGalleryError
 from facesys.gallery.gallery import Gallery
@@ -173,15 +173,11 @@ class FaceSystem:
         in force)."""
         policy = policy or self.policy()
         faces = [face for result in results for face in result.faces]
-        ranked, searched, calibration = [[] for _ in faces], 0, None
+        ranked, threshold = [[] for _ in faces], policy.identify(0)
         # require_model: the gallery may have been re-embedded meanwhile by another process
         if faces and self.gallery.require_model(self.embedder.model_id) is not None:
-            with self.gallery.open() as store:
-                ranked, searched = self.gallery.rank_people(np.stack([f.embedding for f in faces]), top_k, store=store)
-                if policy.uses_calibration:
-                    calibration = self.gallery.calibration(store=store)
-        threshold, source = policy.identify(searched, calibration)
-        answers = iter(_identification(f, c, threshold, source, self.probe_rules) for f, c in zip(faces, ranked, strict=True))
+            ranked, threshold = self.gallery.identify(np.stack([f.embedding for f in faces]), top_k, policy)
+        answers = iter(_identification(f, c, threshold, self.probe_rules) for f, c in zip(faces, ranked, strict=True))
         return [[next(answers) for _ in result.faces] for result in results]
 
     def reindex(self, model: str) -> int:
@@ -255,20 +251,20 @@ class FaceSystem:
         return find(self.gallery, name)
 
 
-def _identification(face, candidates, threshold: float, source: str, rules: ProbeRules) -> Identification:
+def _identification(face, candidates, threshold: OpenSetThreshold, rules: ProbeRules) -> Identification:
     """One face's answer: named when it is good enough to judge and its best candidate is within ``threshold``."""
     best = candidates[0] if candidates else None
     problem = probe_problem(face.box, face.score, face.landmarks, face.sharpness, rules)
-    named = best is not None and problem is None and best.distance <= threshold
+    named = best is not None and problem is None and best.distance <= threshold.value
     return Identification(
         face.box.tolist(),
         face.score,
         best.name if named else None,
         best.distance if best else None,
-        threshold,
+        threshold.value,
         candidates,
         quality=problem,
-        threshold_source=source,
+        threshold_source=threshold.source,
     )
 
 

@@ -80,8 +80,8 @@ def test_strangers_are_unknown(lfw_system, lfw_people):
 
 def test_open_set_threshold_is_stricter_than_verify(lfw_system):
     faces = sum(count for _, count in lfw_system.gallery.people())
-    threshold, source = lfw_system.policy().identify(faces, lfw_system.gallery.calibration())
-    assert threshold < lfw_system.embedder.spec.threshold and source in ("model table", "gallery's own strangers")
+    threshold = lfw_system.policy().identify(faces, lfw_system.gallery.calibration())
+    assert threshold.value < lfw_system.embedder.spec.threshold and threshold.source in ("model table", "gallery's own strangers")
 
 
 def test_verify_on_lfw_pairs(embedder):

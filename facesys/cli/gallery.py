@@ -120,17 +120,11 @@ def open_set_summary(gallery, faces: int, people: int) -> dict:
     if spec is None:
         return {}
     calibration = gallery.calibration()
-    policy = ThresholdPolicy(None, gallery.thresholds(), spec.threshold, spec.far_table)
-    threshold, source = policy.identify(faces, calibration)
-    if source == "gallery's own strangers":
-        expected = calibration.expected_fpir(threshold)
-    elif source == "model table" and threshold < spec.threshold:
-        expected = policy.target_fpir  # the table's target (not when capped at verify's threshold)
-    else:
-        expected = None
+    threshold = ThresholdPolicy(None, gallery.thresholds(), spec.threshold, spec.far_table).identify(faces, calibration)
+    expected = threshold.expected_fpir
     return {
-        "open_set_threshold": round(threshold, 4),
-        "open_set_threshold_source": source,
+        "open_set_threshold": round(threshold.value, 4),
+        "open_set_threshold_source": threshold.source,
         "expected_false_identification_rate": None if expected is None else round(expected, 4),
         "self_calibration": describe(calibration, people),
     }

@@ -16,12 +16,34 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 import numpy as np
 
 from facesys.config import DEFAULT_TARGET_FPIR
 from facesys.decide.calibration import Calibration
 from facesys.decide.scoring import Evidence
+
+
+class ThresholdSource(StrEnum):
+    """Where a threshold came from (its value is what answers show)."""
+
+    ARGUMENT = "argument"
+    GALLERY = "gallery"  # verify's, calibrated into the gallery
+    MODEL_DEFAULT = "model default"
+    GALLERY_SETTING = "gallery setting"  # identify's, calibrated into the gallery
+    GALLERY_STRANGERS = "gallery's own strangers"  # facesys/decide/calibration.py
+    MODEL_TABLE = "model table"
+
+
+@dataclass(frozen=True)
+class OpenSetThreshold:
+    """identify's threshold: its ``value``, its ``source`` and the share of strangers it is expected
+    to name (None when not known: an argument, a gallery setting, the table capped at verify's)."""
+
+    value: float
+    source: ThresholdSource
+    expected_fpir: float | None = None
 
 
 @dataclass(frozen=True)
@@ -31,7 +53,7 @@ class Verification:
     distance: float
     threshold: float
     same: bool
-    threshold_source: str
+    threshold_source: ThresholdSource
 
 
 @dataclass(frozen=True)
@@ -125,7 +147,7 @@ def distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
 
 
-def verify(a: np.ndarray, b: np.ndarray, threshold: float, threshold_source: str) -> Verification:
+def verify(a: np.ndarray, b: np.ndarray, threshold: float, threshold_source: ThresholdSource) -> Verification:
     d = distance(a, b)
     return Verification(d, threshold, d <= threshold, threshold_source)
 
@@ -162,28 +184,29 @@ class ThresholdPolicy:
     far_table: tuple[tuple[float, float], ...]
     target_fpir: float = DEFAULT_TARGET_FPIR
 
-    def verify(self) -> tuple[float, str]:
+    def verify(self) -> tuple[float, ThresholdSource]:
         """(threshold, where it came from: argument, gallery or model default)."""
         if self.override is not None:
-            return self.override, "argument"
+            return self.override, ThresholdSource.ARGUMENT
         if self.calibrated.get("verify") is not None:
-            return float(self.calibrated["verify"]), "gallery"
-        return self.model_threshold, "model default"
+            return float(self.calibrated["verify"]), ThresholdSource.GALLERY
+        return self.model_threshold, ThresholdSource.MODEL_DEFAULT
 
     @property
     def uses_calibration(self) -> bool:
         """Whether :meth:`identify` would consult the gallery's own calibration."""
         return self.override is None and self.calibrated.get("identify") is None
 
-    def identify(self, faces_in_gallery: int, calibration: Calibration | None = None) -> tuple[float, str]:
-        """(the open-set threshold for a gallery of ``faces_in_gallery`` faces, where it came from):
-        the argument, the gallery's stored value, or the stricter of the model's table and the
-        gallery's own ``calibration`` (facesys/decide/calibration.py)."""
+    def identify(self, faces_in_gallery: int, calibration: Calibration | None = None) -> OpenSetThreshold:
+        """The open-set threshold for a gallery of ``faces_in_gallery`` faces: the argument, the
+        gallery's stored value, or the stricter of the model's table and the gallery's own
+        ``calibration`` (facesys/decide/calibration.py)."""
         if self.override is not None:
-            return self.override, "argument"
+            return OpenSetThreshold(self.override, ThresholdSource.ARGUMENT)
         if self.calibrated.get("identify") is not None:
-            return float(self.calibrated["identify"]), "gallery setting"
-        table = identify_threshold(self.far_table, faces_in_gallery, self.verify()[0], self.target_fpir)
-        if calibration is not None and calibration.threshold(self.target_fpir) < table:
-            return calibration.threshold(self.target_fpir), "gallery's own strangers"
-        return table, "model table"
+            return OpenSetThreshold(float(self.calibrated["identify"]), ThresholdSource.GALLERY_SETTING)
+        cap = self.verify()[0]
+        table = identify_threshold(self.far_table, faces_in_gallery, cap, self.target_fpir)
+        if calibration is not None and (own := calibration.threshold(self.target_fpir)) < table:
+            return OpenSetThreshold(own, ThresholdSource.GALLERY_STRANGERS, calibration.expected_fpir(own))
+        return OpenSetThreshold(table, ThresholdSource.MODEL_TABLE, self.target_fpir if table < cap else None)

@@ -1,8 +1,11 @@
-"""Ranking enrolled people for probe faces, and the gallery's own stranger calibration, over a store.
+"""Ranking enrolled people for probe faces, the open-set decision on them, and the gallery's own
+stranger calibration: over plain data and callables, so the gallery (from its store) and evaluation
+(from an in-memory index) make the same decision.
 
-``PersonFaces`` caches each person's enrolled face ids, embeddings and photos (one store read per
-person, kept until the store's generation changes; at most ``CACHED_PEOPLE`` people) so a person
-score over all of a candidate's photos costs no extra query on a warm gallery.
+``search(probes, k)`` -> their ``k`` nearest enrolled faces (``Neighbours``); ``faces_of(name)`` ->
+(face ids (K,), embeddings (K, D), photo of each face id). ``PersonFaces`` caches the latter per
+gallery generation (at most ``CACHED_PEOPLE`` people), so a person score over all of a candidate's
+photos costs no extra query on a warm gallery.
 """
 
 from __future__ import annotations
@@ -10,44 +13,57 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
 from facesys.decide.calibration import MIN_PEOPLE, Calibration, fit, sample_faces
-from facesys.decide.match import Candidate
+from facesys.decide.match import Candidate, OpenSetThreshold, ThresholdPolicy
 from facesys.decide.scoring import DEFAULT_PERSON_SCORE, Evidence, score_candidates
-from facesys.gallery.store import TruthStore
 
 CACHED_PEOPLE = 4096
 SEARCHED_FACES = 64  # nearest faces whose people become candidates
 
 
+@dataclass(frozen=True)
+class Neighbours:
+    """Search results for Q queries: ``distances`` and ``ids`` (Q, k) (id -1 = none), person
+    ``names`` of the ids found, and the number of faces searched."""
+
+    distances: np.ndarray
+    ids: np.ndarray
+    names: dict[int, str]
+    size: int
+
+
+Search = Callable[[np.ndarray, int], Neighbours]
+PersonFacesT = tuple[np.ndarray, np.ndarray, dict[int, str]]
+FacesOf = Callable[[str], PersonFacesT]
+
+
 class PersonFaces:
-    """Per-person (face ids (K,), embeddings (K, D), photo of each face id), cached per store generation."""
+    """Per-person (face ids (K,), embeddings (K, D), photo of each face id), cached per gallery generation."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._generation: int | None = None
-        self._people: OrderedDict[str, tuple[np.ndarray, np.ndarray, dict[int, str]]] = OrderedDict()
+        self._people: OrderedDict[str, PersonFacesT] = OrderedDict()
 
-    def reader(self, store: TruthStore) -> Callable[[str], tuple[np.ndarray, np.ndarray, dict[int, str]]]:
-        """A lookup of one person's faces through ``store`` (the cache is emptied if the store changed)."""
-        generation = store.generation
+    def reader(self, generation: int, load: FacesOf) -> FacesOf:
+        """``load`` (one person's faces read from the gallery at ``generation``) behind the cache,
+        which is emptied when the generation changed."""
         with self._lock:
             if generation != self._generation:
                 self._people.clear()
                 self._generation = generation
 
-        def faces_of(name: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+        def faces_of(name: str) -> PersonFacesT:
             with self._lock:
                 hit = self._people.get(name)
                 if hit is not None:
                     self._people.move_to_end(name)
                     return hit
-            records = store.faces(name)
-            ids = np.array([r.id for r in records], np.int64)
-            vectors = store.vectors(ids) if len(ids) else np.zeros((0, store.dim), np.float32)
-            entry = (ids, vectors, {r.id: r.source for r in records})
+            entry = load(name)
             with self._lock:
                 self._people[name] = entry
                 while len(self._people) > CACHED_PEOPLE:
@@ -61,7 +77,7 @@ def rank(
     probes: np.ndarray,
     found_ids: np.ndarray,
     owner: dict[int, str],
-    faces_of: Callable[[str], tuple[np.ndarray, np.ndarray, dict[int, str]]],
+    faces_of: FacesOf,
     top_k: int,
     method: str = DEFAULT_PERSON_SCORE,
     exclude: list[str | None] | None = None,
@@ -81,30 +97,36 @@ def rank(
     return answers
 
 
-def calibrate(
+def identify(
     probes: np.ndarray,
-    owners: list[str],
+    search: Search,
+    faces_of: FacesOf,
+    top_k: int,
+    policy: ThresholdPolicy,
+    calibration: Callable[[], Calibration | None] = lambda: None,
+    method: str = DEFAULT_PERSON_SCORE,
+) -> tuple[list[list[Candidate]], OpenSetThreshold]:
+    """The ``top_k`` people of each of (Q, D) ``probes`` and the open-set threshold that names them
+    (``policy`` over the faces searched and, when it uses one, the gallery's ``calibration()``)."""
+    found = search(probes, SEARCHED_FACES)
+    ranked = rank(probes, found.ids, found.names, faces_of, top_k, method)
+    return ranked, policy.identify(found.size, calibration() if policy.uses_calibration else None)
+
+
+def calibrate(
+    face_ids: np.ndarray,
+    faces: Callable[[np.ndarray], tuple[np.ndarray, list[str]]],
     people: int,
-    search: Callable[[np.ndarray], tuple[np.ndarray, dict[int, str]]],
-    faces_of,
+    search: Search,
+    faces_of: FacesOf,
     method: str = DEFAULT_PERSON_SCORE,
 ) -> Calibration | None:
-    """A gallery's stranger calibration (facesys/decide/calibration.py; None: too small to tell): each of the
-    (S, D) enrolled ``probes`` (faces of ``owners``) identified against everyone but its own person,
-    in a gallery of ``people``. ``search(vectors)`` -> (found face ids (S, k), owner of each id)."""
-    if people < MIN_PEOPLE or not len(probes):
+    """A gallery's stranger calibration (facesys/decide/calibration.py; None: too small to tell): up to
+    SAMPLE_FACES (seeded) of its (N,) ``face_ids``, read with ``faces(ids)`` -> (embeddings, owners),
+    each identified against everyone but its own person, in a gallery of ``people``."""
+    if people < MIN_PEOPLE or not len(face_ids):
         return None
-    found, owner = search(probes)
-    ranked = rank(probes, found, owner, faces_of, 1, method, owners)
+    probes, owners = faces(face_ids[sample_faces(len(face_ids))])
+    found = search(probes, SEARCHED_FACES)
+    ranked = rank(probes, found.ids, found.names, faces_of, 1, method, owners)
     return fit(np.array([c[0].distance if c else np.inf for c in ranked]), people)
-
-
-def calibrate_store(store: TruthStore, people: int, search, faces_of, method: str = DEFAULT_PERSON_SCORE) -> Calibration | None:
-    """:func:`calibrate` over (up to SAMPLE_FACES, seeded) enrolled faces of ``store``."""
-    if people < MIN_PEOPLE:
-        return None
-    ids = store.face_ids()
-    sample = ids[sample_faces(len(ids))]
-    owners = store.names_of(sample)
-    sample = np.array([i for i in sample.tolist() if i in owners], np.int64)
-    return calibrate(store.vectors(sample), [owners[int(i)] for i in sample], people, search, faces_of, method)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from facesys.datasets import people_in
+from facesys.decide.match import OpenSetThreshold
 from facesys.decide.scoring import DEFAULT_PERSON_SCORE
 from facesys.errors import FacesysError
 from facesys.evaluate.identification import GenuineProbe, dir_at, identification_metrics, rejection_rate
@@ -182,14 +183,14 @@ def split_identification(
 
 
 def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, policy, score: str = DEFAULT_PERSON_SCORE) -> dict:
-    """rank-1/5, DIR at FPIR 1e-1 and 1e-2, and facesys's open-set answers on ``split``, with people
-    ranked as identify ranks them (``score``: facesys/decide/scoring.py; candidates from the 64 nearest faces).
+    """rank-1/5, DIR at FPIR 1e-1 and 1e-2, and facesys's open-set answers on ``split``, decided as identify
+    decides (facesys/decide/ranking.py ``identify``; ``score``: facesys/decide/scoring.py), over an in-memory index.
 
     Two thresholds from ``policy`` (a ThresholdPolicy): the model's table alone, and the default (the
     stricter of the table and the gallery's own calibration, facesys/decide/calibration.py).
     """
-    from facesys.decide.calibration import describe, sample_faces
-    from facesys.decide.ranking import SEARCHED_FACES, calibrate, rank
+    from facesys.decide.calibration import describe
+    from facesys.decide.ranking import Neighbours, calibrate, identify
     from facesys.gallery.index import index_class
 
     photos = [p for ps in split.enrolled.values() for p in ps]
@@ -203,22 +204,25 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, p
         rows_of.setdefault(name, []).append(i)
     people = {name: (np.array(rows, np.int64), matrix[rows], {}) for name, rows in rows_of.items()}
 
-    def search(probes: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
-        return index.search(probes, SEARCHED_FACES)[1], owner
+    def search(probes: np.ndarray, k: int) -> Neighbours:
+        return Neighbours(*index.search(probes, k), owner, len(gallery))
 
-    def answers(items: list[tuple[str, Path]]) -> list[list[tuple[str, float]]]:
-        present = [vectors[p] for _, p in items if vectors[p] is not None]
-        probes = np.stack(present) if present else None
-        ranked = iter(rank(probes, search(probes)[0], owner, people.__getitem__, 5, score) if present else [])
-        return [[(c.name, c.distance) for c in next(ranked)] if vectors[p] is not None else [] for _, p in items]
+    def faces(ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        return matrix[ids], [owner[int(i)] for i in ids]
 
-    genuine = [GenuineProbe(name, r) for (name, _), r in zip(split.genuine, answers(split.genuine), strict=True)]
-    impostor_best = np.array([r[0][1] if r else np.inf for r in answers(split.impostor)])
+    calibration = calibrate(np.arange(len(gallery)), faces, len(people), search, people.__getitem__, score)
+
+    def answers(items: list[tuple[str, Path]]) -> tuple[list[list[tuple[str, float]]], OpenSetThreshold]:
+        probes = np.array([vectors[p] for _, p in items if vectors[p] is not None], np.float32).reshape(-1, matrix.shape[1])
+        ranked, threshold = identify(probes, search, people.__getitem__, 5, policy, lambda: calibration, score)
+        found = iter(ranked)
+        return [[(c.name, c.distance) for c in next(found)] if vectors[p] is not None else [] for _, p in items], threshold
+
+    genuine_answers, default = answers(split.genuine)
+    genuine = [GenuineProbe(name, r) for (name, _), r in zip(split.genuine, genuine_answers, strict=True)]
+    impostor_best = np.array([r[0][1] if r else np.inf for r in answers(split.impostor)[0]])
     metrics = identification_metrics(genuine, impostor_best)
-    sample = sample_faces(len(gallery))
-    calibration = calibrate(matrix[sample], [owner[int(i)] for i in sample], len(people), search, people.__getitem__, score)
-    table, _ = policy.identify(len(gallery))
-    threshold, source = policy.identify(len(gallery), calibration)
+    table = policy.identify(len(gallery)).value  # the model's table alone
     return {
         "person_score": score,
         "people_enrolled": len(split.enrolled),
@@ -235,9 +239,9 @@ def evaluate_identification(cache: EmbeddingCache, split: IdentificationSplit, p
         "model_table_unknown_rejected": rejection_rate(impostor_best, table),
         "calibration": None if calibration is None else calibration.to_dict(),
         "calibration_note": describe(calibration, len(people)),
-        "default_threshold": threshold,
-        "default_threshold_source": source,
-        "default_named_correctly": dir_at(genuine, threshold),
-        "default_unknown_rejected": rejection_rate(impostor_best, threshold),
+        "default_threshold": default.value,
+        "default_threshold_source": default.source,
+        "default_named_correctly": dir_at(genuine, default.value),
+        "default_unknown_rejected": rejection_rate(impostor_best, default.value),
         "missing_face_policy": "probes without a face count as misses (genuine) and as rejected (impostor)",
     }

@@ -8,7 +8,6 @@ from typing import Any
 
 _LAZY = {
     "Gallery": "facesys.gallery.gallery",
-    "ModelInfo": "facesys.gallery.gallery",
     "Neighbours": "facesys.gallery.gallery",
 }
 

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,8 @@ import numpy as np
 from facesys.config import default_gallery
 from facesys.decide import ranking
 from facesys.decide.calibration import Calibration
-from facesys.decide.match import Candidate
+from facesys.decide.match import Candidate, OpenSetThreshold, ThresholdPolicy
+from facesys.decide.ranking import Neighbours
 from facesys.decide.scoring import DEFAULT_PERSON_SCORE
 from facesys.errors import GalleryError, NoGalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import AuditEvent
@@ -28,30 +29,9 @@ from facesys.gallery.index import sync as index_sync
 from facesys.gallery.location import index_folder_of, is_database_url, public_form
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
 from facesys.keys import ApiKey, hash_key, new_key
+from facesys.models import ModelInfo
 
 THRESHOLD_KINDS = ("verify", "identify")
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """The model a gallery's embeddings come from: ``model_id`` (name@sha256 prefix), the name or
-    path it was created from, the sha256 of its weights and its embedding dimension."""
-
-    model_id: str
-    name: str
-    weights_sha256: str
-    dim: int
-
-
-@dataclass(frozen=True)
-class Neighbours:
-    """Search results for Q queries: ``distances`` and ``ids`` (Q, k) (id -1 = none), person
-    ``names`` of the ids found, and the number of faces searched."""
-
-    distances: np.ndarray
-    ids: np.ndarray
-    names: dict[int, str]
-    size: int
 
 
 class Gallery:
@@ -302,17 +282,33 @@ class Gallery:
             size = len(index)
         return Neighbours(distances, ids, store.names_of(ids), size)
 
-    def rank_people(
-        self, vectors: np.ndarray, top_k: int, method: str = DEFAULT_PERSON_SCORE, store: TruthStore | None = None
-    ) -> tuple[list[list[Candidate]], int]:
+    def identify(
+        self,
+        vectors: np.ndarray,
+        top_k: int,
+        policy: ThresholdPolicy,
+        method: str = DEFAULT_PERSON_SCORE,
+        store: TruthStore | None = None,
+    ) -> tuple[list[list[Candidate]], OpenSetThreshold]:
         """For each of (Q, D) float32 unit ``vectors``: the ``top_k`` enrolled people, best first, by person
-        score (facesys/decide/scoring.py), each with their faces nearest first; and how many faces were searched."""
+        score (facesys/decide/scoring.py), each with their faces nearest first; and the open-set threshold
+        ``policy`` gives this gallery. The decision is facesys/decide/ranking.py's ``identify``, as in evaluation."""
         if store is None:
             with self.open() as opened:
-                return self.rank_people(vectors, top_k, method, opened)
-        found = self.search(vectors, ranking.SEARCHED_FACES, store)
-        faces_of = self._person_faces.reader(store)
-        return ranking.rank(vectors, found.ids, found.names, faces_of, top_k, method), found.size
+                return self.identify(vectors, top_k, policy, method, opened)
+        search, calibration = partial(self.search, store=store), partial(self.calibration, method, store)
+        return ranking.identify(vectors, search, self._faces_of(store), top_k, policy, calibration, method)
+
+    def _faces_of(self, store: TruthStore) -> ranking.FacesOf:
+        """A person's (face ids, embeddings, photo of each id) in ``store``, through the per-generation cache."""
+
+        def load(name: str) -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
+            records = store.faces(name)
+            ids = np.array([r.id for r in records], np.int64)
+            vectors = store.vectors(ids) if len(ids) else np.zeros((0, store.dim), np.float32)
+            return ids, vectors, {r.id: r.source for r in records}
+
+        return self._person_faces.reader(store.generation, load)
 
     def calibration(self, method: str = DEFAULT_PERSON_SCORE, store: TruthStore | None = None) -> Calibration | None:
         """The gallery's own stranger calibration (facesys/decide/calibration.py); None when too small to tell.
@@ -333,11 +329,13 @@ class Gallery:
                 self._calibration = (key, generation, size, value)
             return value
 
-        def search(vectors: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
-            found = self.search(vectors, ranking.SEARCHED_FACES, store)
-            return found.ids, found.names
+        def faces(ids: np.ndarray) -> tuple[np.ndarray, list[str]]:
+            owners = store.names_of(ids)
+            kept = [i for i in ids.tolist() if i in owners]
+            return store.vectors(np.array(kept, np.int64)), [owners[i] for i in kept]
 
-        value = ranking.calibrate_store(store, people, search, self._person_faces.reader(store), method)
+        search = partial(self.search, store=store)
+        value = ranking.calibrate(store.face_ids(), faces, people, search, self._faces_of(store), method)
         with self._lock:
             self._calibration = (key, generation, size, value)
         return value

@@ -2,6 +2,7 @@
 
 from facesys.models._registry import (
     LANDMARK_NAMES,
+    ModelInfo,
     ModelSpec,
     create_model,
     get_model_spec,
@@ -13,6 +14,7 @@ from facesys.models._registry import (
 
 __all__ = [
     "LANDMARK_NAMES",
+    "ModelInfo",
     "ModelSpec",
     "create_model",
     "get_model_spec",

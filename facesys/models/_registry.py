@@ -28,6 +28,17 @@ CHECKPOINT_VERSION = 1
 
 
 @dataclass(frozen=True)
+class ModelInfo:
+    """The model a gallery's embeddings come from: ``model_id`` (name@sha256 prefix), the name or
+    path it was created from, the sha256 of its weights and its embedding dimension."""
+
+    model_id: str
+    name: str
+    weights_sha256: str
+    dim: int
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """What facesys needs to know about an embedding network.
 

@@ -20,6 +20,7 @@ import numpy as np
 from facesys import threads
 from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, FACE_SELECTIONS, PHOTO_BATCH
 from facesys.errors import FacesysError, ImageError
+from facesys.models import ModelInfo
 from facesys.vision.align import align_faces
 from facesys.vision.detect import Detection, FaceDetector, pick_faces
 from facesys.vision.images import ImageInput, describe, load_image
@@ -118,10 +119,8 @@ class Embedder:
         return self.model.model_id
 
     @property
-    def model_info(self):
+    def model_info(self) -> ModelInfo:
         """The ModelInfo a gallery records for this embedder's embeddings."""
-        from facesys.gallery.gallery import ModelInfo
-
         return ModelInfo(self.model_id, self.source, self.model.weights_sha256, self.spec.embedding_dim)
 
     def embed_crops(self, crops: list[tuple[bytes, list[float], list[list[float]]]]) -> np.ndarray:

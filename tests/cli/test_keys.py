@@ -9,9 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from facesys.cli import main
-from facesys.gallery import Gallery, ModelInfo
+from facesys.gallery import Gallery
 from facesys.gallery.audit import acting_as, local_user
 from facesys.keys import hash_key
+from facesys.models import ModelInfo
 from tests.gallery.conftest import MODEL, face
 
 TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"

@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from facesys.cli import main
-from facesys.gallery import Gallery, ModelInfo
+from facesys.gallery import Gallery
+from facesys.models import ModelInfo
 from tests.conftest import ROOT, data_path
 from tests.gallery.conftest import MODEL, face
 

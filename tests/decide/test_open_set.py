@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from facesys.decide.calibration import MIN_PEOPLE, Calibration, fit
-from facesys.decide.match import ThresholdPolicy
+from facesys.decide.match import OpenSetThreshold, ThresholdPolicy
 from facesys.decide.scoring import person_score, score_candidates, template
 from facesys.vision.quality import ProbeRules, face_geometry, probe_problem
 from tests.conftest import data_path
@@ -63,13 +63,41 @@ def test_calibration_needs_enough_people_and_fits_the_strangers():
 
 def test_the_stricter_of_the_model_table_and_the_gallery_wins():
     policy = ThresholdPolicy(None, {}, 0.6, TABLE)
-    assert policy.identify(10) == (pytest.approx(0.40), "model table")
+    assert policy.identify(10) == OpenSetThreshold(pytest.approx(0.40), "model table", 0.01)
     loose, strict = Calibration(0.6, 0.02, 50, 25), Calibration(0.40, 0.03, 50, 25)
-    assert policy.identify(10, loose) == (pytest.approx(0.40), "model table")
-    threshold, source = policy.identify(10, strict)
-    assert source == "gallery's own strangers" and threshold == pytest.approx(strict.threshold(0.01)) and threshold < 0.40
-    assert ThresholdPolicy(0.33, {}, 0.6, TABLE).identify(10, strict) == (0.33, "argument")
-    assert ThresholdPolicy(None, {"identify": 0.31}, 0.6, TABLE).identify(10, strict) == (0.31, "gallery setting")
+    assert policy.identify(10, loose) == OpenSetThreshold(pytest.approx(0.40), "model table", 0.01)
+    own = policy.identify(10, strict)
+    assert own.source == "gallery's own strangers" and own.value == pytest.approx(strict.threshold(0.01)) and own.value < 0.40
+    assert own.expected_fpir == pytest.approx(0.01)
+    assert ThresholdPolicy(0.33, {}, 0.6, TABLE).identify(10, strict) == OpenSetThreshold(0.33, "argument")
+    assert ThresholdPolicy(None, {"identify": 0.31}, 0.6, TABLE).identify(10, strict) == OpenSetThreshold(0.31, "gallery setting")
+    # capped at verify's threshold, the table's target no longer says how many strangers are named
+    assert ThresholdPolicy(None, {"verify": 0.38}, 0.6, TABLE).identify(10) == OpenSetThreshold(0.38, "model table")
+
+
+def test_gallery_stats_shows_the_policy_answer(tmp_path):
+    from click.testing import CliRunner
+
+    from facesys.cli import main
+    from facesys.config import DEFAULT_TARGET_FPIR
+    from facesys.gallery import Gallery
+    from facesys.models import ModelInfo, get_model_spec
+    from tests.gallery.conftest import face
+
+    gallery = Gallery(tmp_path / "g")
+    gallery.add_faces([(f"p{i}", face(i, 128)) for i in range(4)], ModelInfo("dlib-resnet@0", "dlib-resnet", "0" * 64, 128))
+
+    def stats() -> dict:
+        return json.loads(CliRunner().invoke(main, ["--gallery", str(tmp_path / "g"), "gallery", "stats", "--json"]).output)
+
+    table = stats()
+    assert table["open_set_threshold_source"] == "model table" and table["self_calibration"].startswith("gallery too small")
+    assert table["open_set_threshold"] < get_model_spec("dlib-resnet").threshold
+    assert table["expected_false_identification_rate"] == DEFAULT_TARGET_FPIR
+    gallery.set_threshold("verify", 0.2)  # caps the table's threshold: its target no longer holds
+    capped = stats()
+    assert capped["open_set_threshold"] == 0.2 and capped["open_set_threshold_source"] == "model table"
+    assert capped["expected_false_identification_rate"] is None
 
 
 def _enrolled(tmp_path, embedder, folder: str, people: int, photos: int):
@@ -87,10 +115,10 @@ def test_a_gallery_of_look_alike_photos_tightens_its_own_threshold(tmp_path, emb
     system = _enrolled(tmp_path, embedder, "yalefaces", 15, 2)  # grayscale lab photos: strangers come close
     faces = sum(count for _, count in system.gallery.people())
     calibration = system.gallery.calibration()
-    table, _ = system.policy().identify(faces)
-    threshold, source = system.policy().identify(faces, calibration)
+    table = system.policy().identify(faces)
+    own = system.policy().identify(faces, calibration)
     assert calibration is not None and calibration.people == 15
-    assert source == "gallery's own strangers" and threshold < table - 0.03
+    assert own.source == "gallery's own strangers" and own.value < table.value - 0.03
 
 
 def test_a_gallery_too_small_to_calibrate_uses_the_model_table(tmp_path, embedder):

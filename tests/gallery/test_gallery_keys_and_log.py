@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 
 from facesys.errors import GalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
-from facesys.gallery import Gallery, ModelInfo
+from facesys.gallery import Gallery
 from facesys.gallery.audit import acting_as, current_actor
 from facesys.keys import hash_key
+from facesys.models import ModelInfo
 from tests.gallery.conftest import MODEL, face
 
 INFO = ModelInfo(MODEL, "test-model", "0" * 64, 8)
