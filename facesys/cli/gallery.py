@@ -8,7 +8,7 @@ import time
 import click
 
 from facesys.cli import FacesysGroup, Settings, emit_json, main
-from facesys.errors import FacesysError
+from facesys.errors import FacesysError, NoGalleryError
 from facesys.gallery.index import INDEX_KINDS
 
 
@@ -36,7 +36,7 @@ def list_people(settings: Settings, as_json: bool) -> None:
     """Everyone enrolled, with their number of photos."""
     gallery = open_gallery(settings)
     if not gallery.exists():
-        click.echo(f"{gallery.location}: no gallery here; 0 people", err=True)
+        click.echo(f"{NoGalleryError(gallery.location)}; 0 people", err=True)
     people = gallery.people()
     if as_json:
         emit_json({"people": [{"name": name, "faces": count} for name, count in people]})

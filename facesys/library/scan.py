@@ -33,7 +33,8 @@ from facesys.enroll import face_crop
 from facesys.errors import FacesysError
 from facesys.gallery.store import TruthStore
 from facesys.gallery.store.base import LibraryPhoto, NewLibraryFace, ScannedPhoto
-from facesys.library.files import LibraryFile, file_sha256, resolved_roots, under, walk
+from facesys.hashing import file_sha256
+from facesys.library.files import LibraryFile, resolved_roots, under, walk
 from facesys.vision.media import media_items
 
 if TYPE_CHECKING:
