@@ -42,6 +42,8 @@ CROP_FACE_PX = 224
 CROP_QUALITY = 95
 
 CONFUSION_NEIGHBOURS = 32  # enrolled faces compared with a new photo for the confusion warning
+FRAME_STEP = 10  # every Nth frame of a video (identify) or an animated image (scan) is looked at by default
+LOG_EVENTS = 100  # audit events listed by default (facesys gallery log, GET /v1/log)
 
 # The service (facesys serve, facesys/service/settings.py): where it listens and its limits. A
 # micro-batch holds PHOTO_BATCH images by default.

@@ -8,6 +8,7 @@ import time
 import click
 
 from facesys.cli import FacesysGroup, Settings, emit_json, main
+from facesys.config import LOG_EVENTS
 from facesys.errors import FacesysError, NoGalleryError
 from facesys.gallery.index import INDEX_KINDS
 
@@ -233,7 +234,7 @@ def _detail_shown(detail: dict) -> str:
 
 
 @gallery.command("log")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Show the latest N events.")
+@click.option("--limit", type=click.IntRange(min=1), default=LOG_EVENTS, show_default=True, help="Show the latest N events.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def log_command(settings: Settings, limit: int, as_json: bool) -> None:

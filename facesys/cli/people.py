@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from facesys.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Settings, emit_json, error_line, main
-from facesys.config import CANDIDATE_PHOTOS, TOP_K
+from facesys.config import CANDIDATE_PHOTOS, FRAME_STEP, TOP_K
 from facesys.errors import FacesysError
 
 # -- enroll -----------------------------------------------------------------------------------
@@ -131,7 +131,9 @@ def verify(settings: Settings, a: str, b: str, threshold: float | None, as_json:
     "--threshold", type=click.FloatRange(min=0.0), help="Distance threshold (overrides the gallery's and the computed one)."
 )
 @click.option("--annotate", type=click.Path(dir_okay=False), help="Write the photo with boxes and names drawn (one input photo).")
-@click.option("--every", type=click.IntRange(min=1), default=10, show_default=True, help="Videos: look at every Nth frame.")
+@click.option(
+    "--every", type=click.IntRange(min=1), default=FRAME_STEP, show_default=True, help="Videos: look at every Nth frame."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo (or video frame).")
 @click.option("--explain", is_flag=True, help="Also show the nearest enrolled photos of each candidate (JSON: all of them).")
 @click.pass_obj

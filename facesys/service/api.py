@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, Up
 from fastapi.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
-from facesys.config import CANDIDATE_PHOTOS, TOP_K
+from facesys.config import CANDIDATE_PHOTOS, LOG_EVENTS, TOP_K
 from facesys.enroll import EnrollReport, EnrollResult
 from facesys.errors import MAX_ID, FacesysError
 from facesys.gallery.audit import acting_as
@@ -332,6 +332,6 @@ def set_thresholds(body: schemas.Thresholds, caller: Admin, service: Ready) -> d
 
 
 @router.get("/log", response_model=schemas.LogAnswer, tags=["admin"])
-def audit_log(caller: Admin, service: Ready, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict:
+def audit_log(caller: Admin, service: Ready, limit: Annotated[int, Query(ge=1, le=10_000)] = LOG_EVENTS) -> dict:
     """The gallery's audit log, newest first: who changed what, when."""
     return {"events": [event.to_dict() for event in service.system.gallery.log(limit)]}
