@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facesys.errors import GalleryError
-from facesys.gallery.index import faiss_index, sync
+from facesys.gallery.index import faiss_index, index_class, sync
 from facesys.gallery.index.faiss_index import EXACT_UP_TO, IVF_MIN_FACES, FaissIndex, choose_kind
 from facesys.gallery.store.sqlite import DB_NAME, SQLiteStore
 from tests.gallery.conftest import MODEL, face
@@ -47,6 +47,8 @@ def test_kind_is_chosen_by_size_and_can_be_forced():
     assert choose_kind(10**7, "flat") == "flat"
     with pytest.raises(GalleryError, match="index_kind setting 'lsh'"):
         choose_kind(10, "lsh")
+    with pytest.raises(GalleryError, match="index backend 'annoy': choose from faiss"):  # was a KeyError
+        index_class("annoy")
 
 
 def test_search_matches_brute_force_and_follows_the_store(store):
