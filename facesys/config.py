@@ -20,6 +20,11 @@ ERROR_POLICIES = ("raise", "collect")  # what Embedder.faces does with an unread
 # Open-set identification: the false-identification rate the computed threshold aims at.
 DEFAULT_TARGET_FPIR = 0.01
 
+# Identify's answer: candidates listed per face, and each candidate's nearest enrolled photos
+# listed (all of them with --explain / explain=true in JSON).
+TOP_K = 3
+CANDIDATE_PHOTOS = 3
+
 # How a person with several enrolled photos is scored against a probe (facesys/decide/scoring.py).
 PERSON_SCORES = ("template", "nearest", "nearest-2")
 DEFAULT_PERSON_SCORE = "template"
@@ -37,6 +42,19 @@ CROP_FACE_PX = 224
 CROP_QUALITY = 95
 
 CONFUSION_NEIGHBOURS = 32  # enrolled faces compared with a new photo for the confusion warning
+FRAME_STEP = 10  # every Nth frame of a video (identify) or an animated image (scan) is looked at by default
+LOG_EVENTS = 100  # audit events listed by default (facesys gallery log, GET /v1/log)
+
+# The service (facesys serve, facesys/service/settings.py): where it listens and its limits. A
+# micro-batch holds PHOTO_BATCH images by default.
+SERVICE_HOST, SERVICE_PORT = "127.0.0.1", 8000
+MAX_UPLOAD_MB = 20  # largest request body
+MAX_FILES = 32  # uploads per request
+MAX_UPLOAD_PIXELS = 40_000_000  # largest declared image size decoded
+MAX_REQUEST_PIXELS = 100_000_000  # declared pixels of all of a request's photos together
+REQUEST_TIMEOUT_S = 60.0  # longest a request waits for its answer
+BATCH_WAIT_MS = 10.0  # longest a micro-batch waits to fill
+MAX_QUEUE = 256  # requests waiting before new ones get 503
 
 
 def default_gallery() -> str:

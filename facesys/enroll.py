@@ -27,6 +27,7 @@ from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP
 from facesys.datasets import images_in, people_in
 from facesys.errors import FacesysError, GalleryUnavailableError, ImageError, UnknownPersonError
 from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
+from facesys.hashing import file_sha256
 from facesys.vision.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
 from facesys.vision.quality import QualityRules, check_chip, pick_enrollment_face, sharpness
 
@@ -113,11 +114,7 @@ def image_sha256(source: ImageInput) -> str:
         path = Path(source)
         check_image_file(path)
         try:
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                for chunk in iter(lambda: f.read(1 << 20), b""):
-                    digest.update(chunk)
-            return digest.hexdigest()
+            return file_sha256(path)
         except OSError as exc:
             raise ImageError(f"{source}: cannot read ({exc.strerror})") from None
     return hashlib.sha256(np.ascontiguousarray(load_image(source)).tobytes()).hexdigest()

@@ -41,10 +41,11 @@ class GalleryError(FacesysError):
 
 
 class NoGalleryError(GalleryError):
-    """No gallery at a location that is only read (a service answers 404)."""
+    """No gallery at a location that is only read (a service answers 404). The one wording of "no
+    gallery here": ``first`` says what would make one (enrolling someone, scanning photos)."""
 
-    def __init__(self, location: object):
-        super().__init__(f"{location}: no gallery here (enroll someone first, or choose another gallery)", parameter="gallery")
+    def __init__(self, location: object, first: str = "enroll someone first"):
+        super().__init__(f"{location}: no gallery here ({first}, or choose another gallery)", parameter="gallery")
 
 
 class UnknownPersonError(GalleryError):

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 
-from facesys.config import DEFAULT_MODEL, DEFAULT_TARGET_FPIR
+from facesys.config import DEFAULT_MODEL, DEFAULT_TARGET_FPIR, TOP_K
 from facesys.decide.match import Identification, OpenSetThreshold, ThresholdPolicy, VerifyResult, verify
 from facesys.enroll import Enrollment, EnrollReport, EnrollResult
 from facesys.errors import FacesysError, ImageError, NoFaceError, NoGalleryError
@@ -137,11 +137,11 @@ class FaceSystem:
             (a.found, b.found),
         )
 
-    def identify(self, image: ImageInput, top_k: int = 3) -> list[Identification]:
+    def identify(self, image: ImageInput, top_k: int = TOP_K) -> list[Identification]:
         """Every face in the photo, largest first, named or unknown (name None)."""
         return self.identify_many([image], top_k)[0]
 
-    def identify_many(self, images: list[ImageInput], top_k: int = 3) -> list[list[Identification]]:
+    def identify_many(self, images: list[ImageInput], top_k: int = TOP_K) -> list[list[Identification]]:
         """:meth:`identify` for several images: batched detection, network pass and search.
         ImageError for an unusable image."""
         answers = []
@@ -152,7 +152,7 @@ class FaceSystem:
         return answers
 
     def identify_stream(
-        self, items: Iterable[tuple[Tag, ImageInput]], top_k: int = 3
+        self, items: Iterable[tuple[Tag, ImageInput]], top_k: int = TOP_K
     ) -> Iterator[tuple[Tag, ImageFaces, list[Identification]]]:
         """(tag, image) items -> (tag, ImageFaces, identifications) in input order; unusable
         images come back with ``ImageFaces.error`` set and no identification. GalleryError before
@@ -165,7 +165,7 @@ class FaceSystem:
                 yield tag, result, faces
 
     def identify_faces(
-        self, results: list[ImageFaces], top_k: int = 3, policy: ThresholdPolicy | None = None
+        self, results: list[ImageFaces], top_k: int = TOP_K, policy: ThresholdPolicy | None = None
     ) -> list[list[Identification]]:
         """The identifications of every face of images already through the pipeline (one search
         for all of them); a missing or empty gallery names nobody; a face that fails the probe

@@ -8,7 +8,8 @@ import time
 import click
 
 from facesys.cli import FacesysGroup, Settings, emit_json, main
-from facesys.errors import FacesysError
+from facesys.config import LOG_EVENTS
+from facesys.errors import FacesysError, NoGalleryError
 from facesys.gallery.index import INDEX_KINDS
 
 
@@ -36,7 +37,7 @@ def list_people(settings: Settings, as_json: bool) -> None:
     """Everyone enrolled, with their number of photos."""
     gallery = open_gallery(settings)
     if not gallery.exists():
-        click.echo(f"{gallery.location}: no gallery here; 0 people", err=True)
+        click.echo(f"{NoGalleryError(gallery.location)}; 0 people", err=True)
     people = gallery.people()
     if as_json:
         emit_json({"people": [{"name": name, "faces": count} for name, count in people]})
@@ -227,7 +228,7 @@ def _detail_shown(detail: dict) -> str:
 
 
 @gallery.command("log")
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Show the latest N events.")
+@click.option("--limit", type=click.IntRange(min=1), default=LOG_EVENTS, show_default=True, help="Show the latest N events.")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_obj
 def log_command(settings: Settings, limit: int, as_json: bool) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from facesys.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Settings, emit_json, error_line, main
+from facesys.config import CANDIDATE_PHOTOS, FRAME_STEP, TOP_K
 from facesys.errors import FacesysError
 
 # -- enroll -----------------------------------------------------------------------------------
@@ -125,12 +126,14 @@ def verify(settings: Settings, a: str, b: str, threshold: float | None, as_json:
 
 @main.command()
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Candidates listed per face.")
+@click.option("--top-k", type=click.IntRange(min=1), default=TOP_K, show_default=True, help="Candidates listed per face.")
 @click.option(
     "--threshold", type=click.FloatRange(min=0.0), help="Distance threshold (overrides the gallery's and the computed one)."
 )
 @click.option("--annotate", type=click.Path(dir_okay=False), help="Write the photo with boxes and names drawn (one input photo).")
-@click.option("--every", type=click.IntRange(min=1), default=10, show_default=True, help="Videos: look at every Nth frame.")
+@click.option(
+    "--every", type=click.IntRange(min=1), default=FRAME_STEP, show_default=True, help="Videos: look at every Nth frame."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo (or video frame).")
 @click.option("--explain", is_flag=True, help="Also show the nearest enrolled photos of each candidate (JSON: all of them).")
 @click.pass_obj
@@ -179,14 +182,11 @@ def identify(
     sys.exit(EXIT_ERROR if failed else EXIT_OK)
 
 
-EXPLAINED_PHOTOS = 3  # enrolled photos shown per candidate with --explain
-
-
 def show(faces, ref, as_json: bool, explain: bool = False) -> None:
     """One photo's (or video frame's) answer: a JSON line, or a header line and a line per face (with
     ``explain``, each candidate's nearest enrolled photos under it)."""
     if as_json:
-        emit_json({**ref.to_dict(), "faces": [f.to_dict(photos=None if explain else 3) for f in faces]})
+        emit_json({**ref.to_dict(), "faces": [f.to_dict(None if explain else CANDIDATE_PHOTOS) for f in faces]})
         return
     where = f" frame {ref.frame} ({ref.time_s:.1f} s)" if ref.frame is not None else ""
     click.echo(f"{ref.source}{where}: {len(faces)} face{'s' if len(faces) != 1 else ''}")
@@ -194,7 +194,7 @@ def show(faces, ref, as_json: bool, explain: bool = False) -> None:
         click.echo(f"  face {number} ({','.join(str(round(v)) for v in face.box)}): {answer_line(face)}")
         for candidate in face.candidates if explain else []:
             click.echo(f"    {candidate.name}: score {candidate.distance:.3f}")
-            for photo in candidate.faces[:EXPLAINED_PHOTOS]:
+            for photo in candidate.faces[:CANDIDATE_PHOTOS]:
                 click.echo(f"      face #{photo.face_id} {photo.source} (distance {photo.distance:.3f})")
 
 

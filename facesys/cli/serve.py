@@ -4,34 +4,51 @@ from __future__ import annotations
 
 import click
 
+from facesys import config
 from facesys.cli import Settings, main
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (a non-loopback one needs API keys).")
-@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option(
+    "--host", default=config.SERVICE_HOST, show_default=True, help="Address to listen on (a non-loopback one needs API keys)."
+)
+@click.option("--port", type=click.IntRange(0, 65535), default=config.SERVICE_PORT, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes sharing the gallery.")
 @click.option("--cors", multiple=True, metavar="ORIGIN", help="Let web pages of ORIGIN call the API (repeatable).")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0.1), default=20.0, show_default=True, help="Largest request body.")
-@click.option("--max-files", type=click.IntRange(min=1), default=32, show_default=True, help="Uploads per request.")
-@click.option("--max-pixels", type=click.IntRange(min=1), default=40_000_000, show_default=True, help="Largest image decoded.")
+@click.option(
+    "--max-upload-mb",
+    type=click.FloatRange(min=0.1),
+    default=config.MAX_UPLOAD_MB,
+    show_default=True,
+    help="Largest request body.",
+)
+@click.option("--max-files", type=click.IntRange(min=1), default=config.MAX_FILES, show_default=True, help="Uploads per request.")
+@click.option(
+    "--max-pixels", type=click.IntRange(min=1), default=config.MAX_UPLOAD_PIXELS, show_default=True, help="Largest image decoded."
+)
 @click.option(
     "--max-request-pixels",
     type=click.IntRange(min=1),
-    default=100_000_000,
+    default=config.MAX_REQUEST_PIXELS,
     show_default=True,
     help="Pixels of all of a request's photos together (413 above).",
 )
-@click.option("--request-timeout", type=click.FloatRange(min=0.01), default=60.0, show_default=True, help="Seconds.")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Images per micro-batch.")
+@click.option(
+    "--request-timeout", type=click.FloatRange(min=0.01), default=config.REQUEST_TIMEOUT_S, show_default=True, help="Seconds."
+)
+@click.option(
+    "--batch-size", type=click.IntRange(min=1), default=config.PHOTO_BATCH, show_default=True, help="Images per micro-batch."
+)
 @click.option(
     "--batch-wait-ms",
     type=click.FloatRange(min=0.0),
-    default=10.0,
+    default=config.BATCH_WAIT_MS,
     show_default=True,
     help="Longest a micro-batch waits to fill.",
 )
-@click.option("--max-queue", type=click.IntRange(min=1), default=256, show_default=True, help="Requests waiting before 503.")
+@click.option(
+    "--max-queue", type=click.IntRange(min=1), default=config.MAX_QUEUE, show_default=True, help="Requests waiting before 503."
+)
 @click.option(
     "--allow-anonymous",
     is_flag=True,

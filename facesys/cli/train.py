@@ -8,6 +8,7 @@ import click
 
 from facesys.cli import Settings, main
 from facesys.config import DEFAULT_MODEL
+from facesys.train.config import TrainConfig
 
 
 @main.command()
@@ -21,27 +22,47 @@ from facesys.config import DEFAULT_MODEL
     type=click.Path(file_okay=False),
     help="Image folder of the validation pairs (default: the pairs file's folder).",
 )
-@click.option("--people", "-P", type=click.IntRange(min=2), default=32, show_default=True, help="P: people per effective batch.")
-@click.option("--per-person", "-K", type=click.IntRange(min=2), default=4, show_default=True, help="K: photos per person.")
-@click.option("--micro-batch", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--accum-steps", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--accum-mode", type=click.Choice(["naive", "exact"]), default="exact", show_default=True)
-@click.option("--loss", type=click.Choice(["batch-hard", "semi-hard", "batch-all"]), default="batch-hard", show_default=True)
-@click.option("--margin", type=float, default=0.2, show_default=True)
-@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default="adamw", show_default=True)
 @click.option(
-    "--lr", type=float, default=1e-5, show_default=True, help="Learning rate (3e-4 collapsed all embeddings in our runs)."
+    "--people",
+    "-P",
+    type=click.IntRange(min=2),
+    default=TrainConfig.people,
+    show_default=True,
+    help="P: people per effective batch.",
 )
-@click.option("--weight-decay", type=float, default=1e-4, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=100, show_default=True, help="Optimizer steps.")
-@click.option("--freeze", default="stage2", show_default=True, help="Freeze every stage up to this one ('none': train all).")
+@click.option(
+    "--per-person",
+    "-K",
+    type=click.IntRange(min=2),
+    default=TrainConfig.per_person,
+    show_default=True,
+    help="K: photos per person.",
+)
+@click.option("--micro-batch", type=click.IntRange(min=1), default=TrainConfig.micro_batch, show_default=True)
+@click.option("--accum-steps", type=click.IntRange(min=1), default=TrainConfig.accum_steps, show_default=True)
+@click.option("--accum-mode", type=click.Choice(["naive", "exact"]), default=TrainConfig.accum_mode, show_default=True)
+@click.option("--loss", type=click.Choice(["batch-hard", "semi-hard", "batch-all"]), default=TrainConfig.loss, show_default=True)
+@click.option("--margin", type=float, default=TrainConfig.margin, show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "sgd"]), default=TrainConfig.optimizer, show_default=True)
+@click.option(
+    "--lr",
+    type=float,
+    default=TrainConfig.lr,
+    show_default=True,
+    help="Learning rate (3e-4 collapsed all embeddings in our runs).",
+)
+@click.option("--weight-decay", type=float, default=TrainConfig.weight_decay, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True, help="Optimizer steps.")
+@click.option(
+    "--freeze", default=TrainConfig.freeze, show_default=True, help="Freeze every stage up to this one ('none': train all)."
+)
 @click.option("--augment", is_flag=True, help="Flip, crop, colour, blur and down-scaling augmentation.")
 @click.option("--condition", help="Train (and validate) on degraded faces: lowres:N or gray.")
 @click.option("--max-photos", type=click.IntRange(min=2), help="Use at most this many photos per person.")
 @click.option("--face", type=click.Choice(["largest", "center"]), default="largest", show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True)
-@click.option("--validate-every", type=click.IntRange(min=0), default=25, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=TrainConfig.checkpoint_every, show_default=True)
+@click.option("--validate-every", type=click.IntRange(min=0), default=TrainConfig.validate_every, show_default=True)
+@click.option("--seed", type=int, default=TrainConfig.seed, show_default=True)
 @click.option("--resume", is_flag=True, help="Continue from OUT/last.pt exactly.")
 @click.pass_obj
 def train(
@@ -68,7 +89,7 @@ def train(
     from facesys.datasets import people_in
     from facesys.evaluate.pairs import read_pairs
     from facesys.train.data import build_chips, degrade
-    from facesys.train.trainer import TrainConfig, Trainer
+    from facesys.train.trainer import Trainer
     from facesys.vision.embed import Embedder
 
     options["freeze"] = None if options["freeze"] == "none" else options["freeze"]

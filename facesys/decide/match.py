@@ -20,7 +20,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from facesys.config import DEFAULT_TARGET_FPIR
+from facesys.config import CANDIDATE_PHOTOS, DEFAULT_TARGET_FPIR
 from facesys.decide.calibration import Calibration
 from facesys.decide.scoring import Evidence
 
@@ -105,7 +105,7 @@ class Identification:
             return None
         return self.candidates[0].faces[0]
 
-    def to_dict(self, photos: int | None = 3) -> dict:
+    def to_dict(self, photos: int | None = CANDIDATE_PHOTOS) -> dict:
         """JSON-ready; each candidate lists its ``photos`` nearest enrolled faces."""
         matched = self.matched
         return {

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from facesys.errors import FacesysError
+
 
 @dataclass(frozen=True)
 class Roc:
@@ -55,7 +57,7 @@ def roc_curve(distances: np.ndarray, same: np.ndarray) -> Roc:
     d = np.asarray(distances, np.float64)
     y = np.asarray(same, bool)
     if y.all() or not y.any():
-        raise ValueError("a ROC needs both same-person and different-person pairs")
+        raise FacesysError("pairs: a ROC needs both same-person and different-person pairs")
     order = np.argsort(d, kind="stable")
     d, y = d[order], y[order]
     last = np.concatenate([d[1:] != d[:-1], [True]])  # the last pair of each distinct distance

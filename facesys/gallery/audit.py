@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
+from facesys.errors import InvalidValueError
+
 MAX_ACTOR_LENGTH = 200
 ACTIONS = (
     "enroll",
@@ -79,11 +81,11 @@ def current_actor() -> str:
 
 
 def check_actor(actor: object) -> str:
-    """``actor`` trimmed; ValueError when it is not text, empty, too long or holds control characters."""
+    """``actor`` trimmed; InvalidValueError when it is not text, empty, too long or holds control characters."""
     if not isinstance(actor, str) or not actor.strip():
-        raise ValueError(f"an actor must be non-empty text, not {actor!r}")
+        raise InvalidValueError(f"actor: must be non-empty text, not {actor!r}")
     if len(actor) > MAX_ACTOR_LENGTH or any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in actor):
-        raise ValueError(f"actor {actor[:40]!r}: at most {MAX_ACTOR_LENGTH} characters, none of them control characters")
+        raise InvalidValueError(f"actor {actor[:40]!r}: at most {MAX_ACTOR_LENGTH} characters, none of them control characters")
     return actor.strip()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.config import default_gallery
+from facesys.config import LOG_EVENTS, default_gallery
 from facesys.decide import ranking
 from facesys.decide.calibration import Calibration
 from facesys.decide.match import Candidate, OpenSetThreshold, ThresholdPolicy
@@ -420,7 +420,7 @@ class Gallery:
         with self.open() as store:
             store.revoke_api_key(name)
 
-    def log(self, limit: int | None = 100) -> list[AuditEvent]:
+    def log(self, limit: int | None = LOG_EVENTS) -> list[AuditEvent]:
         """The latest ``limit`` audit events (None: all), newest first; [] when there is no gallery."""
         if not self.exists():
             return []

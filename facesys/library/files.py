@@ -10,7 +10,6 @@ processed again).
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import stat
 from dataclasses import dataclass, field
@@ -119,12 +118,3 @@ def under(path: str, roots: list[Path]) -> bool:
     """Whether the stored ``path`` lies in one of ``roots`` (or is one of them)."""
     candidate = Path(path)
     return any(candidate == root or candidate.is_relative_to(root) for root in roots)
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read 1 MiB at a time; OSError when it cannot be read."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -29,17 +29,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from facesys.config import FRAME_STEP
 from facesys.enroll import face_crop
 from facesys.errors import FacesysError
 from facesys.gallery.store import TruthStore
 from facesys.gallery.store.base import LibraryPhoto, NewLibraryFace, ScannedPhoto
-from facesys.library.files import LibraryFile, file_sha256, resolved_roots, under, walk
+from facesys.hashing import file_sha256
+from facesys.library.files import LibraryFile, resolved_roots, under, walk
 from facesys.vision.media import media_items
 
 if TYPE_CHECKING:
     from facesys.system import FaceSystem
 
-ANIMATION_EVERY = 10  # frames of an animated image looked at (every Nth) when no video frame step is given
 STATUSES = ("new", "changed", "unchanged", "moved", "erased", "error", "forgotten")
 
 
@@ -301,7 +302,7 @@ def _process(
                 settled.append(ScanResult(str(file.path), "erased"))
                 continue
             reading[index] = _Reading(file, old, sha)
-            for ref, image in media_items([file.path], every or ANIMATION_EVERY):
+            for ref, image in media_items([file.path], every or FRAME_STEP):
                 yield (index, ref), image
 
     def finish(index: int) -> None:

@@ -8,13 +8,13 @@ All models produce L2-normalised embeddings compared by Euclidean distance (on u
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facesys.errors import ModelError
+from facesys.hashing import file_sha256
 
 if TYPE_CHECKING:
     from torch import nn
@@ -92,15 +92,6 @@ def get_model_spec(name: str) -> ModelSpec:
 
 def _load_builtin_models() -> None:
     from facesys.models import dlib_model, facenet  # noqa: F401  (registers on import)
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def wrap_backbone(backbone: nn.Module, spec: ModelSpec, weights_sha256: str) -> nn.Module:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facesys.errors import ModelError
-from facesys.models._registry import ModelSpec, file_sha256, register_model
+from facesys.hashing import file_sha256
+from facesys.models._registry import ModelSpec, register_model
 
 if TYPE_CHECKING:
     from torch import nn

@@ -16,6 +16,7 @@ from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, Up
 from fastapi.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 
+from facesys.config import CANDIDATE_PHOTOS, LOG_EVENTS, TOP_K
 from facesys.enroll import EnrollReport, EnrollResult
 from facesys.errors import MAX_ID, FacesysError
 from facesys.gallery.audit import acting_as
@@ -129,9 +130,11 @@ async def identify(
     request: Request,
     caller: MayIdentify,
     service: Ready,
-    top_k: Annotated[int, Query(ge=1, le=50, description="Candidates listed per face")] = 3,
+    top_k: Annotated[int, Query(ge=1, le=50, description="Candidates listed per face")] = TOP_K,
     threshold: Threshold = None,
-    explain: Annotated[bool, Query(description="List every enrolled photo of each candidate, not only the 3 nearest")] = False,
+    explain: Annotated[
+        bool, Query(description=f"List every enrolled photo of each candidate, not only the {CANDIDATE_PHOTOS} nearest")
+    ] = False,
 ) -> dict:
     """Every face of every photo, largest first: the enrolled person (or null), the enrolled photo that
     decided it, person scores, candidates with their nearest enrolled photos. With a key of scope
@@ -160,7 +163,7 @@ async def identify(
         if isinstance(pixels, ApiError):
             results.append({"file": upload.name, **error_body(pixels.code, pixels.message)})
         else:
-            faces = [face.to_dict(None if explain else 3) for face in next(found)]
+            faces = [face.to_dict(None if explain else CANDIDATE_PHOTOS) for face in next(found)]
             results.append({"file": upload.name, "faces": faces if lists_people else [decided_only(f) for f in faces]})
     errors = sum(isinstance(d, ApiError) for d in decoded)
     return {"model": system.embedder.model_id, "results": results, "summary": {"files": len(uploads), "errors": errors}}
@@ -329,6 +332,6 @@ def set_thresholds(body: schemas.Thresholds, caller: Admin, service: Ready) -> d
 
 
 @router.get("/log", response_model=schemas.LogAnswer, tags=["admin"])
-def audit_log(caller: Admin, service: Ready, limit: Annotated[int, Query(ge=1, le=10_000)] = 100) -> dict:
+def audit_log(caller: Admin, service: Ready, limit: Annotated[int, Query(ge=1, le=10_000)] = LOG_EVENTS) -> dict:
     """The gallery's audit log, newest first: who changed what, when."""
     return {"events": [event.to_dict() for event in service.system.gallery.log(limit)]}

@@ -15,12 +15,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
 
-from facesys.errors import MAX_ID
+from facesys.errors import MAX_ID, NoGalleryError
 from facesys.gallery.audit import acting_as
 from facesys.service import schemas
 from facesys.service.api import ERRORS, JPEG, Admin, MayEnroll, PersonPath, Ready, person_name
 from facesys.service.auth import Caller
-from facesys.service.errors import ApiError
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["library"])
 LibraryFaceId = Annotated[int, Path(ge=1, le=MAX_ID, description="A library face's id")]
@@ -34,7 +33,7 @@ def changing(service, caller: Caller) -> Iterator[None]:
     a ConflictError, e.g. faces made by another model, is 409)."""
     gallery = service.system.gallery
     if not gallery.exists():
-        raise ApiError(404, f"{gallery.location}: no gallery yet, so no library faces (scan photos with facesys scan)")
+        raise NoGalleryError(gallery.location, "scan photos first")
     with acting_as(caller.actor):
         yield
 

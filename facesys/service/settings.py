@@ -8,6 +8,8 @@ import json
 import os
 from dataclasses import dataclass, field
 
+from facesys import config
+
 SETTINGS_ENV = "FACESYS_SERVICE_SETTINGS"  # how ``serve --workers N`` hands its settings to each worker process
 
 
@@ -30,17 +32,17 @@ class ServiceSettings:
     precision: str = "auto"
     threads: int | str | None = None  # None: from the environment (FACESYS_THREADS), else automatic
     workers: int = 1
-    host: str = "127.0.0.1"
-    port: int = 8000
+    host: str = config.SERVICE_HOST
+    port: int = config.SERVICE_PORT
     cors: tuple[str, ...] = field(default_factory=tuple)
-    max_upload_bytes: int = 20 * 2**20
-    max_files: int = 32
-    max_pixels: int = 40_000_000
-    max_request_pixels: int = 100_000_000
-    request_timeout_s: float = 60.0
-    batch_size: int = 16
-    batch_wait_ms: float = 10.0
-    max_queue: int = 256
+    max_upload_bytes: int = config.MAX_UPLOAD_MB * 2**20
+    max_files: int = config.MAX_FILES
+    max_pixels: int = config.MAX_UPLOAD_PIXELS
+    max_request_pixels: int = config.MAX_REQUEST_PIXELS
+    request_timeout_s: float = config.REQUEST_TIMEOUT_S
+    batch_size: int = config.PHOTO_BATCH
+    batch_wait_ms: float = config.BATCH_WAIT_MS
+    max_queue: int = config.MAX_QUEUE
     allow_anonymous: bool = False
 
     @property

@@ -15,6 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from facesys.errors import FacesysError
+
 
 @dataclass
 class ChipSet:
@@ -69,8 +71,9 @@ def degrade(chips: np.ndarray, condition: str | None) -> np.ndarray:
     if condition == "gray":
         gray = chips.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
         return np.repeat(np.clip(gray + 0.5, 0, 255).astype(np.uint8)[..., None], 3, axis=3)
-    if condition.startswith("lowres:"):
-        low = int(condition.split(":", 1)[1])
+    low = condition.removeprefix("lowres:")
+    if condition.startswith("lowres:") and low.isdigit() and int(low) >= 1:
+        low = int(low)
         size = chips.shape[1]
         return np.stack(
             [
@@ -78,4 +81,4 @@ def degrade(chips: np.ndarray, condition: str | None) -> np.ndarray:
                 for c in chips
             ]
         )
-    raise ValueError(f"unknown condition {condition!r}: use lowres:N or gray")
+    raise FacesysError(f"unknown condition {condition!r}: use lowres:N (N >= 1 pixels) or gray")

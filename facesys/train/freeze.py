@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from facesys.errors import FacesysError
+
 
 def stage_names(model: nn.Module) -> list[str]:
     """Stage names of an EmbeddingModel's backbone, input side first."""
@@ -13,12 +15,12 @@ def stage_names(model: nn.Module) -> list[str]:
 def freeze_until(model: nn.Module, last_frozen: str | None) -> list[str]:
     """Freeze every stage up to and including ``last_frozen`` (None: freeze nothing).
 
-    Returns the names of the stages left trainable. ValueError for an unknown stage name.
+    Returns the names of the stages left trainable. FacesysError for an unknown stage name.
     """
     stages = model.backbone.named_stages()
     names = [name for name, _ in stages]
     if last_frozen is not None and last_frozen not in names:
-        raise ValueError(f"unknown stage {last_frozen!r}; stages of this model: {', '.join(names)}")
+        raise FacesysError(f"freeze: unknown stage {last_frozen!r}; stages of this model: {', '.join(names)}")
     cut = names.index(last_frozen) + 1 if last_frozen else 0
     for i, (_, module) in enumerate(stages):
         for parameter in module.parameters():

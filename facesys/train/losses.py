@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from facesys.errors import FacesysError
+
 # Anchors (or anchor-positive pairs) handled at once by batch-all and semi-hard: bounds their memory
 # to O(chunk x N) instead of O(N^3) / O(N^2 K) for the large effective batches of exact accumulation.
 CHUNK = 256
@@ -88,5 +90,5 @@ LOSSES = {"batch-hard": batch_hard, "semi-hard": semi_hard, "batch-all": batch_a
 def get_loss(name: str):
     """The loss function registered as ``name`` (batch-hard, semi-hard, batch-all)."""
     if name not in LOSSES:
-        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+        raise FacesysError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
     return LOSSES[name]

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from facesys.errors import FacesysError
+
 
 class PKSampler:
     """Deterministic infinite stream of (P*K,) index arrays over ``labels`` (N,) ints.
@@ -23,7 +25,7 @@ class PKSampler:
         self.by_person = {int(p): np.flatnonzero(labels == p) for p in np.unique(labels)}
         self.by_person = {p: idx for p, idx in self.by_person.items() if len(idx) >= 2}
         if len(self.by_person) < people:
-            raise ValueError(f"P x K sampling needs {people} people with at least 2 photos; the data has {len(self.by_person)}")
+            raise FacesysError(f"P x K sampling needs {people} people with at least 2 photos; the data has {len(self.by_person)}")
         self.people, self.per_person, self.seed = people, per_person, seed
         self.epoch, self.position = 0, 0
         self._order = self._epoch_order()

@@ -11,11 +11,13 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from facesys.errors import NoFaceError
+
 
 def similarity_matrix(landmarks: np.ndarray, template: np.ndarray) -> np.ndarray:
     """(2, 3) float64 matrix M with ``template ~= M @ [landmarks, 1]`` in the least-squares sense.
 
-    ``landmarks`` and ``template``: (5, 2) x, y pixels.
+    ``landmarks`` and ``template``: (5, 2) x, y pixels. NoFaceError when the landmarks coincide.
     """
     src = np.asarray(landmarks, np.float64).reshape(-1, 1, 2)
     dst = np.asarray(template, np.float64).reshape(-1, 1, 2)
@@ -23,7 +25,7 @@ def similarity_matrix(landmarks: np.ndarray, template: np.ndarray) -> np.ndarray
     # refinement solves the full least-squares problem (linear in the 4 unknowns, so it converges).
     matrix, _ = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1e9, refineIters=50)
     if matrix is None:
-        raise ValueError("landmarks are degenerate (all points coincide)")
+        raise NoFaceError("landmarks: all points coincide, so the face cannot be aligned")
     return matrix
 
 

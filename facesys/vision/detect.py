@@ -13,6 +13,9 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from facesys.config import FACE_SELECTIONS, PHOTO_BATCH
+from facesys.errors import FacesysError
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -48,7 +51,7 @@ class FaceDetector:
         thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
         min_score: float = 0.9,
         max_side: int = 1600,
-        batch_size: int = 16,
+        batch_size: int = PHOTO_BATCH,
     ):
         from facesys.vision.mtcnn import BatchedMTCNN
 
@@ -105,11 +108,12 @@ def nearest_to_centre(boxes, shape) -> int:
 
 def pick_faces(faces: list[Detection], shape, select: str) -> list[Detection]:
     """The faces to use among ``faces`` (largest first) of an image of ``shape``: ``all`` of them,
-    the ``largest``, or the one nearest the image ``center`` (LFW's convention); [] when none."""
+    the ``largest``, or the one nearest the image ``center`` (LFW's convention); [] when none.
+    FacesysError for another ``select``, even when there are no faces."""
+    if select not in FACE_SELECTIONS:
+        raise FacesysError(f"select={select!r}: choose from {', '.join(FACE_SELECTIONS)}")
     if select == "all" or not faces:
         return list(faces)
     if select == "largest":
         return [faces[0]]
-    if select == "center":
-        return [faces[nearest_to_centre([f.box for f in faces], shape)]]
-    raise ValueError(f"select={select!r}: choose from all, largest, center")
+    return [faces[nearest_to_centre([f.box for f in faces], shape)]]

@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from facesys import threads
-from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, FACE_SELECTIONS, PHOTO_BATCH
+from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, PHOTO_BATCH
 from facesys.errors import FacesysError, ImageError
 from facesys.models import ModelInfo
 from facesys.vision.align import align_faces
@@ -203,8 +203,7 @@ class Embedder:
         split between them, each part on one thread, and the next batch starts while this one is
         handed out.
         """
-        if select not in FACE_SELECTIONS:
-            raise FacesysError(f"select={select!r}: choose from {', '.join(FACE_SELECTIONS)}")
+        pick_faces([], (), select)  # an unknown ``select`` fails here, before any image is decoded
         if errors not in ERROR_POLICIES:
             raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
         options = (select, errors, keep_chips, embed)

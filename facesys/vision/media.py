@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facesys.config import FRAME_STEP
 from facesys.datasets import IMAGE_SUFFIXES, visible
 from facesys.errors import ImageError
 from facesys.vision.images import load_image
@@ -195,7 +196,7 @@ def _failed(error: ImageError) -> Callable[[], np.ndarray]:
     return load
 
 
-def media_items(paths: list[Path], every: int = 10) -> Iterator[tuple[MediaRef, LazyImage]]:
+def media_items(paths: list[Path], every: int = FRAME_STEP) -> Iterator[tuple[MediaRef, LazyImage]]:
     """(where, image source) for every photo and every ``every``-th frame of each video or animated image."""
     for path in paths:
         animated = is_animated(path)

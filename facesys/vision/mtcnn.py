@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facesys.errors import ImageError
 from facesys.vision.mtcnn_nets import pretrained_nets
 from facesys.vision.nms import batched_nms, nms
 
@@ -91,7 +92,7 @@ class BatchedMTCNN:
         if batch.ndim == 3:
             batch = batch[None]
         if batch.dtype != torch.uint8:
-            raise TypeError(f"images must be uint8, not {batch.dtype}")
+            raise ImageError(f"images must be uint8 pixels, not {batch.dtype}")
         count = len(batch)
         if not count:
             return []

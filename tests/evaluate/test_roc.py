@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facesys.errors import FacesysError
 from facesys.evaluate.roc import roc_curve
 
 
@@ -45,5 +46,5 @@ def test_random_scores_give_auc_near_half_and_far_is_respected():
 
 
 def test_one_class_is_refused():
-    with pytest.raises(ValueError, match="both"):
+    with pytest.raises(FacesysError, match="both"):
         roc_curve(np.array([0.1, 0.2]), np.array([True, True]))

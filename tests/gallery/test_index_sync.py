@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facesys.gallery.index import faiss_index, sync
+from facesys.errors import GalleryError
+from facesys.gallery.index import faiss_index, index_class, sync
 from facesys.gallery.index.faiss_index import EXACT_UP_TO, IVF_MIN_FACES, FaissIndex, choose_kind
 from facesys.gallery.store.sqlite import DB_NAME, SQLiteStore
 from tests.gallery.conftest import MODEL, face
@@ -44,8 +45,10 @@ def test_kind_is_chosen_by_size_and_can_be_forced():
     assert choose_kind(10, "hnsw") == "hnsw" and choose_kind(IVF_MIN_FACES, "ivf") == "ivf"
     assert choose_kind(IVF_MIN_FACES - 1, "ivf") == "flat"  # too few faces to train cells
     assert choose_kind(10**7, "flat") == "flat"
-    with pytest.raises(ValueError, match="unknown index kind"):
+    with pytest.raises(GalleryError, match="index_kind setting 'lsh'"):
         choose_kind(10, "lsh")
+    with pytest.raises(GalleryError, match="index backend 'annoy': choose from faiss"):  # was a KeyError
+        index_class("annoy")
 
 
 def test_search_matches_brute_force_and_follows_the_store(store):

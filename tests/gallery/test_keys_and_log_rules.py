@@ -9,6 +9,7 @@ import time
 import pytest
 
 from facesys.errors import ConflictError, GalleryVersionError, InvalidValueError
+from facesys.gallery.audit import MAX_ACTOR_LENGTH, acting_as
 from facesys.gallery.store import open_store
 from facesys.gallery.store.base import KEYS_REQUIRED, key_name, normalize_name
 from facesys.keys import hash_key, new_key
@@ -62,6 +63,14 @@ def test_names_that_were_not_utf8_are_refused():
     for check in (normalize_name, key_name):
         with pytest.raises(InvalidValueError, match="U\\+FFFD"):
             check(garbled)
+
+
+def test_an_actor_no_log_can_name_is_a_typed_error():
+    """acting_as was the one ValueError of the audit module (no shell passes such an actor: key
+    names are checked when made); a library caller gets InvalidValueError (a service's 400)."""
+    for actor in ("", "  ", "a\x00b", "x" * (MAX_ACTOR_LENGTH + 1), None):
+        with pytest.raises(InvalidValueError, match="actor"), acting_as(actor):
+            pass
 
 
 def test_a_newer_schema_is_refused_with_its_own_error(store):

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from facesys.cli import main
 from facesys.datasets import people_in
+from facesys.errors import FacesysError
 from facesys.train.data import build_chips, degrade
 from tests.conftest import data_path
 
@@ -23,8 +24,9 @@ def test_degrade_conditions():
     gray = degrade(chips, "gray")
     assert (gray[..., 0] == gray[..., 1]).all() and (gray[..., 1] == gray[..., 2]).all()
     assert degrade(chips, None) is chips
-    with pytest.raises(ValueError, match="unknown condition"):
-        degrade(chips, "sepia")
+    for condition in ("sepia", "lowres:x", "lowres:0"):  # lowres:x was a ValueError from int()
+        with pytest.raises(FacesysError, match="unknown condition"):
+            degrade(chips, condition)
 
 
 def test_chips_are_built_once_and_cached(embedder, tmp_path):

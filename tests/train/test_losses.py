@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from facesys.errors import FacesysError
 from facesys.train.losses import batch_all, batch_hard, get_loss, pairwise_distances, semi_hard
 
 # Four points on a line (not unit vectors: the losses only need distances).
@@ -50,7 +51,7 @@ def test_no_valid_triplet_gives_zero_with_a_gradient():
 
 
 def test_unknown_loss_name():
-    with pytest.raises(ValueError, match="unknown loss"):
+    with pytest.raises(FacesysError, match="unknown loss"):
         get_loss("quadruplet")
 
 

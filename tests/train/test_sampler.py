@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facesys.errors import FacesysError
 from facesys.train.sampler import PKSampler
 
 LABELS = np.repeat(np.arange(10), [5, 4, 4, 3, 2, 6, 1, 4, 4, 5])
@@ -27,7 +28,7 @@ def test_single_photo_people_are_left_out_and_too_few_people_refused():
     sampler = PKSampler(LABELS, people=4, per_person=2)
     seen = {int(LABELS[i]) for _ in range(30) for i in next(sampler)}
     assert 6 not in seen and len(seen) == 9
-    with pytest.raises(ValueError, match="needs 12 people"):
+    with pytest.raises(FacesysError, match="needs 12 people"):
         PKSampler(LABELS, people=12, per_person=2)
 
 

@@ -55,7 +55,7 @@ def test_batch_geometry_is_checked(tmp_path):
         Trainer(config(tmp_path, micro_batch=3), synthetic_chips())
     with pytest.raises(FacesysError, match="multiple of K"):
         Trainer(config(tmp_path, people=3, per_person=4, micro_batch=6, accum_steps=2), synthetic_chips())
-    with pytest.raises(ValueError, match="unknown stage"):
+    with pytest.raises(FacesysError, match="unknown stage"):
         Trainer(config(tmp_path, freeze="stage9"), synthetic_chips())
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from facesys.errors import NoFaceError
 from facesys.vision.align import align_face, align_faces, similarity_matrix
 
 TEMPLATE = np.array([[50.0, 60.0], [100.0, 60.0], [75.0, 85.0], [55.0, 110.0], [95.0, 110.0]])
@@ -70,3 +71,10 @@ def test_align_faces_batches_and_handles_none():
     assert align_faces(np.zeros((50, 50, 3), np.uint8), [], TEMPLATE, 150).shape == (0, 150, 150, 3)
     chips = align_faces(dots_image(TEMPLATE), [TEMPLATE, TEMPLATE + 5], TEMPLATE, 150)
     assert chips.shape == (2, 150, 150, 3)
+
+
+def test_landmarks_that_coincide_are_no_usable_face():
+    """They were a ValueError; reindexing a stored face with such landmarks showed its traceback
+    (tests/cli/test_typed_errors.py)."""
+    with pytest.raises(NoFaceError, match="landmarks: all points coincide"):
+        align_face(np.zeros((50, 50, 3), np.uint8), np.full((5, 2), 20.0), TEMPLATE, 150)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
+from facesys.errors import FacesysError, ImageError
 from facesys.vision.images import load_image
 from tests.conftest import data_path
 
@@ -56,3 +58,15 @@ def test_low_confidence_detections_are_dropped():
     default = FaceDetector().detect([image])[0]
     assert len(permissive) == 2 and min(f.score for f in permissive) < 0.9  # a false face in the background
     assert len(default) == 1 and default[0].score > 0.99
+
+
+def test_unknown_selection_and_non_uint8_pixels_are_typed_errors():
+    """An unknown ``select`` was a ValueError (and passed unnoticed for a photo without faces); a
+    float image a TypeError. The Embedder checks ``select`` with pick_faces before decoding."""
+    from facesys.vision.detect import FaceDetector, pick_faces
+
+    for faces in ([], [None]):
+        with pytest.raises(FacesysError, match="select='nearest': choose from all, largest, center"):
+            pick_faces(faces, (10, 10), "nearest")
+    with pytest.raises(ImageError, match="uint8"):
+        FaceDetector().detect([np.zeros((40, 40, 3), np.float32)])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from facesys.errors import GalleryError
 from facesys.gallery.index.base import IndexHeader, VectorIndex
 
 # backend name -> "module:class"; imported only when used.
@@ -19,7 +20,9 @@ from facesys.gallery.index.faiss_index import INDEX_KINDS  # noqa: E402
 
 
 def index_class(backend: str = DEFAULT_INDEX_BACKEND) -> type[VectorIndex]:
-    """The VectorIndex subclass registered as ``backend``."""
+    """The VectorIndex subclass registered as ``backend``; GalleryError for another name."""
+    if backend not in INDEX_BACKENDS:
+        raise GalleryError(f"index backend {backend!r}: choose from {', '.join(INDEX_BACKENDS)}")
     module, _, name = INDEX_BACKENDS[backend].partition(":")
     return getattr(import_module(module), name)
 

@@ -14,6 +14,7 @@ import math
 import numpy as np
 
 from facesys import threads
+from facesys.errors import GalleryError
 from facesys.gallery.index.base import VectorIndex
 
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
@@ -26,9 +27,11 @@ HNSW_SEARCH_DEPTH = 512  # efSearch: recall@1 0.99 at 1M faces in benchmarks/gal
 
 def choose_kind(faces: int, forced: str = "auto") -> str:
     """The index kind for a gallery of ``faces`` faces: ``forced`` unless ``auto`` (ivf only from
-    ``IVF_MIN_FACES`` faces on)."""
+    ``IVF_MIN_FACES`` faces on). GalleryError for an unknown kind (e.g. a gallery's index_kind setting)."""
     if forced not in INDEX_KINDS:
-        raise ValueError(f"unknown index kind {forced!r}; choose from {', '.join(INDEX_KINDS)}")
+        raise GalleryError(
+            f"index_kind setting {forced!r}: choose from {', '.join(INDEX_KINDS)} ('facesys gallery index --kind auto' resets it)"
+        )
     kind = forced if forced != "auto" else ("flat" if faces <= EXACT_UP_TO else "ivf")
     return "flat" if kind == "ivf" and faces < IVF_MIN_FACES else kind
 
@@ -66,7 +69,7 @@ def build_index(ids: np.ndarray, vectors: np.ndarray, kind: str = "flat"):
         index.train(vectors[np.sort(sample)])
         index.set_direct_map_type(faiss.DirectMap.Hashtable)  # lets vectors() read vectors back by id
     else:
-        raise ValueError(f"unknown index kind {kind!r}")
+        raise GalleryError(f"index kind {kind!r}: choose from flat, ivf, hnsw")
     if len(ids):
         index.add_with_ids(vectors, ids)
     return index
