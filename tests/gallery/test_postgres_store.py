@@ -15,10 +15,10 @@ import pytest
 
 pytest.importorskip("psycopg", reason='psycopg not installed (pip install "facesys[postgres]")')
 
-from facesys.errors import GalleryError, GalleryUnavailableError, UnknownPersonError
+from facesys.errors import DuplicatePhotoError, GalleryError, GalleryUnavailableError, NameConflictError, UnknownPersonError
 from facesys.gallery.location import public_url
 from facesys.gallery.portable import export_gallery, import_gallery
-from facesys.gallery.store import DuplicatePhotoError, NameConflictError, backend_for, open_store, store_exists
+from facesys.gallery.store import backend_for, open_store, store_exists
 from facesys.gallery.store.postgres import SCHEMA_VERSION, PostgresStore
 from facesys.gallery.store.sqlite import SQLiteStore
 from tests.gallery.conftest import MODEL, face

@@ -8,9 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from facesys.errors import GalleryError, UnknownKeyError, UnknownPersonError
+from facesys.errors import DuplicatePhotoError, GalleryError, NameConflictError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import acting_as
-from facesys.gallery.store import DuplicatePhotoError, NameConflictError
 from facesys.keys import hash_key, new_key
 from tests.gallery.conftest import MODEL, face
 

@@ -27,8 +27,8 @@ import numpy as np
 
 from facesys.errors import (
     MAX_ID,
+    ChangedMeanwhileError,
     ConflictError,
-    GalleryError,
     InvalidIdError,
     InvalidValueError,
     UnknownFaceError,
@@ -239,24 +239,6 @@ class Carried:
     events: list[AuditEvent]
 
 
-class DuplicatePhotoError(GalleryError):
-    """The photo (by sha256 of its bytes) is already enrolled, as ``owner``."""
-
-    def __init__(self, message: str, owner: str):
-        super().__init__(message)
-        self.owner = owner
-
-
-class ChangedMeanwhileError(ConflictError):
-    """A change refused because what it would change is no longer what the caller saw: another
-    call named, unnamed, removed or renamed it first. ``owner`` is the name that won (None: it
-    was unnamed or removed)."""
-
-    def __init__(self, message: str, owner: str | None):
-        super().__init__(message)
-        self.owner = owner
-
-
 @dataclass(frozen=True)
 class SeenFace:
     """A library face as a caller saw it before changing it: its ``person`` (None: unnamed) and
@@ -294,14 +276,6 @@ def _changed_meanwhile(face_id: int, seen: SeenFace, now: LibraryFace | None) ->
     return ChangedMeanwhileError(
         f"library face #{face_id} {what} meanwhile by another change (this one saw it {was}); nothing was changed", owner
     )
-
-
-class NameConflictError(ConflictError):
-    """A new name equals an existing person's name ignoring case (``existing`` is that name)."""
-
-    def __init__(self, message: str, existing: str):
-        super().__init__(message)
-        self.existing = existing
 
 
 def normalize_name(name: object) -> str:

@@ -66,9 +66,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from facesys.errors import (
     ConflictError,
+    DuplicatePhotoError,
     GalleryError,
     GalleryUnavailableError,
     GalleryVersionError,
+    NameConflictError,
     NoGalleryError,
     UnknownKeyError,
     UnknownPersonError,
@@ -81,11 +83,9 @@ from facesys.gallery.store.base import (
     LIBRARY_FACES_FROM,
     Carried,
     Changes,
-    DuplicatePhotoError,
     FaceRecord,
     LibraryFace,
     LibraryPhoto,
-    NameConflictError,
     NewFace,
     NewLibraryFace,
     ScannedPhoto,

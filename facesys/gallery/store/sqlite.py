@@ -47,7 +47,16 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, GalleryVersionError, NoGalleryError, UnknownKeyError, UnknownPersonError
+from facesys.errors import (
+    ConflictError,
+    DuplicatePhotoError,
+    GalleryError,
+    GalleryVersionError,
+    NameConflictError,
+    NoGalleryError,
+    UnknownKeyError,
+    UnknownPersonError,
+)
 from facesys.gallery.audit import AuditEvent, current_actor
 from facesys.gallery.store.base import (
     KEYS_REQUIRED,
@@ -55,11 +64,9 @@ from facesys.gallery.store.base import (
     LIBRARY_FACES_FROM,
     Carried,
     Changes,
-    DuplicatePhotoError,
     FaceRecord,
     LibraryFace,
     LibraryPhoto,
-    NameConflictError,
     NewFace,
     NewLibraryFace,
     ScannedPhoto,
