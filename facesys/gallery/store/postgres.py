@@ -326,36 +326,29 @@ class PostgresStore(TruthStore):
 
     def _open(self, create: bool) -> None:
         meta = self._meta_if_gallery()
-        if meta is None:
-            if not create:
-                raise NoGalleryError(self.location)
-            meta = self._create_schema()
-        version = int(meta.get("schema_version", 0))
+        if meta is None and not create:
+            raise NoGalleryError(self.location)
+        version = int(meta.get("schema_version", 0)) if meta else 0
         if version > SCHEMA_VERSION:
             raise GalleryVersionError(
                 f"{self.location}: gallery schema version {version} is newer than this facesys supports "
                 f"({SCHEMA_VERSION}); upgrade facesys"
             )
         if version < SCHEMA_VERSION:
-            meta = self._migrate()
+            meta = self._make_schema()
         self._gallery_id = meta["gallery_id"]
 
-    def _create_schema(self) -> dict[str, str]:
-        """Make the tables, once even when several processes try at the same time; returns meta."""
+    def _make_schema(self) -> dict[str, str]:
+        """Make the tables, or bring them to SCHEMA_VERSION, in one transaction, once even when
+        several processes try at the same time (another may have done it meanwhile); returns meta."""
         with self._errors(), self.conn.transaction():
             self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            if not self._row(_HAS_META)[0]:  # another process may have made it meanwhile
+            if not self._row(_HAS_META)[0]:
                 for statement in _SCHEMA:
                     self.conn.execute(statement)
                 values = {"schema_version": SCHEMA_VERSION, "generation": 0, "log_from": 0}
                 self._set_meta(values | {"gallery_id": secrets.token_hex(8), "created_at": time.time()})
-            return self.meta()
-
-    def _migrate(self) -> dict[str, str]:
-        """Bring the gallery to SCHEMA_VERSION, all steps in one transaction; returns meta."""
-        with self._errors(), self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            version = int(self.meta()["schema_version"])  # another process may have migrated it
+            version = int(self.meta()["schema_version"])
             while version < SCHEMA_VERSION:
                 for statement in _MIGRATIONS[version]:
                     self.conn.execute(statement)
