@@ -34,6 +34,7 @@ from facesys.errors import (
     ConflictError,
     DuplicatePhotoError,
     GalleryError,
+    GalleryVersionError,
     InvalidIdError,
     InvalidValueError,
     NameConflictError,
@@ -511,9 +512,9 @@ class TruthStore(ABC):
 
     Every rule (the generation, the change log, the audit event, erasure, library faces detached
     when their person goes) is written here once, in SQL valid for every backend: ``?``
-    placeholders, ``= ANY(?)`` with a list parameter. A backend provides the connection, its
-    transactions, the translation of that SQL, how ids are made, and the few primitives marked
-    "backend" below.
+    placeholders, ``= ANY(?)`` with a list parameter, values both backends store alike. A backend
+    provides the abstract methods: connection, transactions (writers queue, so no row locks are
+    needed), the translation of that SQL, how ids are made, erasure, check and size.
     """
 
     location: str  # for messages: a folder, or a database URL without its password
@@ -598,6 +599,14 @@ class TruthStore(ABC):
             "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             [(key, str(value)) for key, value in values.items()],
         )
+
+    def _refuse_newer(self, version: int, supported: int) -> None:
+        """GalleryVersionError when the stored schema ``version`` is newer than this backend's ``supported``."""
+        if version > supported:
+            raise GalleryVersionError(
+                f"{self.location}: gallery schema version {version} is newer than this facesys supports "
+                f"({supported}); upgrade facesys"
+            )
 
     def _finish_erasure(self) -> None:
         """On opening for writing: finish the erasure of a removal killed after its commit."""

@@ -67,7 +67,6 @@ from facesys.errors import (
     ConflictError,
     GalleryError,
     GalleryUnavailableError,
-    GalleryVersionError,
     NoGalleryError,
 )
 from facesys.gallery.location import public_url
@@ -329,11 +328,7 @@ class PostgresStore(TruthStore):
         if meta is None and not create:
             raise NoGalleryError(self.location)
         version = int(meta.get("schema_version", 0)) if meta else 0
-        if version > SCHEMA_VERSION:
-            raise GalleryVersionError(
-                f"{self.location}: gallery schema version {version} is newer than this facesys supports "
-                f"({SCHEMA_VERSION}); upgrade facesys"
-            )
+        self._refuse_newer(version, SCHEMA_VERSION)
         if version < SCHEMA_VERSION:
             meta = self._make_schema()
         self._gallery_id = meta["gallery_id"]

@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.errors import GalleryError, GalleryVersionError, NoGalleryError
+from facesys.errors import GalleryError, NoGalleryError
 from facesys.gallery.store.base import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, TruthStore, name_key, salvaged_face
 
 SCHEMA_VERSION = 6
@@ -223,11 +223,7 @@ class SQLiteStore(TruthStore):
                         }
                     )
         version = int(self.meta().get("schema_version", 0))
-        if version > SCHEMA_VERSION:
-            raise GalleryVersionError(
-                f"{self.path}: gallery schema version {version} is newer than this facesys supports "
-                f"({SCHEMA_VERSION}); upgrade facesys"
-            )
+        self._refuse_newer(version, SCHEMA_VERSION)
         if version < SCHEMA_VERSION:
             if not self.writable:
                 raise GalleryError(f"{self.path}: gallery schema version {version} must be upgraded, but it is read-only")
