@@ -10,6 +10,7 @@ import pytest
 
 from facesys.errors import DuplicatePhotoError, GalleryError, NameConflictError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import acting_as
+from facesys.gallery.store.base import ERASE_PENDING
 from facesys.keys import hash_key, new_key
 from tests.gallery.conftest import MODEL, face
 
@@ -312,6 +313,16 @@ def test_removing_faces_removes_only_their_people_left_without_faces(store):
     assert store.remove_empty_people() == 1 and store.people() == [("Bob", 1)]
     event = store.audit_log(1)[0]
     assert (event.action, event.person, event.detail) == ("remove_empty_people", None, {"people": 1})
+
+
+def test_a_removal_is_marked_for_erasure_until_its_freed_space_is_erased(store, monkeypatch):
+    store.add_face("Ann", face(1), MODEL)
+    monkeypatch.setattr(store, "erase_freed_pages", lambda: None)  # as if killed after the commit
+    store.remove_person("Ann")
+    assert ERASE_PENDING in store.meta()
+    monkeypatch.undo()
+    store.erase_freed_pages()
+    assert ERASE_PENDING not in store.meta()
 
 
 def test_check_and_salvage_name_bad_rows(store):
