@@ -576,8 +576,9 @@ class TruthStore(ABC):
     @abstractmethod
     def erase_freed_pages(self) -> None:
         """Make deleted rows unrecoverable from the store's files, then clear ERASE_PENDING: every
-        removal marks it in its transaction and calls this after commit; opening for writing calls
-        it again when a removal was killed before (:meth:`_finish_erasure`), repair too."""
+        removal marks it in its transaction and calls this after commit; repair calls it again, and
+        so does opening a SQLite gallery for writing when the mark is there (:meth:`_finish_erasure`:
+        a removal killed before its erasure; PostgreSQL's autovacuum gets those rows too)."""
 
     def _erase_old_name(self) -> None:
         """After a rename: make the old name unrecoverable, where the update kept it (nothing by default)."""
