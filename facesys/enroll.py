@@ -25,8 +25,15 @@ import numpy as np
 
 from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP_QUALITY
 from facesys.datasets import images_in, people_in
-from facesys.errors import FacesysError, GalleryUnavailableError, ImageError, UnknownPersonError
-from facesys.gallery.store import DuplicatePhotoError, NameConflictError, NewFace, normalize_name
+from facesys.errors import (
+    DuplicatePhotoError,
+    FacesysError,
+    GalleryUnavailableError,
+    ImageError,
+    NameConflictError,
+    UnknownPersonError,
+)
+from facesys.gallery.store import NewFace, normalize_name
 from facesys.hashing import file_sha256
 from facesys.vision.images import ImageBytes, ImageInput, check_image_bytes, check_image_file, describe, load_image
 from facesys.vision.quality import QualityRules, check_chip, pick_enrollment_face, sharpness

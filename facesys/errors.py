@@ -82,6 +82,32 @@ class ConflictError(GalleryError):
     service answers 409)."""
 
 
+class NameConflictError(ConflictError):
+    """A new name equals an existing person's name ignoring case (``existing`` is that name)."""
+
+    def __init__(self, message: str, existing: str):
+        super().__init__(message)
+        self.existing = existing
+
+
+class ChangedMeanwhileError(ConflictError):
+    """A change refused because what it would change is no longer what the caller saw: another
+    call named, unnamed, removed or renamed it first. ``owner`` is the name that won (None: it
+    was unnamed or removed)."""
+
+    def __init__(self, message: str, owner: str | None):
+        super().__init__(message)
+        self.owner = owner
+
+
+class DuplicatePhotoError(GalleryError):
+    """The photo (by sha256 of its bytes) is already enrolled, as ``owner``."""
+
+    def __init__(self, message: str, owner: str):
+        super().__init__(message)
+        self.owner = owner
+
+
 class GalleryVersionError(GalleryError):
     """A gallery whose schema is newer than this facesys supports (a service answers 503, naming
     the version, until facesys is upgraded)."""

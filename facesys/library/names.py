@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from facesys.errors import FacesysError, UnknownClusterError, UnknownPersonError
+from facesys.errors import ChangedMeanwhileError, FacesysError, UnknownClusterError, UnknownPersonError
 from facesys.gallery.gallery import Gallery
-from facesys.gallery.store.base import ChangedMeanwhileError, NamedFaces, SeenFace, name_key, seen_faces, valid_id
+from facesys.gallery.store.base import NamedFaces, SeenFace, name_key, seen_faces, valid_id
 
 
 @dataclass(frozen=True)

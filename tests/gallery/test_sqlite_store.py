@@ -76,14 +76,6 @@ def test_the_audit_log_keeps_no_bytes_of_a_removed_person(store):
     assert victim.crop_jpeg not in data and second.embedding.astype("<f4").tobytes() not in data
 
 
-def test_removing_people_left_without_faces_is_logged(store):
-    store.add_face("Ann", face(1), MODEL)
-    store.db.execute("INSERT INTO people(id, name, created_at, name_key) VALUES (50, 'Nobody', 0, 'nobody')")
-    assert store.remove_empty_people() == 1
-    event = store.audit_log(1)[0]
-    assert (event.action, event.person, event.detail) == ("remove_empty_people", None, {"people": 1})
-
-
 def test_a_read_only_file_is_still_read(store):
     store.add_face("Ann", face(1), MODEL)
     store.close()

@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from facesys.errors import GalleryError, UnknownKeyError, UnknownPersonError
+from facesys.errors import DuplicatePhotoError, GalleryError, NameConflictError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import acting_as
-from facesys.gallery.store import DuplicatePhotoError, NameConflictError
+from facesys.gallery.store.base import ERASE_PENDING
 from facesys.keys import hash_key, new_key
 from tests.gallery.conftest import MODEL, face
 
@@ -298,6 +298,47 @@ def test_a_change_that_fails_logs_nothing(store):
 def test_removing_nobody_without_faces_logs_nothing(store):
     before = len(store.audit_log(None))
     assert store.remove_empty_people() == 0 and len(store.audit_log(None)) == before
+
+
+def test_removing_faces_removes_only_their_people_left_without_faces(store):
+    """Removing faces deletes the people whose faces went and who have none left (SQLite deleted
+    every person without faces); another person without faces stays until remove_empty_people,
+    the explicit repair, which logs it."""
+    ann = store.add_face("Ann", face(1), MODEL)
+    store.add_face("Bob", face(2), MODEL)
+    with store.transaction():
+        store._person_id("Nobody", create=True)  # as a damaged or older gallery may hold
+    assert store.remove_faces([ann]) == {ann: "Ann"}
+    assert store.people() == [("Bob", 1), ("Nobody", 0)]
+    assert store.remove_empty_people() == 1 and store.people() == [("Bob", 1)]
+    event = store.audit_log(1)[0]
+    assert (event.action, event.person, event.detail) == ("remove_empty_people", None, {"people": 1})
+
+
+def test_a_removal_is_marked_for_erasure_until_its_freed_space_is_erased(store, monkeypatch):
+    store.add_face("Ann", face(1), MODEL)
+    monkeypatch.setattr(store, "erase_freed_pages", lambda: None)  # as if killed after the commit
+    store.remove_person("Ann")
+    assert ERASE_PENDING in store.meta()
+    monkeypatch.undo()
+    store.erase_freed_pages()
+    assert ERASE_PENDING not in store.meta()
+
+
+def test_check_and_salvage_name_bad_rows(store):
+    ids = store.add_faces([("Ann", face(1)), ("Bob", face(2))], MODEL)
+    assert store.check() == []
+    with store.transaction():
+        store._execute("UPDATE faces SET embedding = ? WHERE id = ?", (b"\0" * 12, ids[1]))
+        store._person_id("Nobody", create=True)
+    assert store.check() == [
+        f"face {ids[1]}: embedding has 3 values, the gallery's dimension is 8",
+        "person 'Nobody' has no face",
+    ]
+    stats = store.stats()
+    assert (stats["people"], stats["faces"], stats["gallery"]) == (3, 2, store.location) and stats["database_bytes"] > 0
+    records, failed = store.salvage()
+    assert [r.person for r, _, _ in records] == ["Ann"] and failed == 1
 
 
 def test_the_log_keeps_no_name_path_or_hash_of_a_removed_person(store):

@@ -37,65 +37,25 @@ and ``set_aside`` moves the damaged files away so a new database can be built fr
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
-from facesys.errors import ConflictError, GalleryError, GalleryVersionError, NoGalleryError, UnknownKeyError, UnknownPersonError
-from facesys.gallery.audit import AuditEvent, current_actor
-from facesys.gallery.store.base import (
-    KEYS_REQUIRED,
-    LIBRARY_FACE_COLUMNS,
-    LIBRARY_FACES_FROM,
-    Carried,
-    Changes,
-    DuplicatePhotoError,
-    FaceRecord,
-    LibraryFace,
-    LibraryPhoto,
-    NameConflictError,
-    NewFace,
-    NewLibraryFace,
-    ScannedPhoto,
-    TruthStore,
-    check_key_spelling,
-    check_new_key,
-    detail_json,
-    embedding_bytes,
-    erased_boxes,
-    face_problems,
-    face_record,
-    faces_by_person,
-    fold_changes,
-    geometry_json,
-    key_name,
-    library_face,
-    library_face_problems,
-    missing_library_faces,
-    name_key,
-    normalize_name,
-    possible_ids,
-    salvaged_face,
-    same_faces,
-    valid_id,
-    valid_ids,
-)
-from facesys.keys import ApiKey
+from facesys.errors import GalleryError, NoGalleryError
+from facesys.gallery.store.base import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, TruthStore, name_key, salvaged_face
 
 SCHEMA_VERSION = 6
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
-ERASE_PENDING = "erase_pending"  # meta key: a removal committed, its freed pages not yet erased
 DAMAGE_HINT = "'facesys gallery export' salvages the readable rows; 'facesys gallery repair' rebuilds the database from them"
-MAX_SALVAGE_ID = 2**31  # a face id above this read from a damaged page is taken for garbage
-_FACE_COLUMNS = "f.id, p.name, f.source, f.image_sha256, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, f.created_at"
-_KEY_COLUMNS = "name, scope, created_at, revoked_at"
+_COUNTERS = {"faces": "last_face_id", "people": "last_person_id"}  # meta keys: the last id given (ids are never reused)
 
 # v4: the service's API keys (by hash; one active key per name) and the audit log.
 _KEYS_AND_AUDIT = [
@@ -226,6 +186,7 @@ class SQLiteStore(TruthStore):
                 self.folder.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise GalleryError(f"{self.folder}: cannot create gallery folder ({exc.strerror})") from None
+        self._raw = False  # whether SQLite errors are left to the caller (a write transaction, check)
         try:
             self.db, self.writable = _connect(self.path, writable=True)
             self.db.execute("PRAGMA foreign_keys = ON")
@@ -235,9 +196,8 @@ class SQLiteStore(TruthStore):
             self._init_schema()
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: cannot open gallery database ({exc})") from None
-        if self.writable and ERASE_PENDING in self.meta():
-            with contextlib.suppress(GalleryError):  # a removal was interrupted before its erasure: finish it
-                self.erase_freed_pages()
+        if self.writable:
+            self._finish_erasure()
 
     @classmethod
     def exists(cls, location: str | Path) -> bool:
@@ -263,11 +223,7 @@ class SQLiteStore(TruthStore):
                         }
                     )
         version = int(self.meta().get("schema_version", 0))
-        if version > SCHEMA_VERSION:
-            raise GalleryVersionError(
-                f"{self.path}: gallery schema version {version} is newer than this facesys supports "
-                f"({SCHEMA_VERSION}); upgrade facesys"
-            )
+        self._refuse_newer(version, SCHEMA_VERSION)
         if version < SCHEMA_VERSION:
             if not self.writable:
                 raise GalleryError(f"{self.path}: gallery schema version {version} must be upgraded, but it is read-only")
@@ -312,6 +268,7 @@ class SQLiteStore(TruthStore):
             self.db.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             raise GalleryError(f"{self.path}: cannot write to the gallery ({exc})") from None
+        self._raw = True  # errors inside are this transaction's: translated here, as write errors
         try:
             yield self.db
             self.db.execute("COMMIT")
@@ -323,6 +280,8 @@ class SQLiteStore(TruthStore):
             if isinstance(exc, sqlite3.Error):
                 raise GalleryError(f"{self.path}: cannot write to the gallery ({exc}); nothing was changed") from None
             raise
+        finally:
+            self._raw = False
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -343,260 +302,55 @@ class SQLiteStore(TruthStore):
         with self._reads():
             self.db.execute("COMMIT")
 
-    def _unreadable(self, exc: sqlite3.Error) -> GalleryError:
-        """One line for a read that failed; damage (not a lock or I/O error) gets what to do about it."""
-        hint = "" if isinstance(exc, sqlite3.OperationalError) else f"; {DAMAGE_HINT}"
-        return GalleryError(f"{self.path}: cannot read the gallery database ({exc}){hint}")
-
     @contextmanager
     def _reads(self) -> Iterator[None]:
-        """SQLite read errors (a damaged page, a lock, I/O) inside become one GalleryError naming the database."""
+        """SQLite errors inside (a damaged page, a lock, I/O) become one GalleryError naming the
+        database (damage, not a lock or I/O error, with what to do about it); inside a write
+        transaction or :meth:`check` they are left to it."""
         try:
             yield
         except sqlite3.DatabaseError as exc:
-            raise self._unreadable(exc) from None
+            if self._raw:
+                raise
+            hint = "" if isinstance(exc, sqlite3.OperationalError) else f"; {DAMAGE_HINT}"
+            raise GalleryError(f"{self.path}: cannot read the gallery database ({exc}){hint}") from None
 
-    # -- metadata -----------------------------------------------------------------------------
-
-    def meta(self) -> dict[str, str]:
+    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._reads():
-            return dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+            return self.db.execute(_sqlite(sql), _params(params)).fetchall()
 
-    def _set_meta(self, values: dict[str, object]) -> None:
-        self.db.executemany(
-            "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [(k, str(v)) for k, v in values.items()],
-        )
-
-    def _bump_generation(self) -> int:
-        self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
-        return int(self.db.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-
-    def _log(self, generation: int, face_ids, added: bool) -> None:
-        self.db.executemany("INSERT INTO changes VALUES (?, ?, ?)", [(generation, int(i), int(added)) for i in face_ids])
-
-    def _audit(self, action: str, person_id: int | None = None, detail: dict | None = None) -> None:
-        """Write one audit event, now and by the current actor, inside the open transaction."""
-        self._write_event(AuditEvent(time.time(), current_actor(), action, None, detail or {}, person_id))
-
-    def _write_event(self, event: AuditEvent) -> None:
-        self.db.execute(
-            "INSERT INTO audit(at, actor, action, person_id, detail) VALUES (?, ?, ?, ?, ?)",
-            (event.at, event.actor, event.action, event.person_id, detail_json(event.detail)),
-        )
-
-    def set_model(self, model_id: str, model_name: str, weights_sha256: str, dim: int) -> None:
-        with self.transaction():
-            self._set_meta(
-                {"model_id": model_id, "model_name": model_name, "weights_sha256": weights_sha256, "dim": dim}
-                | {"metric": "euclidean-unit"}
-            )
-            self._audit("set_model", detail={"model_id": model_id, "dim": dim})
-
-    def set_setting(self, key: str, value: object | None) -> None:
-        with self.transaction():
-            if value is None:
-                self.db.execute("DELETE FROM meta WHERE key = ?", (key,))
-            else:
-                self._set_meta({key: value})
-            self._audit("set_setting", detail={"key": key, "value": value})
-
-    def changes_since(self, generation: int) -> Changes | None:
-        with self.reading():
-            meta = self.meta()
-            if generation < int(meta.get("log_from", 0)) or generation > int(meta["generation"]):
-                return None
-            with self._reads():
-                rows = self.db.execute("SELECT face_id, added FROM changes WHERE generation > ? ORDER BY rowid", (generation,))
-                return fold_changes(rows)
-
-    # -- people and faces ---------------------------------------------------------------------
-
-    def people(self) -> list[tuple[str, int]]:
+    def _execute(self, sql: str, params: Sequence = ()) -> int:
         with self._reads():
-            rows = self.db.execute(
-                "SELECT p.name, COUNT(f.id) FROM people p LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name"
-            )
-            return [(name, count) for name, count in rows]
+            return self.db.execute(_sqlite(sql), _params(params)).rowcount
 
-    def person_of_image(self, image_sha256: str) -> str | None:
+    def _execute_many(self, sql: str, rows: list[Sequence]) -> None:
         with self._reads():
-            row = self.db.execute(
-                "SELECT p.name FROM faces f JOIN people p ON p.id = f.person_id WHERE f.image_sha256 = ?", (image_sha256,)
-            ).fetchone()
-        return row[0] if row else None
+            self.db.executemany(_sqlite(sql), rows)
 
-    def _person_row(self, name: str) -> tuple[int, str] | None:
-        """(id, stored name) of the person named ``name``, compared ignoring case. Galleries from
-        before names were normalised may hold several spellings: the exact one comes first."""
-        query = "SELECT id, name FROM people WHERE name_key = ? ORDER BY name != ? LIMIT 1"
+    def _stream(self, sql: str, size: int = 500) -> Iterator[list[tuple]]:
         with self._reads():
-            return self.db.execute(query, (name_key(name), name)).fetchone()
+            cursor = self.db.execute(_sqlite(sql))
+            while batch := cursor.fetchmany(max(size, 1)):
+                yield batch
 
-    def person_named(self, name: str) -> str | None:
-        return row[1] if (row := self._person_row(normalize_name(name))) else None
+    def _insert(self, table: str, rows: list[dict[str, object]]) -> list[int]:
+        ids = []
+        for row in rows:
+            values = ({"id": self._unused_id(table)} if table in _COUNTERS else {}) | row
+            sql = f"INSERT INTO {table}({', '.join(values)}) VALUES ({', '.join('?' * len(values))})"
+            ids.append(self.db.execute(sql, tuple(values.values())).lastrowid)
+        return ids
 
-    def _person_id(self, name: str, create: bool) -> int | None:
-        """The id of the person named ``name`` (compared ignoring case); created when ``create``.
-        A different spelling of an existing name is refused, naming the existing one."""
-        row = self._person_row(name)
-        if row:
-            person_id, existing = row
-            if existing != name and create:
-                raise NameConflictError(f"{name!r}: a person named {existing!r} exists already; use that exact name", existing)
-            return person_id
-        if not create:
-            return None
-        person_id = self._next_id("last_person_id", "people")
-        self.db.execute(
-            "INSERT INTO people(id, name, created_at, name_key) VALUES (?, ?, ?, ?)",
-            (person_id, name, time.time(), name_key(name)),
-        )
-        return person_id
-
-    def _insert_face(self, name: str, face: NewFace, model_id: str) -> tuple[int, int]:
-        """Insert inside an open transaction; returns (new face id, person id)."""
-        if self.model_id != model_id:
-            raise GalleryError(f"{self.folder}: gallery model is {self.model_id}, not {model_id}")
-        owner = self.person_of_image(face.image_sha256)
-        if owner is not None:
-            raise DuplicatePhotoError(f"{face.source}: this photo is already enrolled as {owner!r}", owner)
-        person_id = self._person_id(name, create=True)
-        face_id = self._next_id("last_face_id", "faces")
-        box, landmarks, origin = geometry_json(face)
-        self.db.execute(
-            "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
-            "model_id, created_at, sharpness) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                face_id,
-                person_id,
-                face.source,
-                face.image_sha256,
-                box,
-                landmarks,
-                float(face.score),
-                face.crop_jpeg,
-                origin,
-                embedding_bytes(face.embedding),
-                model_id,
-                time.time(),
-                face.sharpness,
-            ),
-        )
-        return face_id, person_id
-
-    def add_face(self, name: str, face: NewFace, model_id: str) -> int:
-        return self.add_faces([(name, face)], model_id)[0]
-
-    def add_faces(self, faces: list[tuple[str, NewFace]], model_id: str, action: str = "enroll") -> list[int]:
-        named = [(normalize_name(name), face) for name, face in faces]
-        with self.transaction():
-            inserted = [self._insert_face(name, face, model_id) for name, face in named]
-            ids = [face_id for face_id, _ in inserted]
-            self._log(self._bump_generation(), ids, added=True)
-            self._audit_faces(action, inserted)
-            return ids
-
-    def _audit_faces(self, action: str, faces: list[tuple[int, int]]) -> None:
-        """One ``action`` event per person of (face id, person id) ``faces``: detail {"face_ids": [...]}."""
-        for person_id, face_ids in faces_by_person(faces).items():
-            self._audit(action, person_id, {"face_ids": face_ids})
-
-    def _next_id(self, counter: str, table: str) -> int:
-        """An id of ``table`` (faces or people) never used before in this gallery, counted in the
-        meta key ``counter`` (SQLite alone would reuse a deleted highest id)."""
-        (last,) = self.db.execute(
+    def _unused_id(self, table: str) -> int:
+        """The next id of faces or people, counted in meta (last_face_id, last_person_id): SQLite
+        alone would reuse a deleted highest id."""
+        (last,) = self._row(
             "SELECT MAX(COALESCE((SELECT CAST(value AS INTEGER) FROM meta WHERE key = ?), 0), "
             f"COALESCE((SELECT MAX(id) FROM {table}), 0))",
-            (counter,),
-        ).fetchone()
-        self._set_meta({counter: last + 1})
+            (_COUNTERS[table],),
+        )
+        self._set_meta({_COUNTERS[table]: last + 1})
         return last + 1
-
-    def _existing_person(self, name: str) -> int:
-        """Inside a transaction: the id of the person named ``name``; UnknownPersonError when nobody is."""
-        person_id = self._person_id(normalize_name(name), create=False) if name.strip() else None
-        if person_id is None:
-            raise UnknownPersonError(f"no person named {name!r} in {self.folder}")
-        return person_id
-
-    def remove_person(self, name: str) -> int:
-        with self.transaction():
-            person_id = self._existing_person(name)
-            ids = [r[0] for r in self.db.execute("SELECT id FROM faces WHERE person_id = ?", (person_id,))]
-            library = self._erase_library_faces_of(person_id)
-            self.db.execute("DELETE FROM faces WHERE person_id = ?", (person_id,))
-            self.db.execute("DELETE FROM people WHERE id = ?", (person_id,))
-            self._log(self._bump_generation(), ids, added=False)
-            self._audit("remove_person", person_id, {"faces": len(ids)} | ({"library_faces": library} if library else {}))
-            self._set_meta({ERASE_PENDING: 1})
-        self.erase_freed_pages()
-        return len(ids)
-
-    def _erase_library_faces_of(self, person_id: int) -> int:
-        """Inside a transaction: delete the library faces of ``person_id`` and those that are one of
-        their enrolled faces again, remembering them as TruthStore.remove_person says; returns how many."""
-        enrolled = self.db.execute("SELECT image_sha256, embedding FROM faces WHERE person_id = ?", (person_id,)).fetchall()
-        same = self.db.execute(
-            "SELECT lf.id, lp.sha256, lf.embedding FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
-            "WHERE lp.sha256 IN (SELECT value FROM json_each(?))",
-            (json.dumps(sorted({sha for sha, _ in enrolled})),),
-        ).fetchall()
-        wanted = json.dumps(sorted(same_faces(enrolled, same)))
-        rows = self.db.execute(
-            "SELECT id, photo_id, frame, box FROM library_faces WHERE person_id = ? OR id IN (SELECT value FROM json_each(?))",
-            (person_id, wanted),
-        ).fetchall()
-        if not rows:
-            return 0
-        doomed = json.dumps([row[0] for row in rows])
-        self.db.execute("DELETE FROM library_faces WHERE id IN (SELECT value FROM json_each(?))", (doomed,))
-        for photo_id in sorted({row[1] for row in rows}):
-            erased = [(frame, box) for _, photo, frame, box in rows if photo == photo_id]
-            sha, old, left = self.db.execute(
-                "SELECT sha256, erased, (SELECT COUNT(*) FROM library_faces WHERE photo_id = ?1) FROM library_photos "
-                "WHERE id = ?1",
-                (photo_id,),
-            ).fetchone()
-            if left:
-                self.db.execute(
-                    "UPDATE library_photos SET faces = ?, erased = ? WHERE id = ?", (left, erased_boxes(old, erased), photo_id)
-                )
-            else:
-                self.db.execute("DELETE FROM library_photos WHERE id = ?", (photo_id,))
-                self.db.execute(
-                    "INSERT INTO library_erased(sha256, faces) VALUES (?, ?) "
-                    "ON CONFLICT(sha256) DO UPDATE SET faces = MAX(faces, excluded.faces)",
-                    (sha, len(erased)),
-                )
-        return len(rows)
-
-    def remove_faces(self, face_ids: list[int]) -> dict[int, str]:
-        face_ids = possible_ids(face_ids)
-        with self.transaction():
-            found = list(self._rows_of_faces("SELECT f.id, f.person_id, p.name", np.asarray(face_ids, np.int64)))
-            if not found:
-                return {}
-            ids = sorted(face_id for face_id, _, _ in found)
-            self.db.executemany("DELETE FROM faces WHERE id = ?", [(i,) for i in ids])
-            self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)")
-            self._detach_orphans()
-            self._log(self._bump_generation(), ids, added=False)
-            self._audit_faces("remove_faces", sorted((face_id, person_id) for face_id, person_id, _ in found))
-            self._set_meta({ERASE_PENDING: 1})
-        self.erase_freed_pages()
-        return {face_id: name for face_id, _, name in found}
-
-    def rename_person(self, old: str, new: str, seen: list[int] | None = None) -> None:
-        new = normalize_name(new)
-        with self.transaction():
-            person_id = self._seen_person(old, seen)
-            other = self._person_row(new)
-            if other is not None and other[0] != person_id:
-                raise NameConflictError(f"a person named {other[1]!r} already exists in {self.folder}", other[1])
-            self.db.execute("UPDATE people SET name = ?, name_key = ? WHERE id = ?", (new, name_key(new), person_id))
-            self._bump_generation()
-            self._audit("rename", person_id)  # no names: the log shows the person's current one
 
     def erase_freed_pages(self) -> None:
         """Make deleted rows unrecoverable: checkpoint the WAL into the database and VACUUM it, then
@@ -614,479 +368,28 @@ class SQLiteStore(TruthStore):
                 "free some disk space and run 'facesys gallery repair' to finish erasing"
             ) from None
 
-    def faces(self, name: str | None = None) -> list[FaceRecord]:
-        query = f"SELECT {_FACE_COLUMNS} FROM faces f JOIN people p ON p.id = f.person_id"
-        with self._reads():
-            if name is not None:
-                person_id = self._person_id(normalize_name(name), create=False) if name.strip() else None
-                if person_id is None:
-                    return []
-                rows = self.db.execute(query + " WHERE p.id = ? ORDER BY f.id", (person_id,)).fetchall()
-            else:
-                rows = self.db.execute(query + " ORDER BY f.id").fetchall()
-        return [face_record(row) for row in rows]
+    def _database_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*"))
 
-    def embeddings(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        with self._reads():
-            rows = self.db.execute(
-                "SELECT f.id, f.embedding, p.name FROM faces f JOIN people p ON p.id = f.person_id ORDER BY f.id"
-            ).fetchall()
-        dim = self.dim
-        ids = np.array([r[0] for r in rows], np.int64)
-        vectors = (
-            np.frombuffer(b"".join(r[1] for r in rows), "<f4").reshape(len(rows), dim) if rows else np.zeros((0, dim), np.float32)
-        )
-        return ids, vectors.astype(np.float32), [r[2] for r in rows]
-
-    def face_count(self) -> int:
-        with self._reads():
-            return int(self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0])
-
-    def face_ids(self) -> np.ndarray:
-        with self._reads():
-            return np.fromiter((r[0] for r in self.db.execute("SELECT id FROM faces ORDER BY id")), np.int64)
-
-    def vectors(self, face_ids: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(face_ids), self.dim), np.float32)
-        position = {int(face_id): i for i, face_id in enumerate(face_ids)}
-        with self._reads():
-            for face_id, blob in self._rows_of_faces("SELECT f.id, f.embedding", face_ids):
-                out[position[face_id]] = np.frombuffer(blob, "<f4")
-        return out
-
-    def names_of(self, face_ids: np.ndarray) -> dict[int, str]:
-        with self._reads():
-            return dict(self._rows_of_faces("SELECT f.id, p.name", face_ids))
-
-    def _rows_of_faces(self, select: str, face_ids: np.ndarray) -> Iterator[tuple]:
-        """Rows of ``select`` (over faces f joined to people p) for the existing faces among ``face_ids``
-        (-1 = none), queried 500 ids at a time."""
-        ids = sorted({int(i) for i in np.ravel(face_ids) if i >= 0})
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            where = f"WHERE f.id IN ({','.join('?' * len(chunk))})"
-            yield from self.db.execute(f"{select} FROM faces f JOIN people p ON p.id = f.person_id {where}", chunk)
-
-    def crops(self) -> Iterator[tuple[int, bytes, list[float], list[list[float]]]]:
-        with self._reads():
-            yield from (
-                (r[0], r[1], json.loads(r[2]), json.loads(r[3]))
-                for r in self.db.execute("SELECT id, crop, crop_origin, landmarks FROM faces ORDER BY id")
-            )
-
-    def crop(self, face_id: int) -> bytes | None:
-        with self._reads():
-            row = self.db.execute("SELECT crop FROM faces WHERE id = ?", (valid_id(face_id),)).fetchone()
-        return row[0] if row else None
-
-    def replace_embeddings(
-        self, model_id: str, model_name: str, weights_sha256: str, dim: int, vectors: dict[int, np.ndarray]
-    ) -> None:
-        with self.transaction():
-            self.db.executemany(
-                "UPDATE faces SET embedding = ?, model_id = ? WHERE id = ?",
-                [(embedding_bytes(v), model_id, face_id) for face_id, v in vectors.items()],
-            )
-            self._set_meta({"model_id": model_id, "model_name": model_name, "weights_sha256": weights_sha256, "dim": dim})
-            self.db.execute("DELETE FROM meta WHERE key IN ('verify_threshold', 'identify_threshold')")
-            self._set_meta({"log_from": self._bump_generation()})  # every vector changed: no index can follow
-            self._audit("replace_embeddings", detail={"model_id": model_id, "faces": len(vectors)})
-
-    # -- the photo library ----------------------------------------------------------------------
-
-    def record_photo(self, photo: ScannedPhoto, faces: list[NewLibraryFace] | None, model_id: str | None) -> list[int]:
-        with self.transaction():
-            row = self.db.execute("SELECT id FROM library_photos WHERE path = ?", (photo.path,)).fetchone()
-            now = time.time()
-            if faces is None:
-                if row is None:
-                    raise GalleryError(f"{photo.path}: not in the library of {self.folder}; nothing to update")
-                self.db.execute(
-                    "UPDATE library_photos SET size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
-                    (photo.size, photo.mtime_ns, now, row[0]),
-                )
-                return []
-            if faces and self.model_id != model_id:
-                raise GalleryError(f"{self.folder}: gallery model is {self.model_id}, not {model_id}")
-            values = (photo.size, photo.mtime_ns, photo.sha256, len(faces), photo.error, model_id, now)
-            copies: list[int] = []  # enrolled copies of the faces replaced now
-            if row is None:
-                photo_id = self.db.execute(
-                    "INSERT INTO library_photos(size, mtime_ns, sha256, faces, error, model_id, scanned_at, path) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (*values, photo.path),
-                ).lastrowid
-            else:
-                photo_id = row[0]
-                query = "SELECT enrolled_face_id FROM library_faces WHERE photo_id = ? AND enrolled_face_id IS NOT NULL"
-                copies = [copy for (copy,) in self.db.execute(query, (photo_id,))]
-                if self.db.execute("DELETE FROM library_faces WHERE photo_id = ?", (photo_id,)).rowcount:
-                    self._set_meta({ERASE_PENDING: 1})
-                self.db.execute(  # faces erased with a removed person stay remembered while the bytes are the same
-                    "UPDATE library_photos SET erased = CASE WHEN sha256 = ?3 THEN erased END, size = ?1, mtime_ns = ?2, "
-                    "sha256 = ?3, faces = ?4, error = ?5, model_id = ?6, scanned_at = ?7 WHERE id = ?8",
-                    (*values, photo_id),
-                )
-            people: dict[str, int | None] = {}
-            inserted: list[tuple[int, int | None]] = []
-            for face in faces:
-                if face.person is not None and face.person not in people:
-                    found = self._person_row(face.person)
-                    people[face.person] = found[0] if found else None
-                person_id = people.get(face.person) if face.person is not None else None
-                box, landmarks, origin = geometry_json(face)
-                face_id = self.db.execute(
-                    "INSERT INTO library_faces(photo_id, frame, box, landmarks, score, crop, crop_origin, embedding, model_id, "
-                    "person_id, assigned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        photo_id,
-                        face.frame,
-                        box,
-                        landmarks,
-                        float(face.score),
-                        face.crop_jpeg,
-                        origin,
-                        embedding_bytes(face.embedding),
-                        model_id,
-                        person_id,
-                        None if person_id is None else "auto",
-                    ),
-                ).lastrowid
-                inserted.append((face_id, person_id))
-            self._relink_copies(photo.sha256, copies, [face_id for face_id, _ in inserted], faces)
-            attached = [(face_id, person_id) for face_id, person_id in inserted if person_id is not None]
-            for person_id, face_ids in faces_by_person(attached).items():
-                self._audit("auto_attach", person_id, {"library_faces": face_ids})
-            return [face_id for face_id, _ in inserted]
-
-    def library_photos(self) -> list[LibraryPhoto]:
-        with self._reads():
-            rows = self.db.execute(
-                "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased FROM library_photos "
-                "ORDER BY path"
-            ).fetchall()
-        return [LibraryPhoto(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in rows]
-
-    def move_photo(self, old_path: str, photo: ScannedPhoto) -> bool:
-        with self.transaction():
-            row = self.db.execute(
-                "SELECT id FROM library_photos WHERE path = ? AND sha256 = ? AND NOT EXISTS "
-                "(SELECT 1 FROM library_photos WHERE path = ?)",
-                (old_path, photo.sha256, photo.path),
-            ).fetchone()
-            if row is None:
-                return False
-            self.db.execute(
-                "UPDATE library_photos SET path = ?, size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
-                (photo.path, photo.size, photo.mtime_ns, time.time(), row[0]),
-            )
-            self.db.execute(  # the enrolled copies of its named faces name the file where it is now
-                "UPDATE faces SET source = ? WHERE id IN (SELECT enrolled_face_id FROM library_faces WHERE photo_id = ?)",
-                (photo.path, row[0]),
-            )
-            self._audit("move_photos", detail={"photos": 1})
-        return True
-
-    def erased_photos(self) -> set[str]:
-        with self._reads():
-            return {sha for (sha,) in self.db.execute("SELECT sha256 FROM library_erased")}
-
-    def forget_photos(self, paths: list[str]) -> int:
-        with self.transaction():
-            wanted = json.dumps(sorted(set(paths)))
-            photos, faces = self.db.execute(
-                "SELECT COUNT(*), (SELECT COUNT(*) FROM library_faces WHERE photo_id IN "
-                "(SELECT id FROM library_photos WHERE path IN (SELECT value FROM json_each(?1)))) "
-                "FROM library_photos WHERE path IN (SELECT value FROM json_each(?1))",
-                (wanted,),
-            ).fetchone()
-            if not photos:
-                return 0
-            self.db.execute("DELETE FROM library_photos WHERE path IN (SELECT value FROM json_each(?))", (wanted,))
-            self._audit("forget_photos", detail={"photos": photos, "library_faces": faces})
-            self._set_meta({ERASE_PENDING: 1})
-        self.erase_freed_pages()
-        return faces
-
-    def library_faces(
-        self, ids: list[int] | None = None, person: str | None = None, cluster: int | None = None, unnamed: bool = False
-    ) -> list[LibraryFace]:
-        where, params = [], []
-        with self._reads():
-            if ids is not None:
-                where.append("lf.id IN (SELECT value FROM json_each(?))")
-                params.append(json.dumps(sorted(set(valid_ids(ids, "library face")))))
-            if person is not None:
-                found = self._person_row(normalize_name(person)) if person.strip() else None
-                if found is None:
-                    return []
-                where.append("lf.person_id = ?")
-                params.append(found[0])
-            if cluster is not None:
-                where.append("lf.cluster = ?")
-                params.append(valid_id(cluster, "cluster", low=0))
-            if unnamed:
-                where.append("lf.person_id IS NULL")
-            clause = f" WHERE {' AND '.join(where)}" if where else ""
-            rows = self.db.execute(
-                f"SELECT {LIBRARY_FACE_COLUMNS} FROM {LIBRARY_FACES_FROM}{clause} ORDER BY lf.id", params
-            ).fetchall()
-        return [library_face(row) for row in rows]
-
-    def library_vectors(self, ids: list[int]) -> np.ndarray:
-        dim = self.dim
-        wanted = valid_ids(ids, "library face")
-        with self._reads():
-            found = dict(
-                self.db.execute(
-                    "SELECT id, embedding FROM library_faces WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(set(wanted))),),
-                ).fetchall()
-            )
-        missing_library_faces(wanted, found, self.location)
-        out = np.zeros((len(wanted), dim), np.float32)
-        for row, face_id in enumerate(wanted):
-            if len(found[face_id]) != 4 * dim:
-                raise GalleryError(f"{self.folder}: library face #{face_id} has {len(found[face_id]) // 4} values, not {dim}")
-            out[row] = np.frombuffer(found[face_id], "<f4")
-        return out
-
-    def library_crops(self, ids: list[int]) -> dict[int, bytes]:
-        with self._reads():
-            return dict(
-                self.db.execute(
-                    "SELECT id, crop FROM library_faces WHERE id IN (SELECT value FROM json_each(?))",
-                    (json.dumps(sorted(set(valid_ids(ids, "library face")))),),
-                ).fetchall()
-            )
-
-    def set_clusters(self, ids: list[int], clusters: list[int]) -> None:
-        pairs = [(int(c), int(i)) for i, c in zip(ids, clusters, strict=True)]
-        with self.transaction():
-            self.db.executemany("UPDATE library_faces SET cluster = ? WHERE id = ? AND person_id IS NULL", pairs)
-            last = max([int(self.meta().get("last_cluster_id", -1))] + [c for c, _ in pairs])
-            self._set_meta({"last_cluster_id": last})
-            self._audit("cluster", detail={"library_faces": len(pairs), "clusters": len({c for c, _ in pairs})})
-
-    def _library_rows(self, ids: list[int]) -> list[tuple]:
-        """(id, person id, enrolled face id, photo sha256, score, model id) of the library faces
-        ``ids`` (inside a transaction); UnknownFaceError naming those that do not exist."""
-        rows = self.db.execute(
-            "SELECT lf.id, lf.person_id, lf.enrolled_face_id, lp.sha256, lf.score, lf.model_id FROM library_faces lf "
-            "JOIN library_photos lp ON lp.id = lf.photo_id WHERE lf.id IN (SELECT value FROM json_each(?)) ORDER BY lf.id",
-            (json.dumps(sorted({int(i) for i in ids})),),
-        ).fetchall()
-        missing_library_faces([int(i) for i in ids], [row[0] for row in rows], self.location)
-        return rows
-
-    def _drop_copies(self, rows: list[tuple]) -> list[int]:
-        """Inside a transaction: delete the enrolled copies of library face ``rows`` (from
-        :meth:`_library_rows`), logged and audited per person, and the people left without faces
-        (their library faces detached); returns the copies' face ids."""
-        copies = sorted((row[2], row[1]) for row in rows if row[2] is not None)
-        if not copies:
-            return []
-        ids = [face_id for face_id, _ in copies]
-        self.db.execute("DELETE FROM faces WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
-        self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)")
-        self._detach_orphans()
-        self._log(self._bump_generation(), ids, added=False)
-        self._audit_faces("remove_faces", copies)
-        self._set_meta({ERASE_PENDING: 1})
-        return ids
-
-    def _detach_orphans(self) -> None:
-        """Inside a transaction: library faces whose person went lose their assignment too."""
-        self.db.execute(
-            "UPDATE library_faces SET assigned = NULL, enrolled_face_id = NULL "
-            "WHERE person_id IS NULL AND (assigned IS NOT NULL OR enrolled_face_id IS NOT NULL)"
-        )
-
-    def _orphaned_copies(self, sha: str, copies: list[int]) -> list[tuple[int, int, bytes]]:
-        return self.db.execute(
-            "SELECT id, person_id, embedding FROM faces f WHERE (image_sha256 = ? OR id IN (SELECT value FROM json_each(?))) "
-            "AND from_library = 1 AND NOT EXISTS (SELECT 1 FROM library_faces lf WHERE lf.enrolled_face_id = f.id)",
-            (sha, json.dumps(copies)),
-        ).fetchall()
-
-    def _enrolled_photos(self, hashes: list[str]) -> set[str]:
-        query = "SELECT image_sha256 FROM faces WHERE image_sha256 IN (SELECT value FROM json_each(?))"
-        return {sha for (sha,) in self.db.execute(query, (json.dumps(hashes),))}
-
-    def _copy_library_face(self, face_id: int, person_id: int) -> int:
-        """Inside a transaction: copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
-        new_id = self._next_id("last_face_id", "faces")
-        self.db.execute(
-            "INSERT INTO faces(id, person_id, source, image_sha256, box, landmarks, score, crop, crop_origin, embedding, "
-            "model_id, created_at, from_library) SELECT ?, ?, lp.path, lp.sha256, lf.box, lf.landmarks, lf.score, lf.crop, "
-            "lf.crop_origin, lf.embedding, lf.model_id, ?, 1 FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
-            "WHERE lf.id = ?",
-            (new_id, person_id, time.time(), face_id),
-        )
-        return new_id
-
-    def _assign_library_faces(self, person_id: int, faces: list[tuple[int, int | None]]) -> None:
-        self.db.executemany(
-            "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? WHERE id = ?",
-            [(person_id, copy, face_id) for face_id, copy in faces],
-        )
-
-    def _clear_library_faces(self, ids: list[int]) -> None:
-        self.db.execute(
-            "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
-            "WHERE id IN (SELECT value FROM json_each(?))",
-            (json.dumps(ids),),
-        )
-
-    def _delete_library_faces(self, ids: list[int]) -> None:
-        self.db.execute("DELETE FROM library_faces WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),))
-        self._set_meta({ERASE_PENDING: 1})
-
-    # -- API keys and the audit log ------------------------------------------------------------
-
-    def add_api_key(self, name: str, scope: str, key_hash: str) -> None:
-        name = check_new_key(name, scope, key_hash)
-        with self.transaction():
-            if self._active_key(name) is not None:
-                raise ConflictError(f"an active key named {name!r} exists already in {self.folder}; revoke it first")
-            check_key_spelling(name, [row[0] for row in self.db.execute("SELECT DISTINCT name FROM api_keys")], self.folder)
-            self.db.execute(
-                "INSERT INTO api_keys(name, scope, key_hash, created_at) VALUES (?, ?, ?, ?)",
-                (name, scope, key_hash, time.time()),
-            )
-            self._set_meta({KEYS_REQUIRED: 1})
-            self._audit("key_create", detail={"key": name, "scope": scope})
-
-    def _active_key(self, name: str) -> tuple[int, str] | None:
-        """(row id, scope) of the active key ``name``, or None."""
-        return self.db.execute("SELECT id, scope FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,)).fetchone()
-
-    def api_keys(self) -> list[ApiKey]:
-        with self._reads():
-            return [ApiKey(*row) for row in self.db.execute(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")]
-
-    def api_key_for_hash(self, key_hash: str) -> ApiKey | None:
-        with self._reads():
-            row = self.db.execute(
-                f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
-            ).fetchone()
-        return ApiKey(*row) if row else None
-
-    def revoke_api_key(self, name: str) -> None:
-        name = key_name(name)
-        with self.transaction():
-            found = self._active_key(name)
-            if found is None:
-                raise UnknownKeyError(f"no active key named {name!r} in {self.folder}")
-            self.db.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (time.time(), found[0]))
-            self._audit("key_revoke", detail={"key": name, "scope": found[1]})
-
-    def audit_log(self, limit: int | None = 100) -> list[AuditEvent]:
-        if limit is not None and limit < 0:
-            raise GalleryError(f"log limit {limit}: must be 0 or more")
-        with self._reads():
-            rows = self.db.execute(
-                "SELECT a.at, a.actor, a.action, p.name, a.detail, a.person_id FROM audit a "
-                "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.id DESC LIMIT ?",
-                (-1 if limit is None else limit,),
-            ).fetchall()
-        return [
-            AuditEvent(at, actor, action, person, json.loads(detail), person_id)
-            for at, actor, action, person, detail, person_id in rows
-        ]
-
-    def salvage_keys_and_log(self) -> Carried:
-        keys = []
-        for name, scope, key_hash, created, revoked in self._salvage_rows(
-            "api_keys", "name, scope, key_hash, created_at, revoked_at"
-        ):
-            with contextlib.suppress(GalleryError, TypeError, ValueError):
-                check_new_key(name, scope, key_hash)
-                keys.append((ApiKey(name, scope, float(created), None if revoked is None else float(revoked)), key_hash))
-        names: dict[int, str | None] = {}
-        events = []
-        for at, actor, action, person_id, detail in self._salvage_rows("audit", "at, actor, action, person_id, detail"):
-            with contextlib.suppress(TypeError, ValueError, RecursionError):
-                parsed = json.loads(detail)
-                if not (isinstance(actor, str) and isinstance(action, str) and isinstance(parsed, dict)):
-                    continue
-                person = None if person_id is None else self._salvaged_name(int(person_id), names)
-                events.append(AuditEvent(float(at), actor, action, person, parsed, None if person_id is None else int(person_id)))
-        return Carried(keys, events)
-
-    def _salvage_rows(self, table: str, columns: str) -> list[tuple]:
-        """The rows of ``table`` (id order) that can still be read: all at once, else one by one by
-        id (1 up to the highest id readable), skipping those whose read fails."""
-        try:
-            return self.db.execute(f"SELECT {columns} FROM {table} ORDER BY id").fetchall()
-        except sqlite3.DatabaseError:
-            pass
-        try:
-            highest = min(int(self.db.execute(f"SELECT MAX(id) FROM {table}").fetchone()[0] or 0), MAX_SALVAGE_ID)
-        except (sqlite3.DatabaseError, TypeError, ValueError):
-            return []
-        rows = []
-        for row_id in range(1, highest + 1):
-            with contextlib.suppress(sqlite3.DatabaseError):
-                if (row := self.db.execute(f"SELECT {columns} FROM {table} WHERE id = ?", (row_id,)).fetchone()) is not None:
-                    rows.append(row)
-        return rows
-
-    def restore_keys_and_log(self, carried: Carried, detail: dict) -> None:
-        with self.transaction():
-            own = self.db.execute("SELECT id, at, actor, action, person_id, detail FROM audit ORDER BY id").fetchall()
-            for key, key_hash in carried.keys:
-                taken = self.db.execute("SELECT 1 FROM api_keys WHERE key_hash = ?", (key_hash,)).fetchone()
-                if taken or (key.active and self._active_key(key.name) is not None):
-                    continue
-                self.db.execute(
-                    "INSERT INTO api_keys(name, scope, key_hash, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
-                    (key.name, key.scope, key_hash, key.created_at, key.revoked_at),
-                )
-                self._set_meta({KEYS_REQUIRED: 1})
-            new_ids: dict[int, int] = {}
-            for event in carried.events:
-                if event.person_id is not None and event.person_id not in new_ids:
-                    here = self._person_row(event.person) if event.person is not None else None
-                    new_ids[event.person_id] = here[0] if here else self._next_id("last_person_id", "people")
-                person_id = None if event.person_id is None else new_ids[event.person_id]
-                self._write_event(AuditEvent(event.at, event.actor, event.action, None, event.detail, person_id))
-            # the log is read in the order written: the history carried over goes before the rebuild's own events
-            self.db.executemany("DELETE FROM audit WHERE id = ?", [(row[0],) for row in own])
-            self.db.executemany(
-                "INSERT INTO audit(at, actor, action, person_id, detail) VALUES (?, ?, ?, ?, ?)", [row[1:] for row in own]
-            )
-            self._audit("repair", detail=detail)
-
-    # -- administration -------------------------------------------------------------------------
+    # -- a damaged database ---------------------------------------------------------------------
 
     def check(self) -> list[str]:
-        """SQLite's integrity check, embeddings of the wrong size, not finite or not unit length,
-        faces of another model, crops that are not JPEG, people without faces. A damaged database
-        is reported (lines starting "sqlite:"), never raised."""
+        """SQLite's integrity check, then :meth:`TruthStore._check_rows`. A damaged database is
+        reported (lines starting "sqlite:"), never raised."""
         problems: list[str] = []
+        self._raw = True
         try:
-            self._check(problems)
+            damage = [f"sqlite: {row[0]}" for row in self.db.execute("PRAGMA integrity_check(20)") if row[0] != "ok"]
+            if damage:
+                problems += [*damage, f"sqlite: the database is damaged ({DAMAGE_HINT})"]
+            self._check_rows(problems)
         except sqlite3.DatabaseError as exc:
             problems.insert(0, f"sqlite: {exc} ({DAMAGE_HINT})")
-        except GalleryError as exc:  # from meta(): it names the database and the damage
+        except GalleryError as exc:
             problems.insert(0, f"sqlite: {exc}")
+        finally:
+            self._raw = False
         return problems
-
-    def _check(self, problems: list[str]) -> None:
-        """Append the problems found to ``problems`` (those found before a damaged page stopped it stay)."""
-        damage = [f"sqlite: {row[0]}" for row in self.db.execute("PRAGMA integrity_check(20)") if row[0] != "ok"]
-        if damage:
-            problems += [*damage, f"sqlite: the database is damaged ({DAMAGE_HINT})"]
-        meta = self.meta()
-        dim, model_id = int(meta.get("dim", 0)), meta.get("model_id")
-        for face_id, blob, face_model, crop in self.db.execute("SELECT id, embedding, model_id, substr(crop, 1, 2) FROM faces"):
-            problems += face_problems(face_id, blob, face_model, crop, dim, model_id)
-        for (name,) in self.db.execute("SELECT name FROM people WHERE id NOT IN (SELECT person_id FROM faces)"):
-            problems.append(f"person {name!r} has no face")
-        query = "SELECT id, embedding, model_id, substr(crop, 1, 2) FROM library_faces ORDER BY id"
-        for face_id, blob, face_model, crop in self.db.execute(query):
-            problems += library_face_problems(face_id, blob, face_model, crop, dim, model_id)
 
     def salvage(self) -> tuple[list[tuple[FaceRecord, np.ndarray, bytes]], int]:
         """Every face row that can still be read and parsed, read one by one by id (1 up to the
@@ -1124,31 +427,12 @@ class SQLiteStore(TruthStore):
                 continue
             if row is None:
                 continue
-            parsed = self._salvaged_row(row, dim, model_id, names)
+            parsed = salvaged_face((row[0], self._salvaged_name(row[1], names), *row[2:]), dim, model_id)
             if parsed is None:
                 failed += 1
             else:
                 rows.append(parsed)
         return rows, max(failed, counted - len(rows))
-
-    def _salvaged_row(
-        self, row: tuple, dim: int, model_id: str | None, names: dict[int, str | None]
-    ) -> tuple[FaceRecord, np.ndarray, bytes] | None:
-        """A face row read from a damaged database as (record, embedding, crop), or None when a
-        field does not parse or its person cannot be read (``names`` caches person id -> name)."""
-        face_id, person_id, *fields = row
-        return salvaged_face((face_id, self._salvaged_name(person_id, names), *fields), dim, model_id)
-
-    def _salvaged_name(self, person_id: int, names: dict[int, str | None]) -> str | None:
-        """The name of person ``person_id`` read from a damaged database, or None when unreadable
-        (or removed); ``names`` caches person id -> name."""
-        if person_id not in names:
-            try:
-                found = self.db.execute("SELECT name FROM people WHERE id = ?", (person_id,)).fetchone()
-                names[person_id] = found[0] if found and isinstance(found[0], str) else None
-            except sqlite3.DatabaseError:
-                names[person_id] = None
-        return names[person_id]
 
     def set_aside(self, suffix: str) -> str:
         """Close the database and rename its files (with its WAL and shared-memory files, so the
@@ -1173,30 +457,13 @@ class SQLiteStore(TruthStore):
             raise GalleryError(f"{self.path}: cannot move the database aside ({exc.strerror}); nothing was changed") from None
         return str(aside)
 
-    def remove_empty_people(self) -> int:
-        with self.transaction():
-            count = self.db.execute("DELETE FROM people WHERE id NOT IN (SELECT DISTINCT person_id FROM faces)").rowcount
-            self._detach_orphans()
-            if count:
-                self._bump_generation()
-                self._audit("remove_empty_people", detail={"people": count})
-        return count
 
-    def stats(self) -> dict[str, object]:
-        meta = self.meta()
-        with self._reads():
-            people = self.db.execute("SELECT COUNT(*) FROM people").fetchone()[0]
-            faces = self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
-            library = self.db.execute(
-                "SELECT (SELECT COUNT(*) FROM library_photos), COUNT(*), COUNT(*) - COUNT(person_id) FROM library_faces"
-            ).fetchone()
-        size = sum(p.stat().st_size for p in self.folder.glob(DB_NAME + "*"))
-        return {
-            "gallery": self.location,
-            "people": people,
-            "faces": faces,
-            "model_id": meta.get("model_id"),
-            "dim": int(meta["dim"]) if "dim" in meta else None,
-            "gallery_schema_version": int(meta["schema_version"]),
-            "database_bytes": size,
-        } | dict(zip(("library_photos", "library_faces", "library_unnamed_faces"), library, strict=True))
+@functools.lru_cache(maxsize=512)
+def _sqlite(sql: str) -> str:
+    """The store's shared SQL for SQLite: a list parameter is a JSON array read by json_each."""
+    return sql.replace("= ANY(?)", "IN (SELECT value FROM json_each(?))")
+
+
+def _params(params: Sequence) -> list:
+    """Parameters for :func:`_sqlite`'s SQL: lists as JSON text."""
+    return [json.dumps(value) if isinstance(value, list) else value for value in params]
