@@ -18,8 +18,8 @@ from fastapi import APIRouter, Path, Query, Response
 from facesys.errors import MAX_ID
 from facesys.gallery.audit import acting_as
 from facesys.service import schemas
-from facesys.service.api import ERRORS, JPEG, Admin, MayEnroll, PersonPath, Ready, person_name
 from facesys.service.auth import Caller
+from facesys.service.deps import ERRORS, JPEG, Admin, MayEnroll, PersonPath, Ready, person_name
 from facesys.service.errors import ApiError
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["library"])
