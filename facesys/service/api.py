@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
-from facesys.enroll import EnrollReport, EnrollResult
+from facesys.enroll import EnrollReport, enrollment_name
 from facesys.errors import FacesysError, ImageError
 from facesys.gallery.audit import acting_as
 from facesys.keys import allows
@@ -142,42 +142,27 @@ async def enroll(
     Each photo is committed on its own, not all-or-nothing: when the database becomes unreachable
     mid-request, the answer is still 201 with a result per photo, "enrolled" for those committed
     and "error" (not enrolled, database unreachable) for the rest; 503 when none was committed."""
-    name = person_name(name)
-    existing = await run_in_threadpool(service.system.gallery.spelling_of, name)
-    if existing not in (None, name):
-        raise ApiError(409, f"{name!r}: a person named {existing!r} exists already; use that exact name")
+    name = await run_in_threadpool(enrollment_name, person_name(name), service.system.gallery)  # 409: taken in another case
     uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
     check_total_pixels(uploads, "images", service.settings.max_request_pixels)
-    refused: dict[int, ApiError] = {}
-    for position, upload in enumerate(uploads):
-        try:
-            check_image_bytes(upload)
-        except FacesysError as exc:
-            refused[position] = api_error(exc)
-    if len(refused) == len(uploads):
-        raise refused[0]
 
     def run() -> EnrollReport:
         with acting_as(caller.actor):
-            return service.system.enroll(name, [u for i, u in enumerate(uploads) if i not in refused])
+            return service.system.enroll(name, uploads)
 
     report = await within_time(service, run_in_threadpool(run))
     if report.unavailable is not None and not report.count("enrolled"):
         raise api_error(report.unavailable)  # nothing committed: 503
-    enrolled = iter(report.results)
-    results = [
-        EnrollResult(upload.name, name, "error", refused[i].message) if i in refused else next(enrolled)
-        for i, upload in enumerate(uploads)
-    ]
-    counts = Counter(r.status for r in results)
+    counts = Counter(r.status for r in report.results)
     if not counts["enrolled"] and not counts["duplicate"]:  # nothing could be used: the first photo's problem
-        first = results[0]
+        first = report.results[0]
         if first.status == "rejected":
             raise ApiError(422, f"{first.source}: {first.reason}", "rejected")
-        raise refused.get(0) or ApiError(415, first.reason or "not a usable image")
+        raise api_error(first.error or ImageError(first.reason or "not a usable image"))
     if not counts["enrolled"]:
         response.status_code = 200
-    return {"name": name, "results": [r.to_dict() for r in results], "summary": {s: counts.get(s, 0) for s in STATUSES}}
+    results = [r.to_dict() for r in report.results]
+    return {"name": name, "results": results, "summary": {s: counts.get(s, 0) for s in STATUSES}}
 
 
 @router.get("/people", response_model=schemas.PeopleAnswer, tags=["people"])
