@@ -183,13 +183,13 @@ class FaceSystem:
         yet, GalleryError when it holds another model: before any network runs. ``threshold``
         overrides the thresholds in force for this call."""
         with self.gallery.open() if store is None else contextlib.nullcontext(store) as store:
-            model_id = self._embedder_of(store).model_id
             held = self.gallery.model(store)
             if held is None:
                 raise NoGalleryError(self.gallery.location)
             requested = self.requested_model
             if requested is not None and requested != held[1] and {requested, held[1]} <= _registered():
                 self.gallery.require_model(requested, store)  # two different registered models: no need to load one
+            model_id = self._embedder_of(store).model_id
             self.gallery.require_model(model_id, store)
             policy = self.policy(threshold, store)
 
