@@ -165,23 +165,13 @@ class FaceSystem:
                 for (tag, result), faces in zip(batch, answers, strict=True):
                     yield tag, result, faces
 
-    def identify_faces(
-        self, results: list[ImageFaces], top_k: int = 3, threshold: float | None = None
-    ) -> list[list[Identification]]:
-        """The identifications of every face of images already through the pipeline (the
-        service's micro-batches): :meth:`identifying` for one batch."""
-        with self.identifying(top_k, threshold) as identify:
-            return identify(results)
-
     @contextlib.contextmanager
     def identifying(self, top_k: int = 3, threshold: float | None = None, store: TruthStore | None = None) -> Iterator[Identify]:
-        """One identify call (the CLI's, a service request's, a scan's): the gallery's store,
-        opened once (or ``store``, already open), serves the model check, the thresholds, the
-        calibration and every search. Yields the function that names every face of images already
-        through the pipeline (one search per batch); a face that fails the probe quality rules
-        (``probe_rules``) names nobody. NoGalleryError when there is no gallery or it holds no face
-        yet, GalleryError when it holds another model: before any network runs. ``threshold``
-        overrides the thresholds in force for this call."""
+        """One identify call (the CLI's, a service request's, a scan's): yields the function that
+        names every face of images already through the pipeline (one search per batch; a face that
+        fails the probe rules names nobody). The gallery's store, opened once (or ``store``), serves
+        the model check, thresholds, calibration and searches. NoGalleryError when there is no
+        gallery (or no face yet), GalleryError when it holds another model: before any network runs."""
         with self.gallery.open() if store is None else contextlib.nullcontext(store) as store:
             held = self.gallery.model(store)
             if held is None:

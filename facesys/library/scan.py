@@ -15,9 +15,9 @@ at any moment leaves every file either fully recorded or not at all, and the nex
 rest. A file that cannot be read is reported (one line each), recorded with its error (reported
 again, without being read, while it is unchanged) and the scan goes on.
 
-Faces matching an enrolled person at identify's open-set threshold (``FaceSystem.identifying``,
-over the scan's open store) are attached to that person automatically (assigned "auto"), without being enrolled: a wrong
-automatic match never changes who identify finds, and ``unname`` undoes it.
+Faces matching an enrolled person at identify's open-set threshold (``FaceSystem.identifying``
+over the scan's open store) are attached to that person automatically (assigned "auto"), without
+being enrolled: a wrong automatic match never changes who identify finds, and ``unname`` undoes it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -38,12 +37,13 @@ from facesys.library.files import LibraryFile, file_sha256, resolved_roots, unde
 from facesys.vision.media import media_items
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from facesys.decide.match import Identification
     from facesys.gallery.gallery import Gallery
     from facesys.vision.embed import Embedder, ImageFaces
 
-    # FaceSystem.identifying: (top_k, threshold, store) -> a context giving the function that names faces
-    Identifying = Callable[..., AbstractContextManager[Callable[[list[ImageFaces]], list[list[Identification]]]]]
+    Identify = Callable[[list[ImageFaces]], list[list[Identification]]]  # what FaceSystem.identifying gives
 
 ANIMATION_EVERY = 10  # frames of an animated image looked at (every Nth) when no video frame step is given
 STATUSES = ("new", "changed", "unchanged", "moved", "erased", "error", "forgotten")
@@ -128,7 +128,7 @@ def scan(
     gallery: Gallery,
     paths: list[str | os.PathLike],
     embedder: Callable[[], Embedder],
-    identifying: Identifying,
+    identifying: Callable[..., AbstractContextManager[Identify]],
     every: int | None = None,
     on_result: Callable[[ScanResult], None] | None = None,
     force: bool = False,
@@ -270,7 +270,7 @@ def _unchanged(photo: LibraryPhoto, status: str = "unchanged") -> ScanResult:
 
 def _process(
     embedder: Embedder,
-    identifying: Identifying,
+    identifying: Callable[..., AbstractContextManager[Identify]],
     store: TruthStore,
     todo: list[tuple[LibraryFile, LibraryPhoto | None]],
     every: int | None,

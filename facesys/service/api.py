@@ -95,7 +95,8 @@ async def identify(
     usable = [upload for upload, problem in zip(uploads, refused, strict=True) if problem is None]
 
     def finish(results: list) -> list:  # the library's one identify call: one store open, or its error
-        return list(zip(results, system.identify_faces(results, top_k if lists_people else 1, threshold), strict=True))
+        with system.identifying(top_k if lists_people else 1, threshold) as identify:
+            return list(zip(results, identify(results), strict=True))
 
     found = iter(await within_time(service, service.batcher.submit(usable, finish)) if usable else [])
     results, problems = [], []
