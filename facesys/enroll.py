@@ -58,11 +58,7 @@ def enrollment_items(inputs: list[Path], name: str | None, gallery) -> list[tupl
     from facesys.vision.media import expand_inputs
 
     if name is not None:
-        name = normalize_name(name)
-        existing = gallery.spelling_of(name)
-        if existing not in (None, name):
-            raise NameConflictError(f"{name!r}: a person named {existing!r} exists already; use that exact name", existing)
-
+        name = enrollment_name(name, gallery)
     for path in inputs:
         if not path.exists():
             raise FacesysError(f"{path}: no such file or folder")
@@ -84,9 +80,22 @@ def enrollment_items(inputs: list[Path], name: str | None, gallery) -> list[tupl
     raise FacesysError("without a name, give one folder that holds a sub-folder per person")
 
 
+def enrollment_name(name: object, gallery, known: dict[str, str | None] | None = None) -> str:
+    """``name`` as the gallery stores it: InvalidValueError when it cannot name a person,
+    NameConflictError when an enrolled person's name differs from it only in case (``known``: the
+    spellings looked up so far, name -> the enrolled one or None)."""
+    name, known = normalize_name(name), {} if known is None else known
+    if name not in known:
+        known[name] = gallery.spelling_of(name)
+    if known[name] not in (None, name):
+        raise NameConflictError(f"{name!r}: a person named {known[name]!r} exists already; use that exact name", known[name])
+    return name
+
+
 @dataclass(frozen=True)
 class EnrollResult:
-    """What happened to one enrollment photo: status is enrolled, duplicate, rejected or error."""
+    """What happened to one enrollment photo: status is enrolled, duplicate, rejected or error
+    (``error``: the library error behind it, when one was raised)."""
 
     source: str
     name: str
@@ -94,15 +103,17 @@ class EnrollResult:
     reason: str | None = None
     face_id: int | None = None
     warning: str | None = None
+    error: FacesysError | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
+        return {k: v for k, v in self.__dict__.items() if v is not None and k != "error"}
 
 
 @dataclass
 class EnrollReport:
-    """Every photo's result; ``unavailable``: the error that cut the run short, if the gallery
-    became unreachable (the photos without an "enrolled" or "duplicate" result were not enrolled)."""
+    """Every photo's result, in input order; ``unavailable``: the error that cut the run short, if
+    the gallery became unreachable (the photos without an "enrolled" or "duplicate" result were not
+    enrolled)."""
 
     results: list[EnrollResult] = field(default_factory=list)
     unavailable: GalleryUnavailableError | None = None
@@ -154,6 +165,7 @@ class _Photo:
     name: str
     source: ImageInput
     sha256: str
+    position: int  # in the input
 
 
 class EnrollInterrupted(KeyboardInterrupt):
@@ -176,24 +188,26 @@ class Enrollment:
         self, items: Iterable[tuple[str, ImageInput]], on_result: Callable[[EnrollResult], None] | None = None
     ) -> EnrollReport:
         """Enroll every item; each accepted photo is committed on its own before ``on_result``
-        hears of it. Bad photos are reported, never fatal; an unreachable gallery ends the run
-        with an "error" result for each photo not committed (see the module docstring)."""
+        hears of it (bad photos as soon as they are refused). Bad photos are reported, never fatal;
+        an unreachable gallery ends the run with an "error" result for each photo not committed
+        (see the module docstring)."""
         report = EnrollReport()
-        unanswered: dict[int, tuple[str, str]] = {}  # photos taken but not yet answered: id -> (source, name)
+        unanswered: dict[int, tuple[str, str]] = {}  # photos taken but not yet answered: position -> (source, name)
+        positions: dict[int, int] = {}  # id of a result -> its photo's position in the input
 
-        def record(result: EnrollResult, photo: _Photo | None = None) -> None:
-            if photo is not None:
-                unanswered.pop(id(photo), None)
+        def record(position: int, result: EnrollResult) -> None:
+            unanswered.pop(position, None)
+            positions[id(result)] = position
             report.results.append(result)
             if on_result:
                 on_result(result)
 
         def taken(photos: Iterable[_Photo]) -> Iterator[tuple[_Photo, ImageInput]]:
             for photo in photos:
-                unanswered[id(photo)] = (describe(photo.source), photo.name)
+                unanswered[photo.position] = (describe(photo.source), photo.name)
                 yield photo, photo.source
 
-        remaining = iter(items)
+        remaining = enumerate(items)
         current: _Photo | None = None  # the photo being committed and reported, until it is
         answered = 0  # len(report.results) before it
         try:
@@ -202,16 +216,15 @@ class Enrollment:
             ):
                 for photo, result in batch:
                     current, answered = photo, len(report.results)
-                    record(self._enroll_one(photo, result), photo)
+                    record(photo.position, self._enroll_one(photo, result))
                     current = None
         except GalleryUnavailableError as exc:
             report.unavailable = exc
             why = f"not enrolled: {exc}"
-            for source, name in list(unanswered.values()):
-                record(EnrollResult(source, name, "error", f"{source}: {why}"))
-            unanswered.clear()
-            for raw_name, source in remaining:
-                record(EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: {why}"))
+            for position, (source, name) in list(unanswered.items()):
+                record(position, EnrollResult(source, name, "error", f"{source}: {why}"))
+            for position, (raw_name, source) in remaining:
+                record(position, EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: {why}"))
             return report
         except KeyboardInterrupt:
             if current is not None and len(report.results) == answered:  # stopped before its answer was recorded
@@ -221,8 +234,10 @@ class Enrollment:
                     stored = []
                 ids = [f.id for f in stored if f.image_sha256 == current.sha256]
                 if ids:
-                    record(EnrollResult(describe(current.source), current.name, "enrolled", face_id=ids[0]), current)
+                    record(current.position, EnrollResult(describe(current.source), current.name, "enrolled", face_id=ids[0]))
             raise EnrollInterrupted(report) from None
+        finally:
+            report.results.sort(key=lambda result: positions[id(result)])
         if report.count("enrolled"):
             try:
                 with self.gallery.open() as store:
@@ -231,38 +246,35 @@ class Enrollment:
                 pass
         return report
 
-    def _checked(self, items: Iterable[tuple[str, ImageInput]], record) -> Iterator[_Photo]:
-        """The photos worth decoding; the others are recorded with their reason."""
+    def _checked(self, items: Iterable[tuple[int, tuple[str, ImageInput]]], record) -> Iterator[_Photo]:
+        """The photos worth decoding, of (position, (name, photo)) items; the others are recorded with their reason."""
         seen: dict[str, str] = {}  # sha256 -> name, for this run
-        spellings: dict[str, str | None] = {}  # name -> the existing person's spelling, if it differs only in case
-        for raw_name, source in items:
+        spellings: dict[str, str | None] = {}  # name -> the enrolled person's spelling (enrollment_name)
+        for position, (raw_name, source) in items:
+            where = describe(source)
             try:
-                name = normalize_name(raw_name)
-                if name not in spellings:
-                    spellings[name] = self.gallery.spelling_of(name)
-                if spellings[name] not in (None, name):
-                    raise NameConflictError(f"a person named {spellings[name]!r} exists already; use that exact name", name)
+                name = enrollment_name(raw_name, self.gallery, spellings)
             except GalleryUnavailableError as exc:
-                record(EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: not enrolled: {exc}"))
+                record(position, EnrollResult(where, str(raw_name), "error", f"{where}: not enrolled: {exc}"))
                 raise
             except FacesysError as exc:
-                record(EnrollResult(describe(source), str(raw_name), "error", f"{describe(source)}: {exc}"))
+                record(position, EnrollResult(where, str(raw_name), "error", f"{where}: {exc}", error=exc))
                 continue
             try:
                 sha = image_sha256(source)
             except FacesysError as exc:
-                record(EnrollResult(describe(source), name, "error", str(exc)))
+                record(position, EnrollResult(where, name, "error", str(exc), error=exc))
                 continue
             try:
                 owner = seen.get(sha) or self.gallery.owner_of_photo(sha)
             except GalleryUnavailableError as exc:
-                record(EnrollResult(describe(source), name, "error", f"{describe(source)}: not enrolled: {exc}"))
+                record(position, EnrollResult(where, name, "error", f"{where}: not enrolled: {exc}"))
                 raise
             if owner is not None:
-                record(self._duplicate(describe(source), name, owner))
+                record(position, self._duplicate(where, name, owner))
                 continue
             seen[sha] = name
-            yield _Photo(name, source, sha)
+            yield _Photo(name, source, sha, position)
 
     @staticmethod
     def _duplicate(source: str, name: str, owner: str) -> EnrollResult:

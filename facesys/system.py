@@ -4,6 +4,7 @@ index) and the matching rules together; the CLI and any service are thin shells 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,7 @@ from facesys.decide.match import Identification, OpenSetThreshold, ThresholdPoli
 from facesys.enroll import Enrollment, EnrollReport, EnrollResult
 from facesys.errors import FacesysError, ImageError, NoFaceError, NoGalleryError
 from facesys.gallery.gallery import Gallery
+from facesys.gallery.store import TruthStore
 from facesys.vision.images import ImageInput
 from facesys.vision.quality import ProbeRules, QualityRules, probe_problem
 
@@ -24,6 +26,7 @@ if TYPE_CHECKING:
     from facesys.vision.embed import ImageFaces
 
 Tag = TypeVar("Tag")
+Identify = Callable[[list["ImageFaces"]], list[list[Identification]]]
 
 
 class FaceSystem:
@@ -36,7 +39,8 @@ class FaceSystem:
     enrollment's gates; ``probe_rules``: when identify answers "unknown (low quality)".
 
     Thread-safe: the embedder is created once under a lock and holds no per-call state; every
-    call opens its own store connection; the gallery guards its shared in-memory index.
+    call opens its own store connection (one per identify call, :meth:`identifying`); the gallery
+    guards its shared in-memory index.
     """
 
     def __init__(
@@ -66,31 +70,29 @@ class FaceSystem:
     @property
     def embedder(self):
         """The Embedder, created on first use with the requested model or the gallery's."""
+        return self._embedder_of(None)
+
+    def _embedder_of(self, store: TruthStore | None):
+        """:attr:`embedder`, the gallery's model read from ``store`` (default: opened here) if it is created now."""
         with self._lock:
             if self._embedder is None:
                 from facesys.vision.embed import Embedder
 
-                held = self.gallery.model()
+                held = self.gallery.model(store)
                 model = self.requested_model or (held[1] if held else DEFAULT_MODEL)
                 self._embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
             return self._embedder
 
-    def _require_gallery(self) -> None:
-        """GalleryError before any network runs when there is no gallery or it holds another model."""
-        held = self.gallery.model()
-        if held is None:
-            raise NoGalleryError(self.gallery.location)
-        requested = self.requested_model
-        if requested is not None and requested != held[1] and {requested, held[1]} <= _registered():
-            self.gallery.require_model(requested)  # two different registered models: no need to load one
-        self.gallery.require_model(self.embedder.model_id)
-
-    def policy(self, threshold: float | None = None) -> ThresholdPolicy:
+    def policy(self, threshold: float | None = None, store: TruthStore | None = None) -> ThresholdPolicy:
         """The thresholds in force (the gallery's calibrated ones only when it holds this model);
-        ``threshold`` overrides them for one call, as the constructor's ``threshold`` does for all."""
-        held = self.gallery.model()
+        ``threshold`` overrides them for one call, as the constructor's ``threshold`` does for all.
+        ``store``: the gallery's store, open (default: opened here)."""
+        if store is None and self.gallery.exists():
+            with self.gallery.open() as opened:
+                return self.policy(threshold, opened)
+        held = None if store is None else self.gallery.model(store)
         same_model = held is not None and held[0] == self.embedder.model_id
-        calibrated = self.gallery.thresholds() if same_model else {}
+        calibrated = self.gallery.thresholds(store) if same_model else {}
         spec = self.embedder.spec
         override = threshold if threshold is not None else self.threshold_override
         return ThresholdPolicy(override, calibrated, spec.threshold, spec.far_table, self.target_fpir)
@@ -155,30 +157,45 @@ class FaceSystem:
         self, items: Iterable[tuple[Tag, ImageInput]], top_k: int = TOP_K
     ) -> Iterator[tuple[Tag, ImageFaces, list[Identification]]]:
         """(tag, image) items -> (tag, ImageFaces, identifications) in input order; unusable
-        images come back with ``ImageFaces.error`` set and no identification. GalleryError before
-        any network runs when there is no gallery (or it holds another model)."""
-        self._require_gallery()
-        policy = self.policy()
-        for batch in self.embedder.face_batches(items, select="all", errors="collect"):
-            answers = self.identify_faces([result for _, result in batch], top_k, policy)
-            for (tag, result), faces in zip(batch, answers, strict=True):
-                yield tag, result, faces
+        images come back with ``ImageFaces.error`` set and no identification. One store open for
+        the whole stream (:meth:`identifying`)."""
+        with self.identifying(top_k) as identify:
+            for batch in self.embedder.face_batches(items, select="all", errors="collect"):
+                answers = identify([result for _, result in batch])
+                for (tag, result), faces in zip(batch, answers, strict=True):
+                    yield tag, result, faces
 
-    def identify_faces(
-        self, results: list[ImageFaces], top_k: int = TOP_K, policy: ThresholdPolicy | None = None
-    ) -> list[list[Identification]]:
-        """The identifications of every face of images already through the pipeline (one search
-        for all of them); a missing or empty gallery names nobody; a face that fails the probe
-        quality rules (``probe_rules``) names nobody either. ``policy``: thresholds (default those
-        in force)."""
-        policy = policy or self.policy()
-        faces = [face for result in results for face in result.faces]
-        ranked, threshold = [[] for _ in faces], policy.identify(0)
-        # require_model: the gallery may have been re-embedded meanwhile by another process
-        if faces and self.gallery.require_model(self.embedder.model_id) is not None:
-            ranked, threshold = self.gallery.identify(np.stack([f.embedding for f in faces]), top_k, policy)
-        answers = iter(_identification(f, c, threshold, self.probe_rules) for f, c in zip(faces, ranked, strict=True))
-        return [[next(answers) for _ in result.faces] for result in results]
+    @contextlib.contextmanager
+    def identifying(
+        self, top_k: int = TOP_K, threshold: float | None = None, store: TruthStore | None = None
+    ) -> Iterator[Identify]:
+        """One identify call (the CLI's, a service request's, a scan's): yields the function that
+        names every face of images already through the pipeline (one search per batch; a face that
+        fails the probe rules names nobody). The gallery's store, opened once (or ``store``), serves
+        the model check, thresholds, calibration and searches. NoGalleryError when there is no
+        gallery (or no face yet), GalleryError when it holds another model: before any network runs."""
+        with self.gallery.open() if store is None else contextlib.nullcontext(store) as store:
+            held = self.gallery.model(store)
+            if held is None:
+                raise NoGalleryError(self.gallery.location)
+            requested = self.requested_model
+            if requested is not None and requested != held[1] and {requested, held[1]} <= _registered():
+                self.gallery.require_model(requested, store)  # two different registered models: no need to load one
+            model_id = self._embedder_of(store).model_id
+            self.gallery.require_model(model_id, store)
+            policy = self.policy(threshold, store)
+
+            def identify(results: list[ImageFaces]) -> list[list[Identification]]:
+                faces = [face for result in results for face in result.faces]
+                ranked, threshold = [[] for _ in faces], policy.identify(0)
+                # require_model: the gallery may have been re-embedded meanwhile by another process
+                if faces and self.gallery.require_model(model_id, store) is not None:
+                    vectors = np.stack([f.embedding for f in faces])
+                    ranked, threshold = self.gallery.identify(vectors, top_k, policy, store=store)
+                answers = iter(_identification(f, c, threshold, self.probe_rules) for f, c in zip(faces, ranked, strict=True))
+                return [[next(answers) for _ in result.faces] for result in results]
+
+            yield identify
 
     def reindex(self, model: str) -> int:
         """Re-embed every stored face with ``model`` from the stored crops; returns the faces done."""
@@ -205,7 +222,9 @@ class FaceSystem:
         automatically. Returns a ScanReport; see facesys/library/scan.py."""
         from facesys.library.scan import scan
 
-        return scan(self, paths, every, on_result, force, on_start)
+        if self.requested_model is not None:  # a model asked for must be the gallery's before anything changes
+            self.gallery.require_model(self.embedder.model_id)
+        return scan(self.gallery, paths, lambda: self.embedder, self.identifying, every, on_result, force, on_start)
 
     def cluster(self, threshold: float | None = None):
         """Group the unnamed library faces (clusters that persist keep their ids); returns a ClusterRun."""

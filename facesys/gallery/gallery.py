@@ -92,18 +92,20 @@ class Gallery:
         """Where index files are saved."""
         return index_folder_of(self._address)
 
-    def model(self) -> tuple[str, str] | None:
+    def model(self, store: TruthStore | None = None) -> tuple[str, str] | None:
         """(model id, model name) of the embeddings stored, or None for a new or empty gallery."""
-        if not self.exists():
-            return None
-        with self.open() as store:
-            meta = store.meta()
+        if store is None:
+            if not self.exists():
+                return None
+            with self.open() as opened:
+                return self.model(opened)
+        meta = store.meta()
         return (meta["model_id"], meta.get("model_name", meta["model_id"])) if "model_id" in meta else None
 
-    def require_model(self, model_id: str) -> tuple[str, str] | None:
+    def require_model(self, model_id: str, store: TruthStore | None = None) -> tuple[str, str] | None:
         """:meth:`model` (None for a new or empty gallery); GalleryError when the gallery holds
         embeddings of another model than ``model_id``."""
-        held = self.model()
+        held = self.model(store)
         if held is not None and held[0] != model_id:
             raise GalleryError(
                 f"{self.location}: gallery was built with {held[0]}, not {model_id}; use model {held[1]!r}, "
@@ -357,12 +359,14 @@ class Gallery:
 
     # -- settings -------------------------------------------------------------------------------
 
-    def thresholds(self) -> dict[str, float | None]:
+    def thresholds(self, store: TruthStore | None = None) -> dict[str, float | None]:
         """Calibrated ``verify`` and ``identify`` thresholds stored in the gallery (None = not set)."""
-        if not self.exists():
-            return dict.fromkeys(THRESHOLD_KINDS)
-        with self.open() as store:
-            values = {kind: store.setting(f"{kind}_threshold") for kind in THRESHOLD_KINDS}
+        if store is None:
+            if not self.exists():
+                return dict.fromkeys(THRESHOLD_KINDS)
+            with self.open() as opened:
+                return self.thresholds(opened)
+        values = {kind: store.setting(f"{kind}_threshold") for kind in THRESHOLD_KINDS}
         return {kind: None if value is None else float(value) for kind, value in values.items()}
 
     def set_threshold(self, kind: str, value: float | None) -> None:

@@ -15,9 +15,9 @@ at any moment leaves every file either fully recorded or not at all, and the nex
 rest. A file that cannot be read is reported (one line each), recorded with its error (reported
 again, without being read, while it is unchanged) and the scan goes on.
 
-Faces matching an enrolled person at identify's open-set threshold (``FaceSystem.identify_faces``)
-are attached to that person automatically (assigned "auto"), without being enrolled: a wrong
-automatic match never changes who identify finds, and ``unname`` undoes it.
+Faces matching an enrolled person at identify's open-set threshold (``FaceSystem.identifying``
+over the scan's open store) are attached to that person automatically (assigned "auto"), without
+being enrolled: a wrong automatic match never changes who identify finds, and ``unname`` undoes it.
 """
 
 from __future__ import annotations
@@ -39,7 +39,13 @@ from facesys.library.files import LibraryFile, resolved_roots, under, walk
 from facesys.vision.media import media_items
 
 if TYPE_CHECKING:
-    from facesys.system import FaceSystem
+    from contextlib import AbstractContextManager
+
+    from facesys.decide.match import Identification
+    from facesys.gallery.gallery import Gallery
+    from facesys.vision.embed import Embedder, ImageFaces
+
+    Identify = Callable[[list[ImageFaces]], list[list[Identification]]]  # what FaceSystem.identifying gives
 
 STATUSES = ("new", "changed", "unchanged", "moved", "erased", "error", "forgotten")
 
@@ -120,24 +126,25 @@ class _Reading:
 
 
 def scan(
-    system: FaceSystem,
+    gallery: Gallery,
     paths: list[str | os.PathLike],
+    embedder: Callable[[], Embedder],
+    identifying: Callable[..., AbstractContextManager[Identify]],
     every: int | None = None,
     on_result: Callable[[ScanResult], None] | None = None,
     force: bool = False,
     on_start: Callable[[int], None] | None = None,
 ) -> ScanReport:
-    """Scan ``paths`` (folders, recursively, or files) into ``system``'s gallery; see the module
-    docstring. ``every``: also scan videos, every Nth frame (None: videos are skipped); ``on_result``
-    hears of every file (after it is recorded); ``force``: forget the photos of a folder that now
-    holds none, or of a sub-folder that is gone (refused otherwise: an unmounted disk looks like
-    that); ``on_start`` hears how many
-    results will follow (for a progress bar), once the folders are walked. Returns the counts."""
+    """Scan ``paths`` (folders, recursively, or files) into ``gallery``; see the module docstring.
+    ``embedder``: gives the pipeline (asked only when a file is read); ``identifying``: the identify
+    call that names the faces found (``FaceSystem.identifying``); ``every``: also scan videos, every
+    Nth frame (None: videos are skipped); ``on_result`` hears of every file (after it is recorded);
+    ``force``: forget the photos of a folder that now holds none, or of a sub-folder that is gone
+    (refused otherwise: an unmounted disk looks like that); ``on_start`` hears how many results will
+    follow (for a progress bar), once the folders are walked. Returns the counts."""
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
         raise FacesysError(f"every={every!r}: a frame step must be a whole number >= 1", parameter="every")
     roots = resolved_roots(paths)
-    if system.requested_model is not None:  # a model asked for must be the gallery's before anything changes
-        system.gallery.require_model(system.embedder.model_id)
     found = walk(roots, videos=every is not None)
     report = ScanReport(videos_skipped=found.videos_skipped, other_files=found.other_files)
 
@@ -146,7 +153,6 @@ def scan(
         if on_result is not None:
             on_result(result)
 
-    gallery = system.gallery
     with gallery.open(create=True) as store:
         stored = {photo.path: photo for photo in store.library_photos()}
         gone = _gone(stored, found.files, roots, found.unreadable)
@@ -180,7 +186,7 @@ def scan(
             else:
                 todo.append((file, old))
         if todo:
-            _process(system, store, todo, every, emit, hashes, erased)
+            _process(embedder(), identifying, store, todo, every, emit, hashes, erased)
     return report
 
 
@@ -264,7 +270,8 @@ def _unchanged(photo: LibraryPhoto, status: str = "unchanged") -> ScanResult:
 
 
 def _process(
-    system: FaceSystem,
+    embedder: Embedder,
+    identifying: Callable[..., AbstractContextManager[Identify]],
     store: TruthStore,
     todo: list[tuple[LibraryFile, LibraryPhoto | None]],
     every: int | None,
@@ -274,13 +281,10 @@ def _process(
 ) -> None:
     """Read the files of ``todo`` through the pipeline and record each one with its faces; the
     sha256 of ``hashes`` are not read again; files whose sha256 is ``erased`` are left out."""
-    embedder = system.embedder
-    system.gallery.require_model(embedder.model_id)
     if store.model_id is None:
         model = embedder.model_info
         store.set_model(model.model_id, model.name, model.weights_sha256, model.dim)
     model_id = embedder.model_id
-    policy = system.policy()
     reading: dict[int, _Reading] = {}
     settled: list[ScanResult] = []  # files done while items were drawn (touched only, unreadable)
     replaced = False
@@ -320,15 +324,16 @@ def _process(
         emit(ScanResult(photo.path, status, len(ids), ids, dict(automatic), error, processed=True))
 
     current: int | None = None
-    for batch in embedder.face_batches(items(), select="all", errors="collect"):
-        answers = system.identify_faces([result for _, result in batch], top_k=1, policy=policy)
-        for ((index, ref), result), named in zip(batch, answers, strict=True):
-            if current is not None and index != current:
-                finish(current)
-            current = index
-            _add(reading[index], ref, result, named)
-        while settled:
-            emit(settled.pop(0))
+    with identifying(top_k=1, store=store) as identify:  # GalleryError when it holds another model
+        for batch in embedder.face_batches(items(), select="all", errors="collect"):
+            answers = identify([result for _, result in batch])
+            for ((index, ref), result), named in zip(batch, answers, strict=True):
+                if current is not None and index != current:
+                    finish(current)
+                current = index
+                _add(reading[index], ref, result, named)
+            while settled:
+                emit(settled.pop(0))
     if current is not None:
         finish(current)
     for result in settled:

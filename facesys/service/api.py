@@ -5,99 +5,49 @@ so the gallery's audit log names the key."""
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections import Counter
-from collections.abc import Awaitable
-from typing import Annotated, TypeVar
-from urllib.parse import quote
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Path, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from starlette.convertors import Convertor, register_url_convertor
 
 from facesys.config import CANDIDATE_PHOTOS, LOG_EVENTS, TOP_K
-from facesys.enroll import EnrollReport, EnrollResult
-from facesys.errors import MAX_ID, FacesysError
+from facesys.enroll import EnrollReport, enrollment_name
+from facesys.errors import FacesysError, ImageError
 from facesys.gallery.audit import acting_as
-from facesys.gallery.store import normalize_name
 from facesys.keys import allows
 from facesys.service import schemas
-from facesys.service.app import Service
-from facesys.service.auth import Caller, require
+from facesys.service.deps import (
+    ERRORS,
+    JPEG,
+    Admin,
+    FaceId,
+    KeyPath,
+    MayEnroll,
+    MayIdentify,
+    PersonPath,
+    Ready,
+    Threshold,
+    person_name,
+    within_time,
+)
 from facesys.service.errors import ApiError, api_error, error_body
 from facesys.service.uploads import check_total_pixels, read_uploads
-from facesys.vision.images import ImageBytes, check_image_bytes, load_image
+from facesys.vision.images import ImageBytes, check_image_bytes
 
-T = TypeVar("T")
-ERRORS = {status: {"model": schemas.ErrorAnswer} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
 router = APIRouter(prefix="/v1", responses=ERRORS)
-
-
-class NameConvertor(Convertor):
-    """A person's (or key's) name in a path: any characters, ``/`` and newlines included, so that
-    every name reaches the endpoint, which stores it as data or refuses it with 400."""
-
-    regex = r"[\s\S]*"
-
-    def convert(self, value: str) -> str:
-        return value
-
-    def to_string(self, value: str) -> str:
-        return quote(value, safe="")
-
-
-register_url_convertor("name", NameConvertor())
 STATUSES = ("enrolled", "duplicate", "rejected", "error")
 
 
-def ready(request: Request) -> Service:
-    """The service, once it is ready (503 before)."""
-    service: Service = request.app.state.service
-    service.require_ready()
-    return service
-
-
-Ready = Annotated[Service, Depends(ready)]
-MayIdentify = Annotated[Caller, Depends(require("identify"))]
-MayEnroll = Annotated[Caller, Depends(require("enroll"))]
-Admin = Annotated[Caller, Depends(require("admin"))]
-Threshold = Annotated[float | None, Query(ge=0.0, le=2.0, description="Distance threshold (overrides the gallery's)")]
-# Names in a path are checked by the gallery (normalize_name: one-line 400s); the schema states the rules.
-PersonPath = Annotated[str, Path(description="The person's name, percent-encoded", json_schema_extra=schemas.PERSON_NAME)]
-KeyPath = Annotated[str, Path(description="The key's name, percent-encoded", json_schema_extra=schemas.KEY_NAME)]
-# An id no row can have (out of range, not a number) names nothing: 404 (service/errors.py), never an overflow.
-FaceId = Annotated[int, Path(ge=1, le=MAX_ID, description="An enrolled face's id")]
-JPEG = {200: {"content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "description": "A JPEG face crop"}}
-
-
-async def within_time(service: Service, work: Awaitable[T]) -> T:
-    """``work``'s result, or 503 "timeout" after ``--request-timeout`` seconds (queued recognition
-    is then dropped; an enrollment already running still finishes, photo by photo)."""
+def refusal(image: ImageBytes) -> ApiError | None:
+    """Why an upload cannot be used, read from its header before anything is decoded (413 too
+    large, 415 not an image), or None."""
     try:
-        return await asyncio.wait_for(work, service.settings.request_timeout_s)
-    except TimeoutError:
-        raise ApiError(503, f"no answer within {service.settings.request_timeout_s:g} s (--request-timeout)", "timeout") from None
-
-
-def person_name(name: str) -> str:
-    """A name from the URL as the gallery stores it (400 when it cannot name a person)."""
-    try:
-        return normalize_name(name)
+        check_image_bytes(image)
     except FacesysError as exc:
-        raise ApiError(400, f"name: {exc}") from None
-
-
-def decode(images: list[ImageBytes]) -> list[object]:
-    """Each upload decoded to pixels, or the ApiError saying why it cannot be (called in the thread
-    pool, so decoding runs beside the batch that runs the networks)."""
-    decoded: list[object] = []
-    for image in images:
-        try:
-            decoded.append(load_image(image))
-        except FacesysError as exc:
-            decoded.append(api_error(exc))
-    return decoded
+        return api_error(exc)
+    return None
 
 
 @router.post("/verify", response_model=schemas.VerifyAnswer, tags=["recognition"])
@@ -112,15 +62,10 @@ async def verify(
     limits = service.settings.max_files, service.settings.max_pixels
     images = [*(await read_uploads([a], "a", *limits)), *(await read_uploads([b], "b", *limits))]
     check_total_pixels(images, "a, b", service.settings.max_request_pixels)
-    decoded = await run_in_threadpool(decode, images)
-    if problem := next((d for d in decoded if isinstance(d, ApiError)), None):
+    if problem := next(filter(None, map(refusal, images)), None):
         raise problem
-
-    def finish(results: list):
-        named = [dataclasses.replace(r, source=image.name) for r, image in zip(results, images, strict=True)]
-        return service.system.verify_faces(*named, threshold)
-
-    answer = await within_time(service, service.batcher.submit(decoded, finish))
+    verified = service.batcher.submit(images, lambda both: service.system.verify_faces(*both, threshold))
+    answer = await within_time(service, verified)
     return {"model": service.system.embedder.model_id, **answer.to_dict((images[0].name, images[1].name))}
 
 
@@ -149,24 +94,27 @@ async def identify(
     uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
     check_total_pixels(uploads, "images", service.settings.max_request_pixels)
     system = service.system
+    refused = [refusal(upload) for upload in uploads]
+    usable = [upload for upload, problem in zip(uploads, refused, strict=True) if problem is None]
 
-    def finish(results: list) -> list:
-        return system.identify_faces(results, top_k if lists_people else 1, system.policy(threshold))
+    def finish(results: list) -> list:  # the library's one identify call: one store open, or its error
+        with system.identifying(top_k if lists_people else 1, threshold) as identify:
+            return list(zip(results, identify(results), strict=True))
 
-    decoded = await run_in_threadpool(decode, uploads)
-    usable = [pixels for pixels in decoded if not isinstance(pixels, ApiError)]
-    if not usable:
-        raise decoded[0]
-    found = iter(await within_time(service, service.batcher.submit(usable, finish)))
-    results = []
-    for upload, pixels in zip(uploads, decoded, strict=True):
-        if isinstance(pixels, ApiError):
-            results.append({"file": upload.name, **error_body(pixels.code, pixels.message)})
+    found = iter(await within_time(service, service.batcher.submit(usable, finish)) if usable else [])
+    results, problems = [], []
+    for upload, problem in zip(uploads, refused, strict=True):
+        result, faces = (None, []) if problem else next(found)
+        problem = problem or (api_error(ImageError(result.error)) if result.error else None)  # not decodable, detection failed
+        if problem:
+            problems.append(problem)
+            results.append({"file": upload.name, **error_body(problem.code, problem.message)})
         else:
-            faces = [face.to_dict(None if explain else CANDIDATE_PHOTOS) for face in next(found)]
+            faces = [face.to_dict(None if explain else CANDIDATE_PHOTOS) for face in faces]
             results.append({"file": upload.name, "faces": faces if lists_people else [decided_only(f) for f in faces]})
-    errors = sum(isinstance(d, ApiError) for d in decoded)
-    return {"model": system.embedder.model_id, "results": results, "summary": {"files": len(uploads), "errors": errors}}
+    if len(problems) == len(uploads):  # nothing could be used: the first photo's problem
+        raise problems[0]
+    return {"model": system.embedder.model_id, "results": results, "summary": {"files": len(uploads), "errors": len(problems)}}
 
 
 def decided_only(face: dict) -> dict:
@@ -198,42 +146,27 @@ async def enroll(
     Each photo is committed on its own, not all-or-nothing: when the database becomes unreachable
     mid-request, the answer is still 201 with a result per photo, "enrolled" for those committed
     and "error" (not enrolled, database unreachable) for the rest; 503 when none was committed."""
-    name = person_name(name)
-    existing = await run_in_threadpool(service.system.gallery.spelling_of, name)
-    if existing not in (None, name):
-        raise ApiError(409, f"{name!r}: a person named {existing!r} exists already; use that exact name")
+    name = await run_in_threadpool(enrollment_name, person_name(name), service.system.gallery)  # 409: taken in another case
     uploads = await read_uploads(images, "images", service.settings.max_files, service.settings.max_pixels)
     check_total_pixels(uploads, "images", service.settings.max_request_pixels)
-    refused: dict[int, ApiError] = {}
-    for position, upload in enumerate(uploads):
-        try:
-            check_image_bytes(upload)
-        except FacesysError as exc:
-            refused[position] = api_error(exc)
-    if len(refused) == len(uploads):
-        raise refused[0]
 
     def run() -> EnrollReport:
         with acting_as(caller.actor):
-            return service.system.enroll(name, [u for i, u in enumerate(uploads) if i not in refused])
+            return service.system.enroll(name, uploads)
 
     report = await within_time(service, run_in_threadpool(run))
     if report.unavailable is not None and not report.count("enrolled"):
         raise api_error(report.unavailable)  # nothing committed: 503
-    enrolled = iter(report.results)
-    results = [
-        EnrollResult(upload.name, name, "error", refused[i].message) if i in refused else next(enrolled)
-        for i, upload in enumerate(uploads)
-    ]
-    counts = Counter(r.status for r in results)
+    counts = Counter(r.status for r in report.results)
     if not counts["enrolled"] and not counts["duplicate"]:  # nothing could be used: the first photo's problem
-        first = results[0]
+        first = report.results[0]
         if first.status == "rejected":
             raise ApiError(422, f"{first.source}: {first.reason}", "rejected")
-        raise refused.get(0) or ApiError(415, first.reason or "not a usable image")
+        raise api_error(first.error or ImageError(first.reason or "not a usable image"))
     if not counts["enrolled"]:
         response.status_code = 200
-    return {"name": name, "results": [r.to_dict() for r in results], "summary": {s: counts.get(s, 0) for s in STATUSES}}
+    results = [r.to_dict() for r in report.results]
+    return {"name": name, "results": results, "summary": {s: counts.get(s, 0) for s in STATUSES}}
 
 
 @router.get("/people", response_model=schemas.PeopleAnswer, tags=["people"])

@@ -4,9 +4,6 @@ when), the page at /, request guards (body size, Host and Origin, CORS) and the 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -19,69 +16,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 from swagger_ui_bundle import swagger_ui_path
 
-from facesys import __version__, threads
-from facesys.errors import FacesysError
-from facesys.service.batching import MicroBatcher
-from facesys.service.errors import ApiError, error_response, install_error_handlers
+from facesys import __version__
+from facesys.service.api import router
+from facesys.service.deps import Service
+from facesys.service.errors import error_response, install_error_handlers
+from facesys.service.library_api import router as library_router
 from facesys.service.schemas import ErrorAnswer, Health, exact_integer_bounds
 from facesys.service.settings import ServiceSettings, is_loopback
 from facesys.service.uploads import BodyLimit, describe_uploads
 
 STATIC = Path(__file__).with_name("static")
-log = logging.getLogger("facesys.service")
-
-
-class Service:
-    """What the endpoints share: the settings, the FaceSystem, the micro-batcher and readiness."""
-
-    def __init__(self, settings: ServiceSettings):
-        from facesys.gallery import Gallery
-        from facesys.system import FaceSystem
-
-        self.settings = settings
-        threads.configure(settings.threads, share=settings.workers)
-        gallery = Gallery(settings.gallery, save_index=False)  # kept in memory; saved when the service stops
-        self.system = FaceSystem(
-            gallery, model=settings.model, device=settings.device, weights=settings.weights, precision=settings.precision
-        )
-        self.batcher = MicroBatcher(self._pipeline, settings.batch_size, settings.batch_wait_ms / 1000, settings.max_queue)
-        self.ready = False
-        self.problem: str | None = None  # why it cannot become ready
-        self.stopping = threading.Event()
-
-    def load(self) -> None:
-        """Load the model, open the gallery and load its index (in a worker thread at start-up);
-        a database gallery is then followed by a thread that keeps the index current."""
-        gallery = self.system.gallery
-        try:
-            embedder = self.system.embedder
-            if gallery.exists():
-                gallery.require_model(embedder.model_id)
-                with gallery.open() as store:
-                    gallery.refresh(store)
-            self.ready = True
-            log.info("ready: model %s, gallery %s", embedder.model_id, gallery.location)
-        except Exception as exc:
-            self.problem = str(exc) if isinstance(exc, FacesysError) else f"{type(exc).__name__}: {exc}"
-            log.error("cannot become ready: %s", self.problem)
-            return
-        if not gallery.is_folder:
-            threading.Thread(target=gallery.follow, args=(self.stopping,), name="facesys-follow", daemon=True).start()
-
-    def stop(self) -> None:
-        """Stop following the gallery and save the in-memory index for the next start."""
-        self.stopping.set()
-        if self.ready:
-            with contextlib.suppress(FacesysError):
-                self.system.gallery.save_index()
-
-    def require_ready(self) -> None:
-        if not self.ready:
-            raise ApiError(503, self.problem or "model is loading; retry shortly (see /healthz)", "not_ready")
-
-    def _pipeline(self, images: list) -> list:
-        """One detection and one network pass over a batch of uploads (every face, largest first)."""
-        return self.system.embedder.faces(images, select="all", errors="collect", batch_size=max(1, len(images)))
 
 
 class RequestGuard:
@@ -124,9 +68,6 @@ def utf8(raw_path: bytes) -> bool:
 
 def create_app(settings: ServiceSettings) -> FastAPI:
     """The service's app for ``settings`` (one per worker process)."""
-    from facesys.service.api import router
-    from facesys.service.library_api import router as library_router
-
     service = Service(settings)
 
     @asynccontextmanager

@@ -18,8 +18,8 @@ from fastapi import APIRouter, Path, Query, Response
 from facesys.errors import MAX_ID, NoGalleryError
 from facesys.gallery.audit import acting_as
 from facesys.service import schemas
-from facesys.service.api import ERRORS, JPEG, Admin, MayEnroll, PersonPath, Ready, person_name
 from facesys.service.auth import Caller
+from facesys.service.deps import ERRORS, JPEG, Admin, MayEnroll, PersonPath, Ready, person_name
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["library"])
 LibraryFaceId = Annotated[int, Path(ge=1, le=MAX_ID, description="A library face's id")]
