@@ -87,15 +87,9 @@ class FaceSystem:
         """The thresholds in force (the gallery's calibrated ones only when it holds this model);
         ``threshold`` overrides them for one call, as the constructor's ``threshold`` does for all.
         ``store``: the gallery's store, open (default: opened here)."""
-        if store is None and self.gallery.exists():
-            with self.gallery.open() as opened:
-                return self.policy(threshold, opened)
-        held = None if store is None else self.gallery.model(store)
-        same_model = held is not None and held[0] == self.embedder.model_id
-        calibrated = self.gallery.thresholds(store) if same_model else {}
-        spec = self.embedder.spec
         override = threshold if threshold is not None else self.threshold_override
-        return ThresholdPolicy(override, calibrated, spec.threshold, spec.far_table, self.target_fpir)
+        embedder = self.embedder
+        return self.gallery.policy(embedder.spec, override, self.target_fpir, embedder.model_id, store)
 
     def set_threshold(self, kind: str, value: float | None) -> None:
         """Store a calibrated ``verify`` or ``identify`` threshold in the gallery (None removes it)."""

@@ -109,7 +109,6 @@ def open_set_summary(gallery, faces: int, people: int) -> dict:
     expected false-identification rate (empty for a gallery of an unregistered model: a
     checkpoint's table is in the checkpoint)."""
     from facesys.decide.calibration import describe
-    from facesys.decide.match import ThresholdPolicy
     from facesys.errors import ModelError
     from facesys.models import get_model_spec
 
@@ -121,7 +120,7 @@ def open_set_summary(gallery, faces: int, people: int) -> dict:
     if spec is None:
         return {}
     calibration = gallery.calibration()
-    threshold = ThresholdPolicy(None, gallery.thresholds(), spec.threshold, spec.far_table).identify(faces, calibration)
+    threshold = gallery.policy(spec).identify(faces, calibration)
     expected = threshold.expected_fpir
     return {
         "open_set_threshold": round(threshold.value, 4),

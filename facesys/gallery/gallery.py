@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.config import LOG_EVENTS, default_gallery
+from facesys.config import DEFAULT_TARGET_FPIR, LOG_EVENTS, default_gallery
 from facesys.decide import ranking
 from facesys.decide.calibration import Calibration
 from facesys.decide.match import Candidate, OpenSetThreshold, ThresholdPolicy
@@ -29,7 +29,7 @@ from facesys.gallery.index import sync as index_sync
 from facesys.gallery.location import index_folder_of, is_database_url, public_form
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
 from facesys.keys import ApiKey, hash_key, new_key
-from facesys.models import ModelInfo
+from facesys.models import ModelInfo, ModelSpec
 
 THRESHOLD_KINDS = ("verify", "identify")
 
@@ -368,6 +368,26 @@ class Gallery:
                 return self.thresholds(opened)
         values = {kind: store.setting(f"{kind}_threshold") for kind in THRESHOLD_KINDS}
         return {kind: None if value is None else float(value) for kind, value in values.items()}
+
+    def policy(
+        self,
+        spec: ModelSpec,
+        override: float | None = None,
+        target_fpir: float = DEFAULT_TARGET_FPIR,
+        model_id: str | None = None,
+        store: TruthStore | None = None,
+    ) -> ThresholdPolicy:
+        """The thresholds in force for ``spec``'s model: ``override``, else this gallery's calibrated
+        ones (only while it holds ``model_id``; None: whichever model it holds), else the model's."""
+        if store is None:
+            if not self.exists():
+                return ThresholdPolicy(override, dict.fromkeys(THRESHOLD_KINDS), spec.threshold, spec.far_table, target_fpir)
+            with self.open() as opened:
+                return self.policy(spec, override, target_fpir, model_id, opened)
+        held = self.model(store)
+        same_model = held is not None and model_id in (None, held[0])
+        calibrated = self.thresholds(store) if same_model else dict.fromkeys(THRESHOLD_KINDS)
+        return ThresholdPolicy(override, calibrated, spec.threshold, spec.far_table, target_fpir)
 
     def set_threshold(self, kind: str, value: float | None) -> None:
         """Store a calibrated ``verify`` or ``identify`` threshold (None removes it)."""
