@@ -56,8 +56,11 @@ def test_a_photo_enrolled_through_one_server_is_identified_through_the_other_wit
     _, key, first, second = two_servers
     photos = sorted(data_path("face_recognition", "barack_obama").glob("*.jpg"))
     probe = data_path("face_recognition", "_multi_face", "two_people.jpg")
+    someone_else = sorted(data_path("face_recognition", "kit_harington").glob("*.jpg"))[0]
     with first.client(key) as a, second.client(key) as b:
-        assert b.post("/v1/identify", files=photo_upload(probe)).status_code == 200  # b has loaded its (empty) index
+        assert b.post("/v1/identify", files=photo_upload(probe)).json()["error"]["code"] == "no_gallery"  # nobody yet
+        assert enroll(a, "Kit Harington", someone_else).status_code == 201
+        assert b.post("/v1/identify", files=photo_upload(probe)).status_code == 200  # b has loaded its index
         assert enroll(a, "Barack Obama", photos[0]).status_code == 201
         committed = time.monotonic()
         while True:
