@@ -49,7 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from facesys.errors import GalleryError, NoGalleryError
-from facesys.gallery.store.base import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, TruthStore, name_key, salvaged_face
+from facesys.gallery.store.base import TruthStore
+from facesys.gallery.store.records import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, salvaged_face
+from facesys.gallery.store.rules import name_key
 
 SCHEMA_VERSION = 6
 DB_NAME = "gallery.sqlite3"
