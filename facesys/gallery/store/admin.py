@@ -1,7 +1,7 @@
 """A gallery's administration, mixed into :class:`~facesys.gallery.store.base.TruthStore`: the
-service's API keys (by hash), the audit log, what a repair carries from a damaged store into the
-rebuilt one (salvage and restore), and check, stats and clean-up. Every method here uses the
-store only through TruthStore's declared methods.
+service's API keys (by hash), what a repair carries from a damaged store into the rebuilt one
+(salvage and restore), and check, stats and clean-up; over the primitives and core workflow of
+:class:`~facesys.gallery.store.core.StoreCore`.
 """
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facesys.errors import ConflictError, GalleryError, UnknownKeyError
 from facesys.gallery.audit import AuditEvent
+from facesys.gallery.store.core import StoreCore
 from facesys.gallery.store.records import (
     FACE_COLUMNS,
     FACES_FROM,
@@ -29,18 +29,15 @@ from facesys.gallery.store.records import (
 from facesys.gallery.store.rules import check_key_spelling, check_new_key, key_name
 from facesys.keys import ApiKey
 
-if TYPE_CHECKING:
-    from facesys.gallery.store.base import TruthStore
-
 _KEY_COLUMNS = "name, scope, created_at, revoked_at"
 
 
-class Administration:
-    """API keys, the audit log, repair, check and stats of a TruthStore (see the module's docstring)."""
+class Administration(StoreCore):
+    """API keys, repair, check and stats of a TruthStore (see the module's docstring)."""
 
-    # -- API keys and the audit log ----------------------------------------------------------------
+    # -- API keys and what repair carries ----------------------------------------------------------
 
-    def add_api_key(self: TruthStore, name: str, scope: str, key_hash: str) -> None:
+    def add_api_key(self, name: str, scope: str, key_hash: str) -> None:
         """Store a new key by its sha256 hash (never the key). GalleryError when an active key has
         that name already, or the name or scope is refused (:func:`check_new_key`)."""
         name = check_new_key(name, scope, key_hash)
@@ -52,29 +49,29 @@ class Administration:
             self._set_meta({KEYS_REQUIRED: 1})
             self._audit("key_create", detail={"key": name, "scope": scope})
 
-    def _active_key(self: TruthStore, name: str) -> tuple[int, str] | None:
+    def _active_key(self, name: str) -> tuple[int, str] | None:
         """(row id, scope) of the active key ``name``, or None."""
         return self._row("SELECT id, scope FROM api_keys WHERE name = ? AND revoked_at IS NULL", (name,))
 
-    def api_keys(self: TruthStore) -> list[ApiKey]:
+    def api_keys(self) -> list[ApiKey]:
         """Every key, active and revoked, oldest first."""
         return [ApiKey(*row) for row in self._rows(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")]
 
-    def api_key_for_hash(self: TruthStore, key_hash: str) -> ApiKey | None:
+    def api_key_for_hash(self, key_hash: str) -> ApiKey | None:
         """The ACTIVE key with this hash, or None (one indexed lookup: called once per request)."""
         row = self._row(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
         return ApiKey(*row) if row else None
 
-    def has_api_keys(self: TruthStore) -> bool:
+    def has_api_keys(self) -> bool:
         """Whether any key is active."""
         return bool(self._row("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")[0])
 
-    def keys_required(self: TruthStore) -> bool:
+    def keys_required(self) -> bool:
         """Whether requests must carry a key: the gallery has or ever had one (KEYS_REQUIRED is set
         with the first key; a gallery from before counts its revoked keys)."""
         return self.setting(KEYS_REQUIRED) is not None or bool(self.api_keys())
 
-    def revoke_api_key(self: TruthStore, name: str) -> None:
+    def revoke_api_key(self, name: str) -> None:
         """Mark the active key ``name`` revoked (now); UnknownKeyError when there is none."""
         name = key_name(name)
         with self.transaction():
@@ -84,22 +81,7 @@ class Administration:
             self._execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (time.time(), found[0]))
             self._audit("key_revoke", detail={"key": name, "scope": found[1]})
 
-    def audit_log(self: TruthStore, limit: int | None = 100) -> list[AuditEvent]:
-        """The latest ``limit`` events (None: all), newest first: in the order written (the audit
-        id), not by their clock time, so a writer whose clock is behind hides nothing."""
-        if limit is not None and limit < 0:
-            raise GalleryError(f"log limit {limit}: must be 0 or more")
-        rows = self._rows(
-            "SELECT a.at, a.actor, a.action, p.name, a.detail, a.person_id FROM audit a "
-            "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.id DESC" + ("" if limit is None else " LIMIT ?"),
-            () if limit is None else (limit,),
-        )
-        return [
-            AuditEvent(at, actor, action, person, json.loads(detail), person_id)
-            for at, actor, action, person, detail, person_id in rows
-        ]
-
-    def salvage_keys_and_log(self: TruthStore) -> Carried:
+    def salvage_keys_and_log(self) -> Carried:
         """For a damaged store: the API keys and audit events that can still be read (best effort:
         never raises for damage)."""
         keys = []
@@ -120,7 +102,7 @@ class Administration:
                 events.append(AuditEvent(float(at), actor, action, person, parsed, None if person_id is None else int(person_id)))
         return Carried(keys, events)
 
-    def _salvage_rows(self: TruthStore, table: str, columns: str) -> list[tuple]:
+    def _salvage_rows(self, table: str, columns: str) -> list[tuple]:
         """The rows of ``table`` (id order) that can still be read: all at once, else one by one by
         id (1 up to the highest id readable), skipping those whose read fails."""
         try:
@@ -138,7 +120,7 @@ class Administration:
                     rows.append(row)
         return rows
 
-    def _salvaged_name(self: TruthStore, person_id: int, names: dict[int, str | None]) -> str | None:
+    def _salvaged_name(self, person_id: int, names: dict[int, str | None]) -> str | None:
         """The name of person ``person_id`` read from a damaged store, or None when unreadable
         (or removed); ``names`` caches person id -> name."""
         if person_id not in names:
@@ -149,7 +131,7 @@ class Administration:
                 names[person_id] = None
         return names[person_id]
 
-    def restore_keys_and_log(self: TruthStore, carried: Carried, detail: dict) -> None:
+    def restore_keys_and_log(self, carried: Carried, detail: dict) -> None:
         """Into a store rebuilt from a damaged one: add ``carried`` keys (those whose hash or active
         name is not taken) and events, and a "repair" event with ``detail``, in one transaction.
         A carried event's person gets the id of the person of that name here; a person not here
@@ -179,7 +161,7 @@ class Administration:
 
     # -- check, repair and stats -------------------------------------------------------------------
 
-    def _check_rows(self: TruthStore, problems: list[str]) -> None:
+    def _check_rows(self, problems: list[str]) -> None:
         """Append to ``problems`` embeddings of the wrong size, not finite or not unit length, faces
         of another model, crops that are not JPEG, people without faces (those found before a read
         failed stay)."""
@@ -193,7 +175,7 @@ class Administration:
                 empty = self._rows("SELECT name FROM people p WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)")
                 problems += [f"person {name!r} has no face" for (name,) in sorted(empty)]
 
-    def salvage(self: TruthStore) -> tuple[list[tuple[FaceRecord, np.ndarray, bytes]], int]:
+    def salvage(self) -> tuple[list[tuple[FaceRecord, np.ndarray, bytes]], int]:
         """For a damaged store: every face that can still be read and parsed, as (record, (dim,)
         float32 unit embedding, JPEG crop) in id order, and how many face rows could not be.
         Raises GalleryError only when the metadata (model) itself is unreadable. By default every
@@ -211,14 +193,14 @@ class Administration:
                         rows.append(parsed)
         return rows, failed
 
-    def set_aside(self: TruthStore, suffix: str) -> str:
+    def set_aside(self, suffix: str) -> str:
         """Close the store and move its data aside, kept whole and unchanged, so a new store can
         be created at the same location (a damaged store is rebuilt this way); returns where it
         now lies. GalleryError, with nothing moved, when it cannot be: by default it is not
         applicable (a database on a server is not a file to move)."""
         raise GalleryError(f"{self.location}: setting the database aside is not applicable to this gallery; nothing was moved")
 
-    def remove_empty_people(self: TruthStore) -> int:
+    def remove_empty_people(self) -> int:
         """Delete people left without faces (whoever left them); returns how many."""
         with self.transaction():
             count = self._execute("DELETE FROM people WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = people.id)")
@@ -228,7 +210,7 @@ class Administration:
                 self._audit("remove_empty_people", detail={"people": count})
         return count
 
-    def stats(self: TruthStore) -> dict[str, object]:
+    def stats(self) -> dict[str, object]:
         """People, faces, model, dimension, schema version, size and the library's counts."""
         with self.reading():
             meta = self.meta()

@@ -6,8 +6,8 @@ erasure of a removed person's library faces.
 Library faces live in their own tables, never in ``faces``: identify cannot see them. Naming one
 copies it into ``faces`` (logged in the change log, so the index follows); a scan's automatic
 match only links it to the person, without a copy. Library face ids are never reused. Changes
-that touch only the library do not bump the generation. Every method here uses the store only
-through TruthStore's declared methods.
+that touch only the library do not bump the generation. Written over the primitives and core
+workflow of :class:`~facesys.gallery.store.core.StoreCore`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from facesys.errors import ChangedMeanwhileError, ConflictError, GalleryError
 from facesys.gallery.audit import AuditEvent
+from facesys.gallery.store.core import StoreCore
 from facesys.gallery.store.records import (
     LIBRARY_FACE_COLUMNS,
     LIBRARY_FACES_FROM,
@@ -36,18 +36,13 @@ from facesys.gallery.store.records import (
 )
 from facesys.gallery.store.rules import id_list, missing_library_faces, name_key, normalize_name, valid_id, valid_ids
 
-if TYPE_CHECKING:
-    from facesys.gallery.store.base import TruthStore
-
 SAME_FACE_DISTANCE = 0.4  # an enrolled face and a library face of the same photo closer than this are one face
 
 
-class PhotoLibrary:
+class PhotoLibrary(StoreCore):
     """The photo library's methods of a TruthStore (see the module's docstring)."""
 
-    def record_photo(
-        self: TruthStore, photo: ScannedPhoto, faces: list[NewLibraryFace] | None, model_id: str | None
-    ) -> list[int]:
+    def record_photo(self, photo: ScannedPhoto, faces: list[NewLibraryFace] | None, model_id: str | None) -> list[int]:
         """Record one scanned file with all its faces in ONE transaction (all or nothing),
         replacing an earlier record of the same path and its faces (their enrolled copies stay);
         returns the new library face ids. A face's ``person`` attaches it automatically to that
@@ -102,14 +97,14 @@ class PhotoLibrary:
             self._audit_faces("auto_attach", attached, "library_faces")
             return ids
 
-    def library_photos(self: TruthStore) -> list[LibraryPhoto]:
+    def library_photos(self) -> list[LibraryPhoto]:
         """Every recorded library file, by path (code-point order)."""
         rows = self._rows(
             "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased FROM library_photos"
         )
         return [LibraryPhoto(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in sorted(rows, key=lambda r: r[1])]
 
-    def move_photo(self: TruthStore, old_path: str, photo: ScannedPhoto) -> bool:
+    def move_photo(self, old_path: str, photo: ScannedPhoto) -> bool:
         """Record that the library file ``old_path`` now lies at ``photo.path`` with the same bytes
         (``photo.sha256``), in one transaction: it keeps its id, faces, names, clusters and links
         to enrolled copies (whose source follows the file). False, nothing changed, when
@@ -133,12 +128,12 @@ class PhotoLibrary:
             self._audit("move_photos", detail={"photos": 1})
         return True
 
-    def erased_photos(self: TruthStore) -> set[str]:
+    def erased_photos(self) -> set[str]:
         """The sha256 of the files no longer recorded because every face of theirs was erased with
         a removed person: a scan leaves them out (see :meth:`remove_person`)."""
         return {sha for (sha,) in self._rows("SELECT sha256 FROM library_erased")}
 
-    def forget_photos(self: TruthStore, paths: list[str]) -> int:
+    def forget_photos(self, paths: list[str]) -> int:
         """Forget these recorded files (unknown paths are ignored) with their library faces, in one
         transaction, and erase the freed space; returns how many faces went. Enrolled copies of
         named faces stay enrolled."""
@@ -158,11 +153,7 @@ class PhotoLibrary:
         return faces
 
     def library_faces(
-        self: TruthStore,
-        ids: list[int] | None = None,
-        person: str | None = None,
-        cluster: int | None = None,
-        unnamed: bool = False,
+        self, ids: list[int] | None = None, person: str | None = None, cluster: int | None = None, unnamed: bool = False
     ) -> list[LibraryFace]:
         """Library faces by id ascending: those of ``ids`` that exist, of ``person`` (any spelling
         of the name; [] for nobody), of ``cluster``, unnamed only; filters combine."""
@@ -185,7 +176,7 @@ class PhotoLibrary:
             rows = self._rows(f"SELECT {LIBRARY_FACE_COLUMNS} FROM {LIBRARY_FACES_FROM}{clause} ORDER BY lf.id", params)
         return [library_face(row) for row in rows]
 
-    def library_vectors(self: TruthStore, ids: list[int]) -> np.ndarray:
+    def library_vectors(self, ids: list[int]) -> np.ndarray:
         """(len(ids), dim) float32 unit embeddings of these library faces, in the order given.
         UnknownFaceError naming the ids that do not exist; GalleryError for one of another dimension."""
         wanted = valid_ids(ids, "library face")
@@ -200,12 +191,12 @@ class PhotoLibrary:
             out[row] = np.frombuffer(found[face_id], "<f4")
         return out
 
-    def library_crops(self: TruthStore, ids: list[int]) -> dict[int, bytes]:
+    def library_crops(self, ids: list[int]) -> dict[int, bytes]:
         """Library face id -> its JPEG crop, for those of ``ids`` that exist."""
         wanted = id_list(valid_ids(ids, "library face"))
         return dict(self._rows("SELECT id, crop FROM library_faces WHERE id = ANY(?)", (wanted,)))
 
-    def set_clusters(self: TruthStore, ids: list[int], clusters: list[int]) -> None:
+    def set_clusters(self, ids: list[int], clusters: list[int]) -> None:
         """Set the cluster of each library face (ids that do not exist, or are named meanwhile, are
         left alone) in one transaction; meta ``last_cluster_id`` keeps the highest cluster id ever
         set, so new clusters can be given ids never used before."""
@@ -217,7 +208,7 @@ class PhotoLibrary:
             self._audit("cluster", detail={"library_faces": len(pairs), "clusters": len({c for c, _ in pairs})})
 
     def name_library_faces(
-        self: TruthStore, ids: list[int], name: str, seen: Mapping[int, SeenFace] | None = None, cluster: int | None = None
+        self, ids: list[int], name: str, seen: Mapping[int, SeenFace] | None = None, cluster: int | None = None
     ) -> NamedFaces:
         """Name library faces ``name`` in ONE transaction: the person is created, or the existing
         person of that name (compared ignoring case, :func:`name_key`) is used; each face is copied
@@ -261,7 +252,7 @@ class PhotoLibrary:
             self.erase_freed_pages()
         return NamedFaces(name, [row[0] for row in rows], enrolled, [row[0] for row in todo if row[0] not in enrolled])
 
-    def unname_library_faces(self: TruthStore, ids: list[int], seen: Mapping[int, SeenFace] | None = None) -> list[int]:
+    def unname_library_faces(self, ids: list[int], seen: Mapping[int, SeenFace] | None = None) -> list[int]:
         """Take these library faces back from their person (automatic or not), removing their
         enrolled copies (a person left without faces goes too), in one transaction; returns those
         that were named. UnknownFaceError for ids that do not exist. ``seen``: as for
@@ -271,13 +262,17 @@ class PhotoLibrary:
             self._check_seen(seen, lambda face: face.person is None)
             named = [row for row in self._library_rows(ids) if row[1] is not None]
             dropped = self._drop_copies(named)
-            self._clear_library_faces([row[0] for row in named])
+            self._execute(  # no person, assignment, copy or cluster
+                "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
+                "WHERE id = ANY(?)",
+                ([row[0] for row in named],),
+            )
             self._audit_faces("unname_faces", [(row[0], row[1]) for row in named], "library_faces")
         if dropped:
             self.erase_freed_pages()
         return [row[0] for row in named]
 
-    def remove_library_faces(self: TruthStore, ids: list[int], seen: Mapping[int, SeenFace] | None = None) -> int:
+    def remove_library_faces(self, ids: list[int], seen: Mapping[int, SeenFace] | None = None) -> int:
         """Delete these library faces and their enrolled copies (crops and vectors gone, freed space
         erased), in one transaction; returns how many. The file stays recorded, so a re-scan does
         not find the face again until the file changes. UnknownFaceError for ids that do not exist.
@@ -287,12 +282,13 @@ class PhotoLibrary:
             self._check_seen(seen, lambda face: False)
             rows = self._library_rows(ids)
             self._drop_copies(rows)
-            self._delete_library_faces([row[0] for row in rows])
+            self._execute("DELETE FROM library_faces WHERE id = ANY(?)", ([row[0] for row in rows],))
+            self._erase_later()
             self._audit("remove_library_faces", detail={"library_faces": [row[0] for row in rows]})
         self.erase_freed_pages()
         return len(rows)
 
-    def _check_seen(self: TruthStore, seen: Mapping[int, SeenFace] | None, done) -> None:
+    def _check_seen(self, seen: Mapping[int, SeenFace] | None, done) -> None:
         """Inside a write transaction (writers queue, so nothing changes these faces until it ends):
         ChangedMeanwhileError naming who has it now for the first face of ``seen`` that is no
         longer as seen, unless ``done(face)``: it is already what the change makes it."""
@@ -305,14 +301,14 @@ class PhotoLibrary:
                 continue
             raise _changed_meanwhile(face_id, was, face)
 
-    def cluster_naming(self: TruthStore, cluster: int) -> AuditEvent | None:
+    def cluster_naming(self, cluster: int) -> AuditEvent | None:
         """The audit event of the naming of ``cluster`` (by :meth:`name_library_faces` with that
         cluster), newest first, or None; cluster ids are never reused, so it says who took it."""
         return next((e for e in self.audit_log(None) if e.action == "name_faces" and e.detail.get("cluster") == cluster), None)
 
     # What naming library faces needs; each runs inside :meth:`transaction`.
 
-    def _library_rows(self: TruthStore, ids: list[int]) -> list[tuple]:
+    def _library_rows(self, ids: list[int]) -> list[tuple]:
         """(id, person id, enrolled face id, photo sha256, score, model id) of the library faces
         ``ids``; UnknownFaceError naming those that do not exist."""
         rows = self._rows(
@@ -323,13 +319,13 @@ class PhotoLibrary:
         missing_library_faces([int(i) for i in ids], [row[0] for row in rows], self.location)
         return rows
 
-    def _drop_copies(self: TruthStore, rows: list[tuple]) -> list[int]:
+    def _drop_copies(self, rows: list[tuple]) -> list[int]:
         """Delete the enrolled copies of library face ``rows`` (from :meth:`_library_rows`) as
         :meth:`_delete_faces` does; returns the copies' face ids."""
         copies = [(row[2], row[1]) for row in rows if row[2] is not None]
         return self._delete_faces(copies) if copies else []
 
-    def _relink_copies(self: TruthStore, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
+    def _relink_copies(self, sha: str, copies: list[int], ids: list[int], faces: list[NewLibraryFace]) -> None:
         """Inside a transaction: a new library face (``ids``, ``faces``) of the photo ``sha`` that is
         the same face as an enrolled copy no library face links to any more (one of the same bytes:
         its file was forgotten and found again; or one of the ``copies`` of the faces it replaces:
@@ -341,7 +337,7 @@ class PhotoLibrary:
                 new = [row for row in new if row[0] != face_id]  # one copy per face
                 self._assign_library_faces(person_id, [(face_id, copy)])
 
-    def _orphaned_copies(self: TruthStore, sha: str, copies: list[int]) -> list[tuple[int, int, bytes]]:
+    def _orphaned_copies(self, sha: str, copies: list[int]) -> list[tuple[int, int, bytes]]:
         """(face id, person id, embedding bytes) of the enrolled copies made by naming a library face
         (``faces.from_library``) that no library face links to any more, among those of photo ``sha``
         and the face ids ``copies``."""
@@ -351,11 +347,11 @@ class PhotoLibrary:
             (sha, sorted(copies)),
         )
 
-    def _enrolled_photos(self: TruthStore, hashes: list[str]) -> set[str]:
+    def _enrolled_photos(self, hashes: list[str]) -> set[str]:
         """Those of the image sha256 ``hashes`` that have an enrolled face."""
         return {sha for (sha,) in self._rows("SELECT image_sha256 FROM faces WHERE image_sha256 = ANY(?)", (list(hashes),))}
 
-    def _copy_library_face(self: TruthStore, face_id: int, person_id: int) -> int:
+    def _copy_library_face(self, face_id: int, person_id: int) -> int:
         """Copy library face ``face_id`` into ``faces`` as ``person_id``'s; returns the new face id."""
         columns = ("source", "image_sha256", "box", "landmarks", "score", "crop", "crop_origin", "embedding", "model_id")
         row = self._row(
@@ -366,27 +362,14 @@ class PhotoLibrary:
         copy = {"person_id": person_id} | dict(zip(columns, row, strict=True))
         return self._insert("faces", [copy | {"created_at": time.time(), "from_library": True}])[0]
 
-    def _assign_library_faces(self: TruthStore, person_id: int, faces: list[tuple[int, int | None]]) -> None:
+    def _assign_library_faces(self, person_id: int, faces: list[tuple[int, int | None]]) -> None:
         """Name (library face id, its enrolled copy or None) ``faces`` ``person_id``'s, assigned by the user, unclustered."""
         self._execute_many(
             "UPDATE library_faces SET person_id = ?, assigned = 'user', cluster = NULL, enrolled_face_id = ? WHERE id = ?",
             [(person_id, copy, face_id) for face_id, copy in faces],
         )
 
-    def _clear_library_faces(self: TruthStore, ids: list[int]) -> None:
-        """Take library faces ``ids`` from their person: no person, assignment, copy or cluster."""
-        self._execute(
-            "UPDATE library_faces SET person_id = NULL, assigned = NULL, enrolled_face_id = NULL, cluster = NULL "
-            "WHERE id = ANY(?)",
-            (sorted(ids),),
-        )
-
-    def _delete_library_faces(self: TruthStore, ids: list[int]) -> None:
-        """Delete the library faces ``ids`` (marked for erasure)."""
-        self._execute("DELETE FROM library_faces WHERE id = ANY(?)", (sorted(ids),))
-        self._erase_later()
-
-    def _erase_library_faces_of(self: TruthStore, person_id: int) -> int:
+    def _erase_library_faces_of(self, person_id: int) -> int:
         """Inside a transaction: delete the library faces of ``person_id`` and those that are one of
         their enrolled faces again, remembering them as :meth:`remove_person` says; returns how many."""
         enrolled = self._rows("SELECT image_sha256, embedding FROM faces WHERE person_id = ?", (person_id,))
