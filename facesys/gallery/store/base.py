@@ -8,13 +8,15 @@ float32 unit vectors compared by Euclidean distance. Every change is one transac
 one audit event (facesys/gallery/audit.py) in it. It also keeps the service's API keys, by hash,
 and the photo library (faces found by scans).
 
-:class:`TruthStore` is made of three parts, each over the same primitives: core.py (the
-primitives a backend provides, identity, settings, change tracking, the audit log, people and
-faces), library.py (the photo library) and admin.py (API keys, repair, check, stats); the records
-and their row encoding are in records.py, name, key and id rules in rules.py. A backend subclasses
-it with its connection, transactions, SQL dialect, schema and those primitives.
-``tests/gallery/test_store_interface.py`` runs the same suite against every backend listed in
-``facesys.gallery.store.STORE_BACKENDS``.
+Every rule is written once, in SQL valid for every backend (``?`` placeholders, ``= ANY(?)`` with
+a list parameter, values both backends store alike), in three parts over the same primitives:
+core.py (the primitives, identity, settings, change tracking, the audit log, people and faces),
+library.py (the photo library) and admin.py (API keys, repair, check, stats); records and their
+row encoding are in records.py, name, key and id rules in rules.py. A backend subclasses
+:class:`TruthStore` with its connection, transactions (writers queue, so no row locks are
+needed), SQL dialect, schema, how ids are made, erasure, check and size: the abstract methods of
+:class:`~facesys.gallery.store.core.StoreCore`. ``tests/gallery/test_store_interface.py`` runs the
+same suite against every backend listed in ``facesys.gallery.store.STORE_BACKENDS``.
 """
 
 from __future__ import annotations
@@ -28,15 +30,6 @@ from facesys.gallery.store.rules import _REFUSED_CATEGORIES, MAX_NAME_LENGTH  # 
 
 
 class TruthStore(PhotoLibrary, Administration):
-    """A gallery's source of truth. Use as a context manager or call :meth:`close`.
-
-    Names given to methods are normalised with :func:`normalize_name`; a new name equal to an
-    existing one ignoring case is refused. Errors are GalleryErrors naming the store.
-
-    Every rule (the generation, the change log, the audit event, erasure, library faces detached
-    when their person goes) is written once, in SQL valid for every backend: ``?`` placeholders,
-    ``= ANY(?)`` with a list parameter, values both backends store alike. A backend provides the
-    abstract methods of :class:`~facesys.gallery.store.core.StoreCore`: connection, transactions
-    (writers queue, so no row locks are needed), the translation of that SQL, how ids are made,
-    erasure, check and size.
-    """
+    """A gallery's source of truth. Use as a context manager or call :meth:`close`. Names given to
+    methods are normalised with :func:`normalize_name`; a new name equal to an existing one
+    ignoring case is refused. Errors are GalleryErrors naming the store."""

@@ -79,11 +79,9 @@ class PhotoLibrary(StoreCore):
                     "sha256 = ?, faces = ?, error = ?, model_id = ?, scanned_at = ? WHERE id = ?",
                     (photo.sha256, *values, photo_id),
                 )
-            people: dict[str, int | None] = {}
-            for name in dict.fromkeys(face.person for face in faces if face.person is not None):
-                found = self._person_row(name)
-                people[name] = found[0] if found else None
-            persons = [people.get(face.person) if face.person is not None else None for face in faces]
+            names = {face.person for face in faces if face.person is not None}
+            people = {name: row[0] if (row := self._person_row(name)) else None for name in names}
+            persons = [people.get(face.person) for face in faces]  # None: unnamed, or nobody of that name
             rows = [
                 {"photo_id": photo_id, "frame": face.frame, "score": float(face.score), "crop": face.crop_jpeg}
                 | dict(zip(("box", "landmarks", "crop_origin"), geometry_json(face), strict=True))
