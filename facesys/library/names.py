@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from facesys.errors import ChangedMeanwhileError, FacesysError, UnknownClusterError, UnknownPersonError
 from facesys.gallery.gallery import Gallery
-from facesys.gallery.store.base import NamedFaces, SeenFace, name_key, seen_faces, valid_id
+from facesys.gallery.store.records import NamedFaces, SeenFace, seen_faces
+from facesys.gallery.store.rules import name_key, valid_id
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import pytest
 from facesys.errors import ConflictError, GalleryVersionError, InvalidValueError
 from facesys.gallery.audit import MAX_ACTOR_LENGTH, acting_as
 from facesys.gallery.store import open_store
-from facesys.gallery.store.base import KEYS_REQUIRED, key_name, normalize_name
+from facesys.gallery.store.records import KEYS_REQUIRED
+from facesys.gallery.store.rules import key_name, normalize_name
 from facesys.keys import hash_key, new_key
 
 

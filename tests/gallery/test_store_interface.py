@@ -10,7 +10,7 @@ import pytest
 
 from facesys.errors import DuplicatePhotoError, GalleryError, NameConflictError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import acting_as
-from facesys.gallery.store.base import ERASE_PENDING
+from facesys.gallery.store.records import ERASE_PENDING
 from facesys.keys import hash_key, new_key
 from tests.gallery.conftest import MODEL, face
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from facesys.gallery.store.base import NewLibraryFace, ScannedPhoto
+from facesys.gallery.store.records import NewLibraryFace, ScannedPhoto
 from tests.conftest import data_path
 from tests.gallery.conftest import _drop_databases_made_by_the_test, backend, store  # noqa: F401  (fixtures)
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from facesys.errors import GalleryError, UnknownFaceError
-from facesys.gallery.store.base import ScannedPhoto
+from facesys.gallery.store.records import ScannedPhoto
 from tests.gallery.conftest import MODEL, face
 from tests.library.conftest import library_face, photo
 

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from facesys.errors import MAX_ID, InvalidValueError
-from facesys.gallery.store.base import MAX_NAME_LENGTH, normalize_name
+from facesys.gallery.store.rules import MAX_NAME_LENGTH, normalize_name
 from facesys.service.schemas import name_pattern
 from tests.conftest import ROOT, data_path
 from tests.service.conftest import Server, create_key

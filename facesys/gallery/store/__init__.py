@@ -14,15 +14,9 @@ from importlib import import_module
 from pathlib import Path
 
 from facesys.errors import GalleryError
-from facesys.gallery.store.base import (
-    Carried,
-    Changes,
-    FaceRecord,
-    NewFace,
-    TruthStore,
-    name_key,
-    normalize_name,
-)
+from facesys.gallery.store.base import TruthStore
+from facesys.gallery.store.records import Carried, Changes, FaceRecord, NewFace
+from facesys.gallery.store.rules import name_key, normalize_name
 
 # backend name -> "module:class"; imported only when used.
 STORE_BACKENDS = {

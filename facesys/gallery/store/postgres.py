@@ -70,7 +70,8 @@ from facesys.errors import (
     NoGalleryError,
 )
 from facesys.gallery.location import public_url
-from facesys.gallery.store.base import ERASE_PENDING, TruthStore
+from facesys.gallery.store.base import TruthStore
+from facesys.gallery.store.records import ERASE_PENDING
 
 SCHEMA_VERSION = 3  # this backend's own numbering (v2: the photo library; v3: erased library faces remembered)
 SCHEMES = ("postgresql", "postgres")

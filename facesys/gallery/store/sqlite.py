@@ -9,7 +9,7 @@ Tables (schema version 6; older galleries are migrated when opened):
 - ``people(id, name UNIQUE, created_at, name_key)``: names normalised (NFC, trimmed); unique
   ignoring case (``name_key``).
 - ``faces(id, person_id, source, image_sha256 UNIQUE, box, landmarks, score, crop, crop_origin,
-  embedding, model_id, created_at, sharpness)``: one enrolled photo each (see base.FaceRecord).
+  embedding, model_id, created_at, sharpness)``: one enrolled photo each (see records.FaceRecord).
 - ``changes(generation, face_id, added)``: which face ids were added (1) or removed (0) at which
   generation: ids only, so an erased person leaves nothing personal here.
 - ``api_keys(id, name, scope, key_hash UNIQUE, created_at, revoked_at)``: the service's keys by
@@ -20,7 +20,7 @@ Tables (schema version 6; older galleries are migrated when opened):
 - ``library_photos(id, path UNIQUE, size, mtime_ns, sha256, faces, error, model_id, scanned_at)``
   and ``library_faces(id, photo_id, frame, box, landmarks, score, crop, crop_origin, embedding,
   model_id, cluster, person_id, assigned, enrolled_face_id)``: the photo library (v5), faces found
-  by ``facesys scan``, unnamed until named; never searched by identify (see base.py). Their
+  by ``facesys scan``, unnamed until named; never searched by identify (see library.py). Their
   deletions are erased as the faces' are.
 - v6: ``library_photos.erased`` (JSON [frame, x1, y1, x2, y2] of faces erased with a removed
   person) and ``library_erased(sha256, faces)``: files left without faces by such an erasure, by
@@ -49,7 +49,9 @@ from pathlib import Path
 import numpy as np
 
 from facesys.errors import GalleryError, NoGalleryError
-from facesys.gallery.store.base import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, TruthStore, name_key, salvaged_face
+from facesys.gallery.store.base import TruthStore
+from facesys.gallery.store.records import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, salvaged_face
+from facesys.gallery.store.rules import name_key
 
 SCHEMA_VERSION = 6
 DB_NAME = "gallery.sqlite3"
