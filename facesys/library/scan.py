@@ -33,7 +33,7 @@ from facesys.config import FRAME_STEP
 from facesys.enroll import face_crop
 from facesys.errors import FacesysError
 from facesys.gallery.store import TruthStore
-from facesys.gallery.store.base import LibraryPhoto, NewLibraryFace, ScannedPhoto
+from facesys.gallery.store.records import LibraryPhoto, NewLibraryFace, ScannedPhoto
 from facesys.hashing import file_sha256
 from facesys.library.files import LibraryFile, resolved_roots, under, walk
 from facesys.vision.media import media_items

@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, Field
 
 from facesys.errors import MAX_ID
-from facesys.gallery.store.base import _REFUSED_CATEGORIES, MAX_NAME_LENGTH
+from facesys.gallery.store.rules import _REFUSED_CATEGORIES, MAX_NAME_LENGTH
 from facesys.keys import MAX_KEY_NAME_LENGTH, SCOPES
 
 # -- the rules of names, as the OpenAPI document states them (the gallery enforces them: normalize_name) --

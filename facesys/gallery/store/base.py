@@ -24,10 +24,6 @@ from __future__ import annotations
 from facesys.gallery.store.admin import Administration
 from facesys.gallery.store.library import PhotoLibrary
 
-# imported from here by facesys/library/scan.py and facesys/service/schemas.py
-from facesys.gallery.store.records import LibraryPhoto, NewLibraryFace, ScannedPhoto  # noqa: F401
-from facesys.gallery.store.rules import _REFUSED_CATEGORIES, MAX_NAME_LENGTH  # noqa: F401
-
 
 class TruthStore(PhotoLibrary, Administration):
     """A gallery's source of truth. Use as a context manager or call :meth:`close`. Names given to
