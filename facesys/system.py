@@ -181,12 +181,12 @@ class FaceSystem:
 
             def identify(results: list[ImageFaces]) -> list[list[Identification]]:
                 faces = [face for result in results for face in result.faces]
-                ranked, threshold = [[] for _ in faces], policy.identify(0)
+                ranked, limit = [[] for _ in faces], policy.identify(0)
                 # require_model: the gallery may have been re-embedded meanwhile by another process
                 if faces and self.gallery.require_model(model_id, store) is not None:
                     vectors = np.stack([f.embedding for f in faces])
-                    ranked, threshold = self.gallery.identify(vectors, top_k, policy, store=store)
-                answers = iter(_identification(f, c, threshold, self.probe_rules) for f, c in zip(faces, ranked, strict=True))
+                    ranked, limit = self.gallery.identify(vectors, top_k, policy, store=store)
+                answers = iter(_identification(f, c, limit, self.probe_rules) for f, c in zip(faces, ranked, strict=True))
                 return [[next(answers) for _ in result.faces] for result in results]
 
             yield identify

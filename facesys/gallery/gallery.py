@@ -415,12 +415,16 @@ class Gallery:
         with self.open() as store:
             return store.api_keys()
 
-    def key_for(self, key: str) -> ApiKey | None:
+    def key_for(self, key: str, store: TruthStore | None = None) -> ApiKey | None:
         """The active API key ``key`` is, or None (one lookup by hash: cheap enough per request)."""
-        if not isinstance(key, str) or not key or not self.exists():
+        if not isinstance(key, str) or not key:
             return None
-        with self.open() as store:
-            return store.api_key_for_hash(hash_key(key))
+        if store is None:
+            if not self.exists():
+                return None
+            with self.open() as opened:
+                return self.key_for(key, opened)
+        return store.api_key_for_hash(hash_key(key))
 
     def has_keys(self) -> bool:
         """Whether any API key is active."""
@@ -429,13 +433,15 @@ class Gallery:
         with self.open() as store:
             return store.has_api_keys()
 
-    def keys_required(self) -> bool:
+    def keys_required(self, store: TruthStore | None = None) -> bool:
         """Whether every request must carry a key: the gallery has, or ever had, an API key (so
         revoking the last one never lets anonymous callers in)."""
-        if not self.exists():
-            return False
-        with self.open() as store:
-            return store.keys_required()
+        if store is None:
+            if not self.exists():
+                return False
+            with self.open() as opened:
+                return self.keys_required(opened)
+        return store.keys_required()
 
     def revoke_key(self, name: str) -> None:
         """Revoke the active API key ``name``; UnknownKeyError when there is none."""

@@ -28,6 +28,7 @@ from facesys.service.deps import (
     MayIdentify,
     PersonPath,
     Ready,
+    RequestStoreDep,
     Threshold,
     person_name,
     within_time,
@@ -75,6 +76,7 @@ async def identify(
     request: Request,
     caller: MayIdentify,
     service: Ready,
+    store: RequestStoreDep,
     top_k: Annotated[int, Query(ge=1, le=50, description="Candidates listed per face")] = TOP_K,
     threshold: Threshold = None,
     explain: Annotated[
@@ -97,8 +99,8 @@ async def identify(
     refused = [refusal(upload) for upload in uploads]
     usable = [upload for upload, problem in zip(uploads, refused, strict=True) if problem is None]
 
-    def finish(results: list) -> list:  # the library's one identify call: one store open, or its error
-        with system.identifying(top_k if lists_people else 1, threshold) as identify:
+    def finish(results: list) -> list:  # the library's one identify call, over the request's store (the key check's)
+        with store.using() as opened, system.identifying(top_k if lists_people else 1, threshold, opened) as identify:
             return list(zip(results, identify(results), strict=True))
 
     found = iter(await within_time(service, service.batcher.submit(usable, finish)) if usable else [])

@@ -14,6 +14,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from facesys.keys import allows
 from facesys.service.errors import ApiError
+from facesys.service.request_store import RequestStore, request_store
 
 bearer = HTTPBearer(auto_error=False, description="An API key made with `facesys keys create NAME --scope ...`")
 CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -30,8 +31,12 @@ class Caller:
 def require(scope: str) -> Callable:
     """A dependency that lets a request through only with a key of ``scope`` (or a wider one)."""
 
-    async def check(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Caller:
-        caller = await run_in_threadpool(identify_caller, request.app.state.service, credentials)
+    async def check(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        store: Annotated[RequestStore, Depends(request_store)],
+    ) -> Caller:
+        caller = await run_in_threadpool(identify_caller, request.app.state.service, credentials, store)
         if not allows(caller.scope, scope):
             raise ApiError(403, f"{caller.actor} has scope {caller.scope!r}; this needs {scope!r}")
         return caller
@@ -39,7 +44,7 @@ def require(scope: str) -> Callable:
     return check
 
 
-def identify_caller(service, credentials: HTTPAuthorizationCredentials | None) -> Caller:
+def identify_caller(service, credentials: HTTPAuthorizationCredentials | None, store: RequestStore) -> Caller:
     """The Caller a request's credentials stand for. A request without credentials is admin only
     on a loopback address, and only when the service runs ``--allow-anonymous`` or the gallery
     never had a key (read per request from the store: a gallery that had keys always needs one,
@@ -48,10 +53,12 @@ def identify_caller(service, credentials: HTTPAuthorizationCredentials | None) -
     if credentials is None:
         if service.settings.loopback and service.settings.allow_anonymous:
             return Caller("anonymous (--allow-anonymous)", "admin")
-        if service.settings.loopback and not gallery.keys_required():
-            return Caller("anonymous (no keys defined)", "admin")
+        with store.using() as opened:
+            if service.settings.loopback and not gallery.keys_required(opened):
+                return Caller("anonymous (no keys defined)", "admin")
         raise ApiError(401, "no API key: send 'Authorization: Bearer <key>'", headers=CHALLENGE)
-    key = gallery.key_for(credentials.credentials)
+    with store.using() as opened:
+        key = gallery.key_for(credentials.credentials, opened)
     if key is None:
         raise ApiError(401, "unknown or revoked API key", headers=CHALLENGE)
     return Caller(f"key {key.name}", key.scope)

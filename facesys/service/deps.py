@@ -22,6 +22,7 @@ from facesys.service import schemas
 from facesys.service.auth import Caller, require
 from facesys.service.batching import MicroBatcher
 from facesys.service.errors import ApiError
+from facesys.service.request_store import RequestStore, request_store
 from facesys.service.settings import ServiceSettings
 
 T = TypeVar("T")
@@ -110,6 +111,7 @@ Ready = Annotated[Service, Depends(ready)]
 MayIdentify = Annotated[Caller, Depends(require("identify"))]
 MayEnroll = Annotated[Caller, Depends(require("enroll"))]
 Admin = Annotated[Caller, Depends(require("admin"))]
+RequestStoreDep = Annotated[RequestStore, Depends(request_store)]  # the one store open a request shares
 Threshold = Annotated[float | None, Query(ge=0.0, le=2.0, description="Distance threshold (overrides the gallery's)")]
 # Names in a path are checked by the gallery (normalize_name: one-line 400s); the schema states the rules.
 PersonPath = Annotated[str, Path(description="The person's name, percent-encoded", json_schema_extra=schemas.PERSON_NAME)]

@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from facesys.errors import NoGalleryError
+from facesys.gallery import Gallery
 from facesys.service import ServiceSettings, create_app
 from tests.cli.test_people import run
 from tests.service.test_api import error_of, upload
@@ -33,14 +34,15 @@ def store_opens(monkeypatch) -> list:
 
 @pytest.fixture
 def serve(embedder):
-    """serve(gallery): a TestClient over the service on ``gallery``, anonymous admin (no key lookup
-    per request), with the session's embedder; yields once the service is ready."""
+    """serve(gallery[, key]): a TestClient over the service on ``gallery`` (anonymous admin without
+    ``key``), with the session's embedder; yields once the service is ready."""
 
     @contextmanager
-    def serve(gallery):
-        app = create_app(ServiceSettings(gallery=str(gallery), allow_anonymous=True))
+    def serve(gallery, key: str | None = None):
+        app = create_app(ServiceSettings(gallery=str(gallery), allow_anonymous=key is None))
         app.state.service.system._embedder = embedder  # no model loading
-        with TestClient(app, base_url="http://localhost") as client:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        with TestClient(app, base_url="http://localhost", headers=headers) as client:
             deadline = time.monotonic() + 30
             while not app.state.service.ready and time.monotonic() < deadline:
                 time.sleep(0.05)
@@ -66,13 +68,15 @@ def noise_photo(tmp_path):
     return path
 
 
-def test_an_http_identify_opens_the_store_once(gallery, people_photos, serve, store_opens):
+@pytest.mark.parametrize("with_key", [False, True], ids=["anonymous", "with_key"])
+def test_an_http_identify_opens_the_store_once(gallery, people_photos, serve, store_opens, with_key):
     photos = upload(people_photos / "_multi_face" / "two_people.jpg", people_photos / "joe_biden" / "biden.jpg")
-    with serve(gallery) as client:
+    key = Gallery(gallery).create_key("counted", "admin") if with_key else None
+    with serve(gallery, key) as client:
         store_opens.clear()  # those of start-up
         answer = client.post("/v1/identify", files=photos)
         assert answer.status_code == 200, answer.text
-        assert len(store_opens) == 1  # model check, thresholds, calibration and the search share it (was 5)
+        assert len(store_opens) == 1  # key check, model check, thresholds, calibration and search share it (was 5)
     assert sorted(f["name"] for f in answer.json()["results"][0]["faces"]) == ["Barack Obama", "Joe Biden"]
 
 
