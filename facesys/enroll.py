@@ -25,6 +25,7 @@ import numpy as np
 
 from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP_QUALITY
 from facesys.datasets import images_in, people_in
+from facesys.decide.match import confused_with
 from facesys.errors import (
     DuplicatePhotoError,
     FacesysError,
@@ -308,7 +309,7 @@ class Enrollment:
 
     def _confusion_warning(self, name: str, embedding: np.ndarray) -> str | None:
         """A warning when the photo is nearer another enrolled person than its own, among its
-        ``CONFUSION_NEIGHBOURS`` nearest enrolled faces."""
+        ``CONFUSION_NEIGHBOURS`` nearest enrolled faces (the rule: decide.match.confused_with)."""
         if not self.gallery.exists():
             return None
         found = self.gallery.search(embedding[None], k=CONFUSION_NEIGHBOURS, save=False)
@@ -317,11 +318,6 @@ class Enrollment:
             for d, i in zip(found.distances[0].tolist(), found.ids[0].tolist(), strict=True)
             if i in found.names
         ]
-        others = [(d, n) for d, n in nearest if n != name]
-        if not others:
-            return None
-        best_other, other_name = min(others)
-        own = [d for d, n in nearest if n == name]
-        if best_other <= self.verify_threshold and (not own or best_other < min(own)):
-            return f"this photo looks more like {other_name!r} (distance {best_other:.3f}) than like {name!r}"
+        if confused := confused_with(name, nearest, self.verify_threshold):
+            return f"this photo looks more like {confused[0]!r} (distance {confused[1]:.3f}) than like {name!r}"
         return None

@@ -152,6 +152,17 @@ def verify(a: np.ndarray, b: np.ndarray, threshold: float, threshold_source: Thr
     return Verification(d, threshold, d <= threshold, threshold_source)
 
 
+def confused_with(name: str, nearest: list[tuple[float, str]], threshold: float) -> tuple[str, float] | None:
+    """(the other person, distance) when a face of ``name`` is nearer someone else than any photo of
+    ``name`` among its ``nearest`` enrolled faces ((distance, person) pairs), within ``threshold``."""
+    others = [(d, n) for d, n in nearest if n != name]
+    if not others:
+        return None
+    best_other, other_name = min(others)
+    own = [d for d, n in nearest if n == name]
+    return (other_name, best_other) if best_other <= threshold and (not own or best_other < min(own)) else None
+
+
 def identify_threshold(
     far_table: tuple[tuple[float, float], ...],
     faces_in_gallery: int,

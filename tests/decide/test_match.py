@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from facesys.decide.match import identify_threshold, verify
+from facesys.decide.match import confused_with, identify_threshold, verify
 
 TABLE = ((1e-1, 0.50), (1e-2, 0.45), (1e-3, 0.40), (1e-4, 0.35), (1e-5, 0.30))
 
@@ -26,3 +26,12 @@ def test_open_set_threshold_tightens_with_gallery_size():
     assert identify_threshold(TABLE, 10**9, verify_threshold=0.6) == pytest.approx(0.30)
     assert identify_threshold(TABLE, 1, verify_threshold=0.42) == pytest.approx(0.42)
     assert identify_threshold((), 50, verify_threshold=0.42) == 0.42
+
+
+def test_a_face_nearer_someone_else_than_its_own_person_is_confused_within_the_threshold():
+    nearest = [(0.30, "Ann"), (0.35, "Bob"), (0.50, "Bob")]
+    assert confused_with("Bob", nearest, threshold=0.6) == ("Ann", 0.30)
+    assert confused_with("Bob", nearest, threshold=0.2) is None  # Ann too far to be confused with
+    assert confused_with("Ann", nearest, threshold=0.6) is None  # its own photo is the nearest
+    assert confused_with("Cid", nearest, threshold=0.6) == ("Ann", 0.30)  # a new person: no photo of their own
+    assert confused_with("Bob", [(0.4, "Bob")], threshold=0.6) is None
