@@ -34,6 +34,7 @@ DEFAULT_PERSON_SCORE = "template"
 PHOTO_BATCH = 16
 BATCH_BYTES = 300_000_000
 CHIP_BATCH = 64
+REEMBED_BATCH = 1024  # stored crops re-embedded together by a reindex; library faces committed together
 
 # Stored crops: the face box plus CROP_MARGIN of its size on every side, the face at most
 # CROP_FACE_PX pixels across, JPEG quality CROP_QUALITY. Enough for any model to re-align.

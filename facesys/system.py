@@ -17,7 +17,7 @@ from facesys.config import DEFAULT_MODEL, DEFAULT_TARGET_FPIR, TOP_K
 from facesys.decide.match import Identification, OpenSetThreshold, ThresholdPolicy, VerifyResult, verify
 from facesys.enroll import Enrollment, EnrollReport, EnrollResult
 from facesys.errors import FacesysError, ImageError, NoFaceError, NoGalleryError
-from facesys.gallery.gallery import Gallery
+from facesys.gallery.gallery import Gallery, Reembedded
 from facesys.gallery.store import TruthStore
 from facesys.vision.images import ImageInput
 from facesys.vision.quality import ProbeRules, QualityRules, probe_problem
@@ -191,15 +191,16 @@ class FaceSystem:
 
             yield identify
 
-    def reindex(self, model: str) -> int:
-        """Re-embed every stored face with ``model`` from the stored crops; returns the faces done."""
+    def reindex(self, model: str) -> Reembedded:
+        """Re-embed every stored face, enrolled and in the photo library, with ``model`` from the
+        stored crops (kill-safe, see Gallery.reembed); returns how many of each were done."""
         from facesys.vision.embed import Embedder
 
         embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
-        count = self.gallery.reembed(embedder.model_info, embedder.embed_crops)
+        done = self.gallery.reembed(embedder.model_info, embedder.embed_crops)
         with self._lock:
             self._embedder = embedder
-        return count
+        return done
 
     # -- the photo library (facesys/library/): faces nobody labelled, unnamed until named ---------
 

@@ -16,6 +16,7 @@ import pytest
 
 from facesys.errors import GalleryError, ImageError, NoFaceError
 from facesys.evaluate.pairs import people_in_pairs, read_lfw_pairs
+from facesys.gallery.gallery import Reembedded
 from tests.conftest import data_path
 
 SEED = 20261127
@@ -281,10 +282,10 @@ def test_reindex_switches_model_from_stored_crops(small_system, tmp_path):
     torch.manual_seed(0)
     torch.save(InceptionResnetV1(classify=False, num_classes=8631).state_dict(), weights)
     other = FaceSystem(small_system.gallery, weights=str(weights))
-    assert other.reindex("facenet-vggface2") == 4
+    assert other.reindex("facenet-vggface2") == Reembedded(faces=4, library_faces=0)
     assert other.gallery.stats()["model_id"].startswith("facenet-vggface2@") and other.gallery.stats()["dim"] == 512
     back = FaceSystem(small_system.gallery)
-    assert back.reindex("dlib-resnet") == 4
+    assert back.reindex("dlib-resnet") == Reembedded(faces=4, library_faces=0)
     assert sorted(r.name for r in back.identify(photo)) == before
 
 

@@ -134,10 +134,12 @@ def open_set_summary(gallery, faces: int, people: int) -> dict:
 @click.option("--model", "model", required=True, help="The model to re-embed every stored face with.")
 @click.pass_obj
 def reindex(settings: Settings, model: str) -> None:
-    """Re-embed the whole gallery with another model, from the stored face crops."""
+    """Re-embed the whole gallery, photo library included, with another model, from the stored face crops."""
     settings.model = None  # the gallery's current model does not matter here
-    count = settings.system().reindex(model)
-    click.echo(f"re-embedded {count} face{'s' if count != 1 else ''} with {model}")
+    done = settings.system().reindex(model)
+    faces, library = done.faces, done.library_faces
+    library_text = f"{library} library face{'s' if library != 1 else ''}"
+    click.echo(f"re-embedded {faces} face{'s' if faces != 1 else ''} and {library_text} with {model}")
 
 
 @gallery.command("index")

@@ -44,6 +44,7 @@ ACTIONS = (
     "name_faces",
     "unname_faces",
     "remove_library_faces",
+    "reembed_library_faces",
 )
 
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("facesys_actor", default=None)

@@ -11,12 +11,13 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from facesys.config import DEFAULT_TARGET_FPIR, LOG_EVENTS, default_gallery
+from facesys.config import DEFAULT_TARGET_FPIR, LOG_EVENTS, REEMBED_BATCH, default_gallery
 from facesys.decide import ranking
 from facesys.decide.calibration import Calibration
 from facesys.decide.match import Candidate, OpenSetThreshold, ThresholdPolicy
@@ -32,6 +33,14 @@ from facesys.keys import ApiKey, hash_key, new_key
 from facesys.models import ModelInfo, ModelSpec
 
 THRESHOLD_KINDS = ("verify", "identify")
+
+
+@dataclass(frozen=True)
+class Reembedded:
+    """What a reindex did: enrolled faces and photo-library faces re-embedded from their crops."""
+
+    faces: int
+    library_faces: int
 
 
 class Gallery:
@@ -576,10 +585,18 @@ class Gallery:
             self.refresh(store)
         return result
 
-    def reembed(self, model: ModelInfo, embed_crops: Callable[[list[tuple]], np.ndarray]) -> int:
-        """Re-embed every stored face from its crop with ``embed_crops`` ((crop JPEG, crop origin,
-        landmarks) list -> (N, dim) unit vectors) and switch the gallery to ``model``; returns the
-        faces done."""
+    def reembed(self, model: ModelInfo, embed_crops: Callable[[list[tuple]], np.ndarray]) -> Reembedded:
+        """Re-embed every stored face, enrolled and in the photo library, from its crop with
+        ``embed_crops`` ((crop JPEG, crop origin, landmarks) list -> (N, dim) unit vectors) and
+        switch the gallery to ``model``; returns how many faces of each were done.
+
+        Kill-safe: the enrolled faces and the gallery's model change in ONE transaction; then the
+        library faces not of ``model`` are re-embedded REEMBED_BATCH at a time, each batch in its
+        own transaction (a face's vector and model id change in one row update), and a file counts
+        as scanned with ``model`` once all its faces are. A kill leaves every face with its old
+        vector and model id or its new ones; the next reindex finishes the library (it picks the
+        faces whose model id is not ``model``'s), and a scan meanwhile reads their files again
+        (a scan of the old model is refused: the gallery holds ``model``)."""
         vectors: dict[int, np.ndarray] = {}
         with self.open() as store:
             pending: list[tuple[int, tuple]] = []
@@ -591,7 +608,7 @@ class Gallery:
 
             for face_id, jpeg, origin, landmarks in store.crops():
                 pending.append((face_id, (jpeg, origin, landmarks)))
-                if len(pending) == 1024:
+                if len(pending) == REEMBED_BATCH:
                     flush()
             if pending:
                 flush()
@@ -599,4 +616,11 @@ class Gallery:
             with self._lock:
                 self._index = None
                 self.refresh(store)
-        return len(vectors)
+            library, after = 0, 0
+            while batch := store.library_faces_to_reembed(model.model_id, after, REEMBED_BATCH):
+                embedded = embed_crops([crop for _, *crop in batch])
+                ids = [face_id for face_id, *_ in batch]
+                library += store.reembed_library_faces(model.model_id, dict(zip(ids, embedded, strict=True)))
+                after = ids[-1]
+            store.reembed_library_faces(model.model_id, {})  # files left without faces count as scanned with it
+        return Reembedded(len(vectors), library)

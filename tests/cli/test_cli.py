@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from facesys.cli import Settings, main
 from facesys.errors import FacesysError
+from facesys.gallery.gallery import Reembedded
 from tests.conftest import data_path
 
 
@@ -150,9 +151,9 @@ def test_a_command_keeps_its_own_option_of_a_global_name(monkeypatch):
     seen = {}
 
     class FakeSystem:
-        def reindex(self, model: str) -> int:
+        def reindex(self, model: str) -> Reembedded:
             seen["reindexed_with"] = model
-            return 3
+            return Reembedded(faces=3, library_faces=1)
 
     def system(self, *args, **kwargs):
         seen.update(vars(self))
@@ -161,7 +162,7 @@ def test_a_command_keeps_its_own_option_of_a_global_name(monkeypatch):
     monkeypatch.setattr(Settings, "system", system)
     result = run("--model", "old", "gallery", "reindex", "--model", "new", "--gallery", "G")
     assert result.exit_code == 0, result.output
-    assert result.stdout == "re-embedded 3 faces with new\n"
+    assert result.stdout == "re-embedded 3 faces and 1 library face with new\n"
     assert seen["reindexed_with"] == "new" and seen["gallery"] == "G" and seen["model"] is None
     assert "Missing option '--model'" in run("gallery", "reindex", "--gallery", "G").stderr  # still required
     prepare = main.commands["models"].commands["prepare"]

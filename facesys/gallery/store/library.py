@@ -194,6 +194,47 @@ class PhotoLibrary(StoreCore):
         wanted = id_list(valid_ids(ids, "library face"))
         return dict(self._rows("SELECT id, crop FROM library_faces WHERE id = ANY(?)", (wanted,)))
 
+    def library_faces_to_reembed(
+        self, model_id: str, after: int, limit: int
+    ) -> list[tuple[int, bytes, list[float], list[list[float]]]]:
+        """(id, JPEG crop, crop origin, landmarks in source pixels) of up to ``limit`` library faces
+        with an id above ``after`` that were embedded by a model other than ``model_id``, by id."""
+        rows = self._rows(
+            "SELECT id, crop, crop_origin, landmarks FROM library_faces WHERE id > ? AND model_id <> ? ORDER BY id LIMIT ?",
+            (int(after), model_id, int(limit)),
+        )
+        return [(face_id, jpeg, json.loads(origin), json.loads(landmarks)) for face_id, jpeg, origin, landmarks in rows]
+
+    def reembed_library_faces(self, model_id: str, vectors: Mapping[int, np.ndarray]) -> int:
+        """Give library faces the unit embeddings ``vectors`` (face id -> vector) made by ``model_id``,
+        the gallery's model (GalleryError otherwise, or for a vector of another dimension), in ONE
+        transaction, with the model id in the same row update; faces gone meanwhile or of
+        ``model_id`` already are left alone. A recorded file whose faces are then all of
+        ``model_id`` counts as scanned with it (a scan does not read it again); with no ``vectors``
+        this holds for every recorded file (the end of a reindex). Returns how many faces changed.
+        Library only: the generation stays."""
+        with self.transaction():
+            self._check_model(model_id)
+            dim = self.dim
+            if any(np.asarray(vector).shape != (dim,) for vector in vectors.values()):
+                raise GalleryError(f"{self.location}: library face vectors must have {dim} values for {model_id}")
+            wanted = id_list(list(vectors))
+            rows = self._rows("SELECT id FROM library_faces WHERE id = ANY(?) AND model_id <> ? ORDER BY id", (wanted, model_id))
+            ids = [face_id for (face_id,) in rows]
+            self._execute_many(
+                "UPDATE library_faces SET embedding = ?, model_id = ? WHERE id = ?",
+                [(embedding_bytes(vectors[face_id]), model_id, face_id) for face_id in ids],
+            )
+            of_these = " AND id IN (SELECT photo_id FROM library_faces WHERE id = ANY(?))" if vectors else ""
+            self._execute(
+                "UPDATE library_photos SET model_id = ? WHERE model_id <> ? AND NOT EXISTS (SELECT 1 FROM library_faces lf "
+                f"WHERE lf.photo_id = library_photos.id AND lf.model_id <> ?){of_these}",
+                (model_id, model_id, model_id, *([wanted] if vectors else [])),
+            )
+            if ids:
+                self._audit("reembed_library_faces", detail={"model_id": model_id, "library_faces": len(ids)})
+        return len(ids)
+
     def set_clusters(self, ids: list[int], clusters: list[int]) -> None:
         """Set the cluster of each library face (ids that do not exist, or are named meanwhile, are
         left alone) in one transaction; meta ``last_cluster_id`` keeps the highest cluster id ever
