@@ -17,8 +17,10 @@ does keeps, of each group, the face with the most links into it (ties: the first
 other face moves to the cluster most of its linked neighbours are in that holds no face of its
 group, or becomes a cluster of its own. Faces with a previous id keep it in the incremental path
 (only new faces move); a previous cluster that broke the rule (stored before it existed) keeps the
-face of each group nearest its mean and the others are placed again as new faces. Clusters with no
-such pair are not touched, so without groups (or without conflicts) the ids are as without the rule.
+face of each group nearest its mean and the others are placed again as new faces. A cluster with no
+such pair loses no face (it may gain one pushed out of another), so without groups, or when no
+cluster holds two faces of one group, the ids are exactly those without the rule. The rule only
+moves faces: a cluster that merged two people by chaining stays merged, less the faces it must give up.
 
 How the method and threshold were chosen (``python benchmarks/cluster_vs_dlib.py``): every method
 in METHODS over thresholds 0.26-0.50, tuned on development data only: AT&T (400 photos) and the
@@ -308,9 +310,14 @@ def separate(graph: Graph, labels: np.ndarray, groups: np.ndarray, fixed: np.nda
         return labels
     labels = labels.copy()
     fixed = np.zeros(len(labels), bool) if fixed is None else fixed
+    wanted = set(found)
+    members: dict[tuple[int, int], list[int]] = {}
+    for face, key in enumerate(zip(labels.tolist(), groups.tolist(), strict=True)):
+        if key in wanted:
+            members.setdefault(key, []).append(face)
     evicted: list[int] = []
-    for cluster, group in found:
-        faces = np.flatnonzero((labels == cluster) & (groups == group))
+    for (cluster, _), faces in members.items():
+        faces = np.array(faces)
         pinned = faces[fixed[faces]]
         if len(pinned):
             keep = int(pinned[0])
