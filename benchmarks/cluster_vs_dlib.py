@@ -5,6 +5,7 @@ face_recognition encodings + dlib's ``chinese_whispers_clustering`` at 0.5, same
     python benchmarks/cluster_vs_dlib.py        # AT&T (400 photos) and all 13,233 LFW photos
     python benchmarks/cluster_vs_dlib.py --datasets att
     python benchmarks/cluster_vs_dlib.py --embed-only dlib   # fill one side's cache (run both sides at once)
+    python benchmarks/cluster_vs_dlib.py --cannot-link 0.5 --datasets lfw --max-photos 2000   # facesys only
 
 Labels: the person folder. The labelled face of a photo is the detected face nearest its centre
 (LFW's convention), for both. When no face is found, face_recognition encodes the whole image (as
@@ -17,6 +18,14 @@ Method selection (``--sweep``, on by default): every candidate method of facesys
 over a threshold grid on the development data only: AT&T and the LFW people whose names start
 with A-M; the full LFW set is then reported with the chosen method and threshold. dlib's
 clustering is swept the same way, and the table also shows it at its own best threshold there.
+
+Cannot-link (``--cannot-link SHARE``, facesys only, no peer needed): these sets hold one labelled
+face per photo, so two-person photos are simulated: SHARE of the faces, drawn at random (seeded),
+are paired with a face of another person (``--look-alikes``: the nearest one) as one "photo" (a
+shared group key); each set is clustered without and with the rule (``cluster_faces(...,
+groups=)``) and the table shows both, with the photos whose two faces ended in one cluster.
+``--max-photos N``: only the first N photos of each set (sorted by person), for a short run.
+Writes benchmarks/results/cluster_cannot_link.json.
 
 Writes benchmarks/results/cluster_vs_dlib.json.
 """
@@ -143,6 +152,78 @@ def summarise_sweep(rows: list[dict]) -> dict[str, dict]:
     return best
 
 
+def two_person_photos(truth: np.ndarray, share: float, vectors: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """(N,) group keys: ``share`` of the faces, drawn at random, in pairs of two different people (one
+    simulated photo each; -1 for the other faces). Each drawn face, in random order, is paired with a
+    random other drawn face of another person, or (``vectors`` given) with the nearest one: look-alikes
+    side by side, the hard case."""
+    rng = np.random.default_rng(seed)
+    groups = np.full(len(truth), -1, np.int64)
+    pool = rng.permutation(len(truth))[: int(share * len(truth))]
+    free = np.ones(len(pool), bool)
+    for i in range(len(pool)):
+        if not free[i]:
+            continue
+        free[i] = False
+        allowed = free & (truth[pool] != truth[pool[i]])
+        if not allowed.any():
+            continue
+        if vectors is None:
+            j = int(np.flatnonzero(allowed)[0])  # the pool is in random order already
+        else:
+            distance = np.linalg.norm(vectors[pool] - vectors[pool[i]], axis=1)
+            j = int(np.argmin(np.where(allowed, distance, np.inf)))
+        free[j] = False
+        groups[[pool[i], pool[j]]] = i
+    return groups
+
+
+def cannot_link_effect(
+    name: str, truth: np.ndarray, vectors: np.ndarray, share: float, threshold: float, look_alikes: bool = False
+) -> list[dict]:
+    """Clustering of one set without and with the cannot-link rule on simulated two-person photos."""
+    found = ~np.isnan(vectors[:, 0])
+    groups = two_person_photos(truth[found], share, vectors[found] if look_alikes else None)
+    rows = []
+    for label, rule in (("facesys cluster_faces", None), ("facesys cluster_faces + cannot-link", groups)):
+        started = time.perf_counter()
+        labels = cluster_faces(vectors[found], threshold=threshold, groups=rule)
+        seconds = time.perf_counter() - started
+        r = row(name, label, threshold, truth, singletons_for_missing(labels, found), seconds, 0.0)
+        keyed = groups >= 0
+        _, together = np.unique(np.stack([labels[keyed], groups[keyed]]), axis=1, return_counts=True)
+        r.update(no_face=int((~found).sum()), photos=int(keyed.sum() // 2), photos_in_one_cluster=int((together > 1).sum()))
+        rows.append(r)
+    return rows
+
+
+def cannot_link_main(args) -> None:
+    """``--cannot-link``: facesys without and with the rule on each set; prints the table, writes the json."""
+    rows = []
+    for name in args.datasets:
+        files, truth = photos_of(name)
+        files, truth = files[: args.max_photos], truth[: args.max_photos]
+        tag = f"cluster-facesys-{name}" + (f"-first{args.max_photos}" if args.max_photos else "")
+        vectors, _, _ = cached(tag, files, facesys_embeddings, not args.no_cache)
+        rows += cannot_link_effect(name, truth, vectors, args.cannot_link, args.threshold, args.look_alikes)
+    pairs = "look-alikes (nearest face of another person)" if args.look_alikes else "random people"
+    print(f"\n{args.cannot_link:.0%} of faces in simulated two-person photos of {pairs}, threshold {args.threshold}")
+    print("| data | method | BCubed P | R | F1 | pairwise P | R | F1 | clusters (people) | photos in one cluster | cluster s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['dataset']} ({r['faces']:,}) | {r['method']} | {r['bcubed_precision']:.4f} | {r['bcubed_recall']:.4f} | "
+            f"**{r['bcubed_f1']:.4f}** | {r['pairwise_precision']:.4f} | {r['pairwise_recall']:.4f} | "
+            f"{r['pairwise_f1']:.4f} | "
+            f"{r['clusters']:,} ({r['people']:,}) | {r['photos_in_one_cluster']} of {r['photos']} | {r['cluster_s']:.2f} |"
+        )
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / "cluster_cannot_link.json"
+    report = {"share": args.cannot_link, "look_alikes": args.look_alikes, "threshold": args.threshold, "rows": rows}
+    out.write_text(json.dumps(report, indent=2))
+    print(f"\nwrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", choices=list(DATASETS), default=["att", "lfw"])
@@ -150,7 +231,19 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=DEFAULT_CLUSTER_THRESHOLD, help="facesys's clustering threshold")
     parser.add_argument("--no-sweep", action="store_true", help="skip the method selection on the development data")
     parser.add_argument("--no-cache", action="store_true")
+    parser.add_argument(
+        "--cannot-link",
+        type=float,
+        metavar="SHARE",
+        help="facesys only: without and with the rule, SHARE of faces in two-person photos",
+    )
+    parser.add_argument(
+        "--look-alikes", action="store_true", help="with --cannot-link: pair each face with its nearest other person"
+    )
+    parser.add_argument("--max-photos", type=int, help="only the first N photos of each set (sorted by person)")
     args = parser.parse_args()
+    if args.cannot_link is not None:
+        return cannot_link_main(args)
 
     sides = {"facesys": facesys_embeddings, "dlib": face_recognition_embeddings}
     data = {}

@@ -11,6 +11,17 @@ so a new face joins the existing cluster most of its linked neighbours are in, o
 cluster with other new faces; existing ids never change. With more new faces everything is
 re-clustered and each previous id goes to the new cluster that shares the most faces with it.
 
+Cannot-link (``groups``): faces that share a group key (one photo, one video frame) are different
+people, so no cluster ever holds two faces of one group, in every path (``separate``): a cluster that
+does keeps, of each group, the face with the most links into it (ties: the first face) and each
+other face moves to the cluster most of its linked neighbours are in that holds no face of its
+group, or becomes a cluster of its own. Faces with a previous id keep it in the incremental path
+(only new faces move); a previous cluster that broke the rule (stored before it existed) keeps the
+face of each group nearest its mean and the others are placed again as new faces. A cluster with no
+such pair loses no face (it may gain one pushed out of another), so without groups, or when no
+cluster holds two faces of one group, the ids are exactly those without the rule. The rule only
+moves faces: a cluster that merged two people by chaining stays merged, less the faces it must give up.
+
 How the method and threshold were chosen (``python benchmarks/cluster_vs_dlib.py``): every method
 in METHODS over thresholds 0.26-0.50, tuned on development data only: AT&T (400 photos) and the
 9,377 LFW photos of people whose names start with A-M; the score is the mean BCubed F1 of the
@@ -74,6 +85,10 @@ class Graph:
         """Positions (in ``src``/``indices``/``distances``) of the edges leaving ``nodes``."""
         starts, counts = self.indptr[nodes], self.indptr[nodes + 1] - self.indptr[nodes]
         return np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
+
+    def linked(self, node: int) -> np.ndarray:
+        """The neighbours of ``node``."""
+        return self.indices[self.indptr[node] : self.indptr[node + 1]]
 
     def below(self, threshold: float) -> Graph:
         """The graph of the edges shorter than ``threshold``."""
@@ -249,21 +264,88 @@ def average_linkage(graph: Graph, threshold: float) -> np.ndarray:
 METHODS = ("chinese-whispers", "connected-components", "average-linkage")
 
 
-def cluster_graph(graph: Graph, threshold: float, method: str = "chinese-whispers", weighting: str = "uniform") -> np.ndarray:
+def cluster_graph(
+    graph: Graph, threshold: float, method: str = "chinese-whispers", weighting: str = "uniform", groups: np.ndarray | None = None
+) -> np.ndarray:
     """(N,) int64 cluster ids 0, 1, ... (in order of each cluster's first face) by ``method`` (one of
     METHODS) at ``threshold``: over the edges shorter than it, or (average linkage) all of the graph's
-    edges, merging while the mean linked distance is under it."""
+    edges, merging while the mean linked distance is under it. ``groups``: (N,) cannot-link keys
+    (``separate``; None or -1: no constraint)."""
     if method == "average-linkage":
-        return first_seen_ids(average_linkage(graph, threshold))
-    graph = graph.below(threshold)
-    if method == "connected-components":
-        labels = connected_components(graph)
-    elif method == "chinese-whispers":
-        weights = edge_weights(graph.distances, threshold, weighting)
-        labels = chinese_whispers(graph, weights, self_weight=1.0 if weighting == "uniform" else 0.0)
+        labels = average_linkage(graph, threshold)
+        graph = graph.below(threshold)
     else:
-        raise FacesysError(f"method={method!r}: choose from {', '.join(METHODS)}", parameter="method")
+        graph = graph.below(threshold)
+        if method == "connected-components":
+            labels = connected_components(graph)
+        elif method == "chinese-whispers":
+            weights = edge_weights(graph.distances, threshold, weighting)
+            labels = chinese_whispers(graph, weights, self_weight=1.0 if weighting == "uniform" else 0.0)
+        else:
+            raise FacesysError(f"method={method!r}: choose from {', '.join(METHODS)}", parameter="method")
+    if groups is not None:
+        labels = separate(graph, first_seen_ids(labels), groups)
     return first_seen_ids(labels)
+
+
+def conflicts(labels: np.ndarray, groups: np.ndarray) -> list[tuple[int, int]]:
+    """The (cluster, group) pairs that hold two or more faces (groups -1: no constraint), sorted."""
+    keyed = groups >= 0
+    if keyed.sum() < 2:
+        return []
+    pairs, counts = np.unique(np.stack([labels[keyed], groups[keyed]]), axis=1, return_counts=True)
+    return [tuple(pair) for pair in pairs[:, counts > 1].T.tolist()]
+
+
+def separate(graph: Graph, labels: np.ndarray, groups: np.ndarray, fixed: np.ndarray | None = None) -> np.ndarray:
+    """(N,) ``labels`` in which no cluster holds two faces of one group (``groups``: (N,) int keys, -1:
+    none). In a cluster that does, each group keeps one face: a ``fixed`` face (a boolean mask of faces
+    that never move; at most one per group and cluster), else the one with the most ``graph`` links
+    into the cluster (ties: the first); each other face, in face order, joins the cluster that most of
+    its linked neighbours (those already placed) are in among those with no face of its group (ties:
+    the smallest label), or a new cluster numbered above every label. Clusters without a conflict lose
+    no face."""
+    found = conflicts(labels, groups)
+    if not found:
+        return labels
+    labels = labels.copy()
+    fixed = np.zeros(len(labels), bool) if fixed is None else fixed
+    wanted = set(found)
+    members: dict[tuple[int, int], list[int]] = {}
+    for face, key in enumerate(zip(labels.tolist(), groups.tolist(), strict=True)):
+        if key in wanted:
+            members.setdefault(key, []).append(face)
+    evicted: list[int] = []
+    for (cluster, _), faces in members.items():
+        faces = np.array(faces)
+        pinned = faces[fixed[faces]]
+        if len(pinned):
+            keep = int(pinned[0])
+        else:
+            links = [int(np.count_nonzero(labels[graph.linked(f)] == cluster)) for f in faces]
+            keep = int(faces[int(np.argmax(links))])
+        evicted += [int(f) for f in faces if f != keep]
+    pending = set(evicted)
+    held: dict[int, set[int]] = {}  # group -> the clusters holding a face of it
+    for face in np.flatnonzero(groups >= 0).tolist():
+        if face not in pending:
+            held.setdefault(int(groups[face]), set()).add(int(labels[face]))
+    top = int(labels.max()) + 1
+    for face in sorted(evicted):
+        pending.discard(face)
+        taken = held.setdefault(int(groups[face]), set())
+        votes: dict[int, int] = {}
+        for other in graph.linked(face).tolist():
+            label = int(labels[other])
+            if other not in pending and label not in taken:  # faces still to place do not vote
+                votes[label] = votes.get(label, 0) + 1
+        if votes:
+            best = min(votes, key=lambda label: (-votes[label], label))
+        else:
+            best, top = top, top + 1
+        labels[face] = best
+        taken.add(best)
+    return labels
 
 
 def cluster_threshold(spec) -> float:
@@ -272,7 +354,9 @@ def cluster_threshold(spec) -> float:
     return DEFAULT_CLUSTER_THRESHOLD * float(spec.threshold) / DLIB_VERIFY_THRESHOLD
 
 
-def _checked(vectors: np.ndarray, previous: np.ndarray | None, threshold: float | None) -> tuple[np.ndarray, np.ndarray, float]:
+def _checked(
+    vectors: np.ndarray, previous: np.ndarray | None, threshold: float | None, groups: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray | None]:
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or vectors.shape[1] == 0 or not np.issubdtype(vectors.dtype, np.number):
         raise FacesysError(f"vectors: expected an (N, D) array of numbers, got shape {vectors.shape}", parameter="vectors")
@@ -290,24 +374,48 @@ def _checked(vectors: np.ndarray, previous: np.ndarray | None, threshold: float 
         threshold = DEFAULT_CLUSTER_THRESHOLD
     if not 0 < threshold <= 2:
         raise FacesysError(f"threshold {threshold}: a distance between unit vectors is in (0, 2]", parameter="threshold")
-    return np.ascontiguousarray(vectors, np.float32), previous.astype(np.int64), float(threshold)
+    if groups is not None:
+        groups = np.asarray(groups)
+        if groups.shape != (n,) or not np.issubdtype(groups.dtype, np.integer):
+            raise FacesysError(f"groups: expected ({n},) integer keys, got {groups.dtype} {groups.shape}", parameter="groups")
+        groups = groups.astype(np.int64) if (groups >= 0).any() else None
+    return np.ascontiguousarray(vectors, np.float32), previous.astype(np.int64), float(threshold), groups
 
 
-def cluster_faces(vectors: np.ndarray, previous: np.ndarray | None = None, threshold: float | None = None) -> np.ndarray:
+def cluster_faces(
+    vectors: np.ndarray, previous: np.ndarray | None = None, threshold: float | None = None, groups: np.ndarray | None = None
+) -> np.ndarray:
     """(N, D) float32 unit embeddings; previous: (N,) int64 cluster id of each face from the last run,
     -1 for faces never clustered (None = all new). Returns (N,) int64 cluster ids >= 0 (a face alone is a
     cluster of one). Faces of a previous cluster keep its id where the cluster persists; new faces join
     existing clusters or get fresh ids above every previous id. When few faces are new, only they are
     placed (cost ~ new faces, existing ids untouched); otherwise all are re-clustered and ids carried over
-    by overlap. threshold: the distance under which two faces are linked (None: the default, documented)."""
-    vectors, previous, threshold = _checked(vectors, previous, threshold)
+    by overlap. threshold: the distance under which two faces are linked (None: the default, documented).
+    groups: (N,) integer keys, faces sharing one (one photo, one video frame) never share a cluster
+    (-1 or None: no constraint; how, in the module's docstring)."""
+    vectors, previous, threshold, groups = _checked(vectors, previous, threshold, groups)
+    if groups is not None:
+        previous = unpin_conflicts(vectors, previous, groups)
     new = previous < 0
     if len(vectors) and not new.any():
         return previous.copy()
     if len(vectors) and not new.all() and new.sum() <= INCREMENTAL_SHARE * len(vectors):
-        return place_new_faces(vectors, previous, threshold)
-    labels = cluster_graph(knn_graph(vectors, threshold), threshold)
+        return place_new_faces(vectors, previous, threshold, groups=groups)
+    labels = cluster_graph(knn_graph(vectors, threshold), threshold, groups=groups)
     return carry_ids(labels, previous)
+
+
+def unpin_conflicts(vectors: np.ndarray, previous: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """``previous`` with -1 (to be placed again) for each face of a previous cluster that holds another
+    face of its group: of each such group the face nearest the cluster's mean keeps the id."""
+    previous = previous.copy()
+    for cluster, group in conflicts(previous, np.where(previous >= 0, groups, -1)):
+        members = np.flatnonzero(previous == cluster)
+        faces = members[groups[members] == group]
+        centre = vectors[members].mean(axis=0)
+        keep = faces[int(np.argmin(np.linalg.norm(vectors[faces] - centre, axis=1)))]
+        previous[faces[faces != keep]] = -1
+    return previous
 
 
 def carry_ids(labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
@@ -330,11 +438,14 @@ def carry_ids(labels: np.ndarray, previous: np.ndarray) -> np.ndarray:
     return ids[labels]
 
 
-def place_new_faces(vectors: np.ndarray, previous: np.ndarray, threshold: float, k: int = NEIGHBOURS) -> np.ndarray:
+def place_new_faces(
+    vectors: np.ndarray, previous: np.ndarray, threshold: float, k: int = NEIGHBOURS, groups: np.ndarray | None = None
+) -> np.ndarray:
     """Cluster ids when only the faces with ``previous`` -1 are new: each new face's k nearest faces
     (all faces searched, closer than ``threshold``) vote, existing faces with their fixed ids, new faces
     with the labels they take (Chinese whispers over the new faces only); new faces that end with no
-    existing id form new clusters, numbered above every previous id in order of their first face."""
+    existing id form new clusters, numbered above every previous id in order of their first face.
+    ``groups``: cannot-link keys (``separate``; existing faces never move)."""
     new = np.flatnonzero(previous < 0)
     distances, found = neighbours(vectors, vectors[new], k + 1)
     src = np.repeat(new, found.shape[1])
@@ -344,6 +455,8 @@ def place_new_faces(vectors: np.ndarray, previous: np.ndarray, threshold: float,
     labels = previous.copy()
     labels[new] = top + np.arange(len(new))
     labels = chinese_whispers(graph, edge_weights(graph.distances, threshold, "uniform"), labels, movable=new)
+    if groups is not None:
+        labels = separate(graph, labels, groups, fixed=previous >= 0)
     out = labels.copy()
     made = labels[new] >= top
     out[new[made]] = first_seen_ids(labels[new[made]], top)

@@ -6,7 +6,8 @@ Clustering is incremental: each unnamed face's cluster from the last run is hand
 or form new clusters. A new cluster's id is above every id the library ever gave (the store's
 ``last_cluster_id``), so an id seen in an old listing never names another group. Only faces of the
 gallery's model are clustered; named faces belong to no cluster, and neither do faces too poor to
-judge (``good_enough``).
+judge (``good_enough``). Two faces of one photo (one frame of a video) are two people: they never
+share a cluster (``same_shot``, the cannot-link rule of ``cluster_faces``).
 """
 
 from __future__ import annotations
@@ -86,13 +87,20 @@ def cluster_library(gallery: Gallery, threshold: float | None = None) -> Cluster
         if threshold is None:
             threshold = default_threshold(meta.get("model_name"))
         previous = np.array([-1 if face.cluster is None else face.cluster for face in faces], np.int64)
-        labels = cluster_faces(vectors, previous, threshold) if faces else np.zeros(0, np.int64)
+        labels = cluster_faces(vectors, previous, threshold, same_shot(faces)) if faces else np.zeros(0, np.int64)
         labels = fresh_ids(labels, previous, int(meta.get("last_cluster_id", -1)))
         if faces:
             store.set_clusters([face.id for face in faces], labels.tolist())
     kept = set(previous[previous >= 0].tolist())
     made = set(labels.tolist())
     return ClusterRun(len(faces), len(made), len(made - kept), int((previous < 0).sum()), threshold, poor)
+
+
+def same_shot(faces) -> np.ndarray:
+    """(N,) int64 cannot-link keys of library faces: one per photo and video frame, so that two faces
+    seen together (two people) never share a cluster."""
+    keys: dict[tuple[int, int | None], int] = {}
+    return np.array([keys.setdefault((face.photo_id, face.frame), len(keys)) for face in faces], np.int64)
 
 
 def good_enough(face) -> bool:

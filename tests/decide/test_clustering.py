@@ -170,3 +170,94 @@ def test_faces_too_poor_to_judge_stay_out_of_clusters():
     profile = [p[:] for p in frontal]
     profile[2][0] = 80
     assert not good_enough(SimpleNamespace(box=[0, 0, 100, 100], score=0.99, landmarks=profile))
+
+
+# -- cannot-link: two faces of one photo (one video frame) are two people ------------------------------
+
+
+def twins(n: int = 2, seed: int = 5) -> np.ndarray:
+    """(n, 128) unit vectors of one face, almost identical (0.01 apart)."""
+    x, _ = people(1, n, seed=seed, spread=0.01)
+    return x
+
+
+def test_two_faces_of_one_photo_never_share_a_cluster_in_a_full_run():
+    x, person = people(10, 4, seed=2)
+    pair = twins()
+    vectors = np.concatenate([x, pair])
+    groups = np.full(len(vectors), -1)
+    groups[-2:] = 7  # the twins: one photo
+    assert cluster_faces(vectors)[-1] == cluster_faces(vectors)[-2]  # without the rule: one cluster
+    ids = cluster_faces(vectors, groups=groups)
+    assert ids[-1] != ids[-2] and not clustering.conflicts(ids, groups)
+    assert np.array_equal(ids[:40], first_seen_ids(person))  # the clusters without a conflict are as before
+    groups[-2:] = [7, 8]  # different photos: they merge again
+    assert np.array_equal(cluster_faces(vectors, groups=groups), cluster_faces(vectors))
+    for method in clustering.METHODS:
+        labels = cluster_graph(knn_graph(vectors, 0.4), 0.4, method, groups=np.r_[np.full(40, -1), 7, 7])
+        assert labels[-1] != labels[-2] and np.array_equal(labels[:40], first_seen_ids(person)), method
+
+
+def test_a_face_pushed_out_joins_its_nearest_allowed_cluster():
+    same = twins(4)  # faces 0-3: one person; 0 and 1 in one photo, 2 and 3 in another
+    groups = np.array([1, 1, 2, 2])
+    ids = cluster_faces(same, groups=groups)
+    assert not clustering.conflicts(ids, groups) and len(set(ids.tolist())) == 2  # two clusters, not four
+
+
+def test_new_faces_of_one_photo_are_placed_apart_and_never_beside_their_photo_mates():
+    known, _ = people(30, 6, seed=1)
+    previous = cluster_faces(known) + 100
+    more, _ = people(30, 7, seed=1)
+    extra = more[6::7][:3]  # one new face of persons 0, 1, 2
+    vectors = np.concatenate([known, extra, extra[:1]])  # and a second copy of person 0's new face
+    groups = np.full(len(vectors), -1)
+    groups[[0, 180]] = 3  # person 0's new face sits in one photo with an existing face of person 0
+    groups[[181, 182]] = 4  # persons 1's and 2's new faces in one photo: no conflict
+    groups[183] = 5
+    before = np.concatenate([previous, np.full(4, -1)])
+    plain = cluster_faces(vectors, previous=before)
+    assert plain[180] == plain[183] == previous[0]  # without the rule both join person 0
+    ids = cluster_faces(vectors, previous=before, groups=groups)
+    assert np.array_equal(ids[:180], previous)  # existing ids untouched
+    assert ids[180] != previous[0] and ids[180] > previous.max()  # not beside its photo mate
+    assert ids[181] == plain[181] and ids[182] == plain[182] and ids[183] == previous[0]
+
+
+def test_a_stored_cluster_that_breaks_the_rule_is_split_on_the_next_run():
+    x, person = people(30, 6, seed=1)
+    old = cluster_faces(x) + 10
+    groups = np.full(len(x), -1)
+    groups[[0, 1]] = 9  # two faces of person 0 turn out to share a photo (clustered before the rule)
+    ids = cluster_faces(x, previous=old, groups=groups)
+    assert ids[0] != ids[1] and not clustering.conflicts(ids, groups)
+    assert np.sum(ids != old) == 1 and ids[(ids != old)][0] > old.max()  # one face moved, to a new cluster
+    many = np.where(person < 20, -1, old)  # many new faces: the re-clustering path
+    ids = cluster_faces(x, previous=many, groups=groups)
+    assert ids[0] != ids[1] and not clustering.conflicts(ids, groups)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.1, 0.5])
+def test_groups_that_never_conflict_change_nothing(share):
+    """The same ids as the clustering without the rule (compared on the old code's own results: with
+    no groups, or keys that link nothing), on noisy data where clusters do merge."""
+    x, _ = people(100, 5, seed=6, spread=0.6, dim=32)
+    rng = np.random.default_rng(7)
+    previous = cluster_faces(x, threshold=0.7)
+    previous[rng.random(len(x)) < share] = -1
+    if share == 0.0:
+        previous = None
+    plain = cluster_faces(x, previous, threshold=0.7)
+    for groups in (None, np.full(len(x), -1), np.arange(len(x))):
+        assert np.array_equal(cluster_faces(x, previous, threshold=0.7, groups=groups), plain)
+    random = rng.integers(-1, 60, len(x))
+    assert not clustering.conflicts(cluster_faces(x, previous, threshold=0.7, groups=random), random)
+
+
+def test_bad_groups_name_the_parameter():
+    x, _ = people(2, 2)
+    with pytest.raises(FacesysError, match=r"groups: expected \(4,\) integer keys") as err:
+        cluster_faces(x, groups=np.zeros(3, np.int64))
+    assert err.value.parameter == "groups"
+    with pytest.raises(FacesysError, match="groups"):
+        cluster_faces(x, groups=np.zeros(4, np.float32))
