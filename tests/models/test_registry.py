@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
@@ -114,3 +116,10 @@ def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
         pickle.dump({"format": "facesys-checkpoint", "x": Evil()}, f)
     with pytest.raises(ModelError, match="evil.pt"):
         create_model(str(path))
+
+
+def test_facenet_without_torchvision_is_one_model_error(monkeypatch):
+    """The CPU-only set-up has no torchvision, which facenet-pytorch's package imports."""
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
+    with pytest.raises(ModelError, match="facenet-vggface2: facenet-pytorch cannot be imported.*torchvision"):
+        create_model("facenet-vggface2")
