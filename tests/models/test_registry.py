@@ -9,6 +9,7 @@ import torch
 
 from facesys.errors import ModelError
 from facesys.models import create_model, get_model_spec, list_models, save_checkpoint
+from tests.conftest import facenet_pytorch
 
 
 def test_builtin_models_are_listed_default_first():
@@ -49,7 +50,7 @@ def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_facenet_offline_without_weights_explains_both_ways(monkeypatch, tmp_path):
-    import facenet_pytorch.models.inception_resnet_v1 as irv1
+    irv1 = facenet_pytorch().models.inception_resnet_v1
 
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
@@ -62,7 +63,7 @@ def test_facenet_offline_without_weights_explains_both_ways(monkeypatch, tmp_pat
 
 
 def test_facenet_from_a_local_weights_file(tmp_path):
-    from facenet_pytorch import InceptionResnetV1
+    InceptionResnetV1 = facenet_pytorch().InceptionResnetV1
 
     reference = InceptionResnetV1(pretrained=None, classify=False, num_classes=8631).eval()
     weights = tmp_path / "vgg.pt"
