@@ -55,7 +55,7 @@ def _load_nms_operator() -> Callable[[Tensor, Tensor, float], Tensor]:
     try:
         from torchvision.ops import nms
 
-        torch.ops.torchvision.nms  # noqa: B018  (a torchvision built for another torch imports without it)
+        torch.ops.torchvision.nms  # noqa: B018  (a torchvision built for another torch may import without its operator)
     except (ImportError, OSError, RuntimeError, AttributeError):
         return torch_nms
     return nms
