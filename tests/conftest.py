@@ -26,6 +26,12 @@ def data_path(*parts: str) -> Path:
     return path
 
 
+def facenet_pytorch():
+    """facenet-pytorch (a reference of parity tests); skips where it cannot be imported: its package imports
+    torchvision, which the CPU-only set-up leaves out."""
+    return pytest.importorskip("facenet_pytorch", reason="facenet-pytorch imports torchvision (absent in the CPU-only set-up)")
+
+
 @pytest.fixture(scope="session")
 def lfw() -> Path:
     return data_path("lfw")

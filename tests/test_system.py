@@ -17,7 +17,7 @@ import pytest
 from facesys.errors import GalleryError, ImageError, NoFaceError
 from facesys.evaluate.pairs import people_in_pairs, read_lfw_pairs
 from facesys.gallery.gallery import Reembedded
-from tests.conftest import data_path
+from tests.conftest import data_path, facenet_pytorch
 
 SEED = 20261127
 
@@ -217,7 +217,8 @@ def test_calibrated_gallery_threshold_changes_verify(small_system):
 
 def test_another_model_is_refused_with_the_reindex_hint(small_system, tmp_path):
     import torch
-    from facenet_pytorch import InceptionResnetV1
+
+    InceptionResnetV1 = facenet_pytorch().InceptionResnetV1
 
     from facesys.system import FaceSystem
 
@@ -271,7 +272,8 @@ def test_odd_formats_of_a_real_face_verify_as_the_same_person(small_system, tmp_
 
 def test_reindex_switches_model_from_stored_crops(small_system, tmp_path):
     import torch
-    from facenet_pytorch import InceptionResnetV1
+
+    InceptionResnetV1 = facenet_pytorch().InceptionResnetV1
 
     from facesys.system import FaceSystem
 

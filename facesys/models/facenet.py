@@ -43,11 +43,24 @@ def _hub_file(dataset: str) -> Path:
     return Path(os.environ.get("TORCH_HOME", default)).expanduser() / "checkpoints" / _FILES[dataset]
 
 
+def _inception_resnet_v1(dataset: str) -> type[nn.Module]:
+    """facenet-pytorch's network class; its package imports torchvision, which the CPU-only set-up leaves out."""
+    try:
+        from facenet_pytorch import InceptionResnetV1
+    except (ImportError, RuntimeError) as exc:  # RuntimeError: a torchvision built for another torch
+        raise ModelError(
+            f"facenet-{dataset}: facenet-pytorch cannot be imported ({type(exc).__name__}: {exc}); it needs "
+            "torchvision and requests, which the CPU-only set-up leaves out: install a torchvision that fits torch"
+        ) from None
+    return InceptionResnetV1
+
+
 def _make_builder(dataset: str):
     def build() -> nn.Module:
         import torch
-        from facenet_pytorch import InceptionResnetV1
         from torch import nn
+
+        InceptionResnetV1 = _inception_resnet_v1(dataset)
 
         class FacenetBackbone(nn.Module):
             """(N, 3, 160, 160) RGB in [0, 1] -> (N, 512); standardises as facenet-pytorch does."""

@@ -4,7 +4,8 @@
 ~0.9 s of start-up for one C++ function. The operator lives in torchvision's extension library; loading
 that library registers ``torch.ops.torchvision.nms`` (CPU and, in CUDA builds, GPU kernels) exactly as
 torchvision itself does, so the results are torchvision's. If the library cannot be found or loaded
-(an unusual build), the torchvision package is imported after all.
+(an unusual build), the torchvision package is imported after all; without torchvision (the CPU-only
+set-up) or with one that does not fit the installed torch, ``torch_nms`` computes the same greedy NMS in torch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,9 +52,44 @@ def _load_nms_operator() -> Callable[[Tensor, Tensor, float], Tensor]:
                     return torch.ops.torchvision.nms
                 except (OSError, RuntimeError, AttributeError):
                     break
-    from torchvision.ops import nms
+    try:
+        from torchvision.ops import nms
 
+        torch.ops.torchvision.nms  # noqa: B018  (a torchvision built for another torch may import without its operator)
+    except (ImportError, OSError, RuntimeError, AttributeError):
+        return torch_nms
     return nms
+
+
+TORCH_NMS_ROWS = 512  # boxes whose overlaps torch_nms computes at once (rows x K floats)
+
+
+def torch_nms(boxes: Tensor, scores: Tensor, threshold: float) -> Tensor:
+    """``torchvision.ops.nms`` in plain torch: the same arithmetic, order and ties (a stable sort, best first).
+
+    Greedy: the best remaining box is kept and every later box overlapping it by IoU > ``threshold``
+    is dropped. Overlaps are computed a block of rows at a time; the greedy pass reads them on the CPU.
+    """
+    if not boxes.numel():
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = scores.sort(stable=True, descending=True)[1]
+    x1, y1, x2, y2 = boxes[order].unbind(1)
+    areas = (x2 - x1) * (y2 - y1)
+    count = len(order)
+    removed = np.zeros(count, dtype=bool)
+    kept = []
+    for start in range(0, count, TORCH_NMS_ROWS):
+        rows = slice(start, min(start + TORCH_NMS_ROWS, count))
+        width = (torch.minimum(x2[rows, None], x2[None, start:]) - torch.maximum(x1[rows, None], x1[None, start:])).clamp(min=0)
+        height = (torch.minimum(y2[rows, None], y2[None, start:]) - torch.maximum(y1[rows, None], y1[None, start:])).clamp(min=0)
+        inter = width * height
+        iou = inter / (areas[rows, None] + areas[None, start:] - inter)
+        overlaps = (iou.double() > threshold).cpu().numpy()  # compared in double, as torchvision's kernel does
+        for i in range(rows.start, rows.stop):
+            if not removed[i]:
+                kept.append(i)
+                removed[start:] |= overlaps[i - start]
+    return order[torch.tensor(kept, dtype=torch.long, device=order.device)]
 
 
 def nms(boxes: Tensor, scores: Tensor, threshold: float) -> Tensor:

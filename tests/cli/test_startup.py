@@ -5,7 +5,9 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.conftest import data_path
+import pytest
+
+from tests.conftest import data_path, facenet_pytorch
 
 HEAVY = ("torchvision", "torch._dynamo", "facenet_pytorch", "sympy")
 
@@ -24,12 +26,13 @@ def test_detecting_and_embedding_imports_no_torchvision_or_dynamo():
 
 def test_mtcnn_nets_compute_what_facenet_pytorchs_do():
     import torch
-    from facenet_pytorch.models.mtcnn import ONet, PNet, RNet
+
+    mtcnn = facenet_pytorch().models.mtcnn
 
     from facesys.vision.mtcnn_nets import pretrained_nets
 
     generator = torch.Generator().manual_seed(0)
-    for ours, theirs, size in zip(pretrained_nets(), (PNet(), RNet(), ONet()), (37, 24, 48), strict=True):
+    for ours, theirs, size in zip(pretrained_nets(), (mtcnn.PNet(), mtcnn.RNet(), mtcnn.ONet()), (37, 24, 48), strict=True):
         x = torch.rand(3, 3, size, size, generator=generator) * 2 - 1
         with torch.inference_mode():
             for a, b in zip(ours(x), theirs.eval()(x), strict=True):
@@ -38,7 +41,8 @@ def test_mtcnn_nets_compute_what_facenet_pytorchs_do():
 
 def test_nms_matches_torchvision_on_both_sides_of_its_one_call_limit():
     import torch
-    from torchvision.ops import batched_nms as reference
+
+    reference = pytest.importorskip("torchvision.ops").batched_nms
 
     from facesys.vision.nms import batched_nms
 

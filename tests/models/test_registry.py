@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import torch
 
 from facesys.errors import ModelError
 from facesys.models import create_model, get_model_spec, list_models, save_checkpoint
+from tests.conftest import facenet_pytorch
 
 
 def test_builtin_models_are_listed_default_first():
@@ -47,7 +50,7 @@ def test_damaged_cache_is_rebuilt(tmp_path, monkeypatch):
 
 
 def test_facenet_offline_without_weights_explains_both_ways(monkeypatch, tmp_path):
-    import facenet_pytorch.models.inception_resnet_v1 as irv1
+    irv1 = facenet_pytorch().models.inception_resnet_v1
 
     def no_network(*args, **kwargs):
         raise OSError("network is unreachable")
@@ -60,7 +63,7 @@ def test_facenet_offline_without_weights_explains_both_ways(monkeypatch, tmp_pat
 
 
 def test_facenet_from_a_local_weights_file(tmp_path):
-    from facenet_pytorch import InceptionResnetV1
+    InceptionResnetV1 = facenet_pytorch().InceptionResnetV1
 
     reference = InceptionResnetV1(pretrained=None, classify=False, num_classes=8631).eval()
     weights = tmp_path / "vgg.pt"
@@ -114,3 +117,10 @@ def test_checkpoints_are_loaded_without_unpickling_code(tmp_path):
         pickle.dump({"format": "facesys-checkpoint", "x": Evil()}, f)
     with pytest.raises(ModelError, match="evil.pt"):
         create_model(str(path))
+
+
+def test_facenet_without_torchvision_is_one_model_error(monkeypatch):
+    """The CPU-only set-up has no torchvision, which facenet-pytorch's package imports."""
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)
+    with pytest.raises(ModelError, match="facenet-vggface2: facenet-pytorch cannot be imported.*torchvision"):
+        create_model("facenet-vggface2")

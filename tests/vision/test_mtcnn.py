@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from facesys.datasets import people_in
 from facesys.vision.images import load_image
 from facesys.vision.mtcnn import BatchedMTCNN, _min_nms, _resample_crops, _summed_area_table
-from tests.conftest import data_path
+from tests.conftest import data_path, facenet_pytorch
 
 BOX_PX = 1e-3
 LANDMARK_PX = 1e-3
@@ -31,7 +31,7 @@ PHOTOS = [  # (set, *path): group photos, a crowd, a false face in the backgroun
 
 @pytest.fixture(scope="module")
 def detectors():
-    from facenet_pytorch import MTCNN
+    MTCNN = facenet_pytorch().MTCNN
 
     reference = MTCNN(keep_all=True, min_face_size=20, thresholds=[0.6, 0.7, 0.7])
     return reference, BatchedMTCNN()
@@ -125,7 +125,7 @@ def test_crop_resampling_is_area_interpolation_to_the_bit():
 
 
 def test_min_nms_matches_facenet_pytorch_greedy_loop():
-    from facenet_pytorch.models.utils.detect_face import batched_nms_numpy
+    batched_nms_numpy = facenet_pytorch().models.utils.detect_face.batched_nms_numpy
 
     generator = torch.Generator().manual_seed(1)
     for _ in range(20):
