@@ -1,20 +1,25 @@
 """Export a gallery to a portable file and import it back: a zip of JSON, .npy and JPEG (no pickle).
 
-Layout of the zip (format ``facesys-gallery-export``, version 1):
+Layout of the zip (format ``facesys-gallery-export``, version 2; version 1 files, without the
+library, still import):
 
 - ``manifest.json``: format, version, model_id, model_name, weights_sha256, dim, metric,
   exported_at, ``faces``: a list of {person, source, image_sha256, box, landmarks, score,
-  crop_origin, created_at, crop} in the row order of the embeddings, and the optional
+  crop_origin, created_at, crop} in the row order of the embeddings, the optional
   ``settings``: {verify_threshold, identify_threshold, index_kind}, those the gallery had set
-  (files written before settings were exported simply have none);
+  (files written before settings were exported simply have none), and ``library`` (version 2):
+  {photos: [{path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased}],
+  faces: [{photo (its number in photos), frame, box, landmarks, score, crop_origin, crop,
+  model_id, cluster, person (a name), assigned, enrolled (the image_sha256 of its enrolled
+  copy)}] in the row order of the library embeddings, erased: [[sha256, faces]]};
 - ``embeddings.npy``: (N, dim) float32 little-endian, saved without pickle;
-- ``crops/<n>.jpg``: each face's stored crop.
+  ``library_embeddings.npy``: the library faces' (M, dim), when there are any;
+- ``crops/<n>.jpg``: each face's stored crop; ``library/<n>.jpg``: each library face's.
 
-An export holds faces and settings only: not the API keys nor the audit log, which belong to the
-gallery they were made in (``Gallery.repair`` carries those over itself), nor the photo library
-(``library_photos`` / ``library_faces``: unnamed faces found by ``facesys scan``; a scan of the
-same folders rebuilds them, and named library faces are exported as the enrolled faces they were
-copied to). ``Gallery.repair`` of a damaged database therefore loses the library too.
+An export holds faces, settings and the photo library: not the API keys nor the audit log, which
+belong to the gallery they were made in (``Gallery.repair`` carries those over itself). Library
+faces embedded by another model than the gallery's (a reindex under way) are left out: a scan
+reads their files again.
 
 An export is untrusted input: :func:`import_gallery` checks the whole archive (sizes before
 reading anything, then every field, embedding and crop) before it writes anything, and refuses

@@ -16,7 +16,7 @@ import pytest
 from facesys.errors import GalleryError
 from facesys.gallery.portable import export_gallery, import_gallery
 from facesys.gallery.store.records import ScannedPhoto
-from tests.gallery.conftest import MODEL, face, second_store  # noqa: F401  (fixture)
+from tests.gallery.conftest import MODEL, face
 from tests.library.conftest import library_face, photo
 
 
@@ -47,14 +47,12 @@ def library_state(store) -> tuple:
     photos = [(p.path, p.size, p.mtime_ns, p.sha256, p.faces, p.error, p.model_id, p.scanned_at, p.erased)
               for p in store.library_photos()]  # fmt: skip
     faces = store.library_faces()
-    rows = [
-        (f.path, f.frame, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, f.cluster, f.person, f.assigned)
-        + (shas.get(f.enrolled_face_id),)
-        for f in faces
-    ]
+    rows = [(f.path, f.frame, f.box, f.landmarks, f.score, f.crop_origin, f.model_id, f.cluster, f.person, f.assigned)
+            for f in faces]  # fmt: skip
+    links = [shas.get(f.enrolled_face_id) for f in faces]
     ids = [f.id for f in faces]
     crops = store.library_crops(ids)
-    return photos, rows, store.library_vectors(ids).tobytes(), [crops[i] for i in ids], store.erased_photos()
+    return photos, rows, links, store.library_vectors(ids).tobytes(), [crops[i] for i in ids], store.erased_photos()
 
 
 def test_a_round_trip_keeps_the_library(store, second_store, tmp_path):
@@ -171,3 +169,24 @@ def test_hostile_library_entries_are_refused_and_nothing_is_written(case, store,
     assert "\n" not in message and str(bad) in message and expected in message, message
     assert second_store.face_count() == 0 and second_store.library_photos() == [] and second_store.people() == []
     assert second_store.erased_photos() == set()
+
+
+def test_repair_of_a_damaged_database_carries_the_library(tmp_path):
+    from facesys.gallery import Gallery
+    from facesys.gallery.store.sqlite import DB_NAME, SQLiteStore
+    from tests.gallery.test_damaged_database import FACES, faces_pages, overwrite_page, readable_rows
+
+    folder = tmp_path / "g"
+    with SQLiteStore(folder, create=True) as store:
+        store.set_model(MODEL, "test-model", "0" * 64, 8)
+        store.add_faces([(f"Person {i % 20}", face(i)) for i in range(FACES)], MODEL)
+        record(store, 1, 10, 11)
+        record(store, 2, 12, person="Person 3")
+        ids = [f.id for f in store.library_faces(unnamed=True)]
+        store.set_clusters(ids, [4, 4])
+        before = library_state(store)
+    overwrite_page(folder / DB_NAME, faces_pages(folder / DB_NAME)[len(faces_pages(folder / DB_NAME)) // 2])
+    assert 0 < len(readable_rows(folder / DB_NAME)) < FACES
+    Gallery(folder).repair()
+    with SQLiteStore(folder) as store:
+        assert library_state(store) == before and store.check() == []
