@@ -502,7 +502,7 @@ class Gallery:
         A damaged database is rebuilt from the rows that can still be read: they are exported to
         a temporary zip in the gallery folder, the damaged files are moved aside (kept, as
         ``gallery.sqlite3.damaged-<time>``), a new database is made and the rows (with the model,
-        thresholds and index kind) imported into it, with the API keys and audit log that can be
+        thresholds, index kind and the readable photo library) imported into it, with the API keys and audit log that can be
         read (face ids in older events are those of the damaged database) and a "repair" event;
         then the index is rebuilt. Other processes must not use the gallery meanwhile."""
         from facesys.gallery.portable import export_gallery, import_gallery

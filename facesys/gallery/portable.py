@@ -1,20 +1,25 @@
 """Export a gallery to a portable file and import it back: a zip of JSON, .npy and JPEG (no pickle).
 
-Layout of the zip (format ``facesys-gallery-export``, version 1):
+Layout of the zip (format ``facesys-gallery-export``, version 2; version 1 files, without the
+library, still import):
 
 - ``manifest.json``: format, version, model_id, model_name, weights_sha256, dim, metric,
   exported_at, ``faces``: a list of {person, source, image_sha256, box, landmarks, score,
-  crop_origin, created_at, crop} in the row order of the embeddings, and the optional
+  crop_origin, created_at, crop} in the row order of the embeddings, the optional
   ``settings``: {verify_threshold, identify_threshold, index_kind}, those the gallery had set
-  (files written before settings were exported simply have none);
+  (files written before settings were exported simply have none), and ``library`` (version 2):
+  {photos: [{path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased}],
+  faces: [{photo (its number in photos), frame, box, landmarks, score, crop_origin, crop,
+  model_id, cluster, person (a name), assigned, enrolled (the image_sha256 of its enrolled
+  copy)}] in the row order of the library embeddings, erased: [[sha256, faces]]};
 - ``embeddings.npy``: (N, dim) float32 little-endian, saved without pickle;
-- ``crops/<n>.jpg``: each face's stored crop.
+  ``library_embeddings.npy``: the library faces' (M, dim), when there are any;
+- ``crops/<n>.jpg``: each face's stored crop; ``library/<n>.jpg``: each library face's.
 
-An export holds faces and settings only: not the API keys nor the audit log, which belong to the
-gallery they were made in (``Gallery.repair`` carries those over itself), nor the photo library
-(``library_photos`` / ``library_faces``: unnamed faces found by ``facesys scan``; a scan of the
-same folders rebuilds them, and named library faces are exported as the enrolled faces they were
-copied to). ``Gallery.repair`` of a damaged database therefore loses the library too.
+An export holds faces, settings and the photo library: not the API keys nor the audit log, which
+belong to the gallery they were made in (``Gallery.repair`` carries those over itself). Library
+faces embedded by another model than the gallery's (a reindex under way) are left out: a scan
+reads their files again.
 
 An export is untrusted input: :func:`import_gallery` checks the whole archive (sizes before
 reading anything, then every field, embedding and crop) before it writes anything, and refuses
@@ -38,8 +43,9 @@ import numpy as np
 
 from facesys.errors import GalleryError
 from facesys.gallery.store import NewFace, TruthStore, name_key, normalize_name
+from facesys.gallery.store.records import CarriedLibrary, CarriedLibraryFace, LibraryPhoto, NewLibraryFace
 
-FORMAT, VERSION = "facesys-gallery-export", 1
+FORMAT, VERSION = "facesys-gallery-export", 2  # 2: the photo library (version 1 files import, with none)
 METRIC = "euclidean-unit"
 MAX_MANIFEST_BYTES = 512 * 2**20
 MAX_TOTAL_BYTES = 4 * 2**30  # sum of the uncompressed sizes of every entry
@@ -55,6 +61,14 @@ INDEX_KIND_SETTING = "index_kind"
 MODEL_KEYS = ("model_id", "model_name", "weights_sha256", "dim", "metric")
 FACE_KEYS = ("person", "source", "image_sha256", "box", "landmarks", "score", "crop_origin", "crop")
 _CROP_NAME = re.compile(r"crops/[0-9]{1,12}\.jpg")
+_LIBRARY_CROP_NAME = re.compile(r"library/[0-9]{1,12}\.jpg")
+LIBRARY_VECTORS = "library_embeddings.npy"
+LIBRARY_PHOTO_KEYS = ("path", "size", "mtime_ns", "sha256", "faces", "error", "model_id", "scanned_at", "erased")
+LIBRARY_FACE_KEYS = (
+    *("photo", "frame", "box", "landmarks", "score", "crop_origin", "crop"),
+    *("model_id", "cluster", "person", "assigned", "enrolled"),
+)
+ASSIGNED = ("auto", "user")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # What reading a damaged or hostile zip entry can raise.
 _READ_ERRORS = (KeyError, OSError, EOFError, RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error)
@@ -75,6 +89,82 @@ def _threshold(value: object) -> float | None:
     except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) and 0.0 < number <= 2.0 else None
+
+
+class _OneCrop:
+    """What the checks read a crop from, so each salvaged row is checked exactly as import will."""
+
+    def __init__(self, jpeg: bytes):
+        self.jpeg = jpeg
+
+    def getinfo(self, name: str) -> str:
+        return name
+
+    def read(self, _name: str) -> bytes:
+        return self.jpeg
+
+
+def _library_section(
+    library: CarriedLibrary | None, model_id: str | None, dim: int, faces: list[dict], salvaged: bool
+) -> tuple[dict, np.ndarray, list[bytes], int]:
+    """(manifest ``library``, its (M, dim) embeddings, its crops, faces left out) for ``library``
+    exported with the enrolled ``faces`` entries: faces of another model or dimension (a reindex
+    under way: a scan reads their photos again) are left out; a person enrolled in no exported
+    face is written unnamed and a link to a face not exported is dropped, so the file imports.
+    ``salvaged``: each face is also checked as import will, and left out when it fails."""
+    if library is None:
+        return {"photos": [], "faces": [], "erased": []}, np.zeros((0, dim), np.float32), [], 0
+    owners = {face["image_sha256"]: name_key(face["person"]) for face in faces}
+    names = set(owners.values())
+    photos: list[dict] = []
+    for photo in library.photos:
+        entry = {key: getattr(photo, key) for key in LIBRARY_PHOTO_KEYS}
+        if salvaged:
+            try:
+                _check_library_photo("", entry)
+            except GalleryError:
+                continue
+        photos.append(entry)
+    paths = {photo["path"]: n for n, photo in enumerate(photos)}
+    entries: list[dict] = []
+    vectors: list[np.ndarray] = []
+    crops: list[bytes] = []
+    left_out = 0
+    for carried in library.faces:
+        face = carried.face
+        if carried.model_id != model_id or face.embedding.shape != (dim,) or carried.path not in paths:
+            left_out += 1
+            continue
+        person = face.person if face.person is not None and name_key(face.person) in names else None
+        copy = carried.enrolled_sha256 if person is not None and owners.get(carried.enrolled_sha256) == name_key(person) else None
+        entry = {
+            "photo": paths[carried.path],
+            "frame": face.frame,
+            "box": [float(v) for v in face.box],
+            "landmarks": [[float(x), float(y)] for x, y in face.landmarks],
+            "score": face.score,
+            "crop_origin": [float(v) for v in face.crop_origin],
+            "crop": f"library/{len(entries)}.jpg",
+            "model_id": carried.model_id,
+            "cluster": carried.cluster,
+            "person": person,
+            "assigned": carried.assigned if person is not None else None,
+            "enrolled": copy,
+        }
+        if person is not None and entry["assigned"] not in ASSIGNED:
+            entry["assigned"] = "user"
+        if salvaged:
+            try:
+                _check_library_face("", entry, face.embedding, _OneCrop(face.crop_jpeg), model_id or "", list(paths))  # type: ignore[arg-type]
+            except GalleryError:
+                left_out += 1
+                continue
+        entries.append(entry)
+        vectors.append(face.embedding)
+        crops.append(face.crop_jpeg)
+    erased = [[sha, count] for sha, count in library.erased]
+    stacked = np.stack(vectors).astype(np.float32) if vectors else np.zeros((0, dim), np.float32)
+    return {"photos": photos, "faces": entries, "erased": erased}, stacked, crops, left_out
 
 
 def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> int:
@@ -106,25 +196,21 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
             _, vectors, _ = store.embeddings()  # rows in face-id order, as faces()
             crops = {face_id: jpeg for face_id, jpeg, _, _ in store.crops()}
             settings = read_settings()
+            library = store.carried_library()
         rows = [(record, vectors[row], crops[record.id]) for row, record in enumerate(records)]
-        unreadable = 0
+        unreadable, damaged = 0, False
     except (GalleryError, ValueError, KeyError):  # a damaged page or row: salvage what can be read
         meta = store.meta()
         settings = read_settings()
         salvaged, unreadable = store.salvage()
+        damaged = True
+        try:
+            library = store.carried_library()
+        except (GalleryError, ValueError, KeyError, TypeError):  # the library is lost with the damage
+            library = None
         rows = []
         spelling: dict[str, str] = {}
         seen: set[str] = set()
-
-        class OneCrop:  # what _check_face reads a crop from, so each row is checked exactly as import will
-            def __init__(self, jpeg: bytes):
-                self.jpeg = jpeg
-
-            def getinfo(self, name: str) -> str:
-                return name
-
-            def read(self, _name: str) -> bytes:
-                return self.jpeg
 
         for record, vector, jpeg in salvaged:
             entry = {
@@ -132,7 +218,7 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
                 **{"crop_origin": record.crop_origin, "created_at": record.created_at, "crop": f"crops/{len(rows)}.jpg"},
             }
             try:
-                person, _ = _check_face(path, record.id, entry, vector, OneCrop(jpeg))  # type: ignore[arg-type]
+                person, _ = _check_face(path, record.id, entry, vector, _OneCrop(jpeg))  # type: ignore[arg-type]
             except GalleryError:
                 unreadable += 1
                 continue
@@ -141,8 +227,7 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
                 continue
             seen.add(record.image_sha256)
             rows.append((record, vector, jpeg))
-        dim = int(meta.get("dim", 0))
-        vectors = np.stack([vector for _, vector, _ in rows]) if rows else np.zeros((0, dim), np.float32)
+        vectors = np.stack([vector for _, vector, _ in rows]) if rows else np.zeros((0, int(meta.get("dim", 0))), np.float32)
     faces = []
     for row, (record, _, _) in enumerate(rows):
         faces.append(
@@ -158,6 +243,9 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
                 "crop": f"crops/{row}.jpg",
             }
         )
+    dim = int(meta.get("dim", 0))
+    section, library_vectors, library_crops, left_out = _library_section(library, meta.get("model_id"), dim, faces, damaged)
+    unreadable += left_out if damaged else 0  # a reindex under way leaves faces out of a sound store: not unreadable
     manifest = {
         "format": FORMAT,
         "version": VERSION,
@@ -166,6 +254,7 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
         "exported_at": time.time(),
         "settings": settings,
         "faces": faces,
+        "library": section,
     }
     temporary = path.with_name(f".{path.name}.partial")
     try:
@@ -176,6 +265,12 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
             archive.writestr("embeddings.npy", buffer.getvalue())
             for row, (_, _, jpeg) in enumerate(rows):
                 archive.writestr(f"crops/{row}.jpg", jpeg, compress_type=zipfile.ZIP_STORED)
+            if section["faces"]:
+                buffer = io.BytesIO()
+                np.save(buffer, library_vectors.astype("<f4"), allow_pickle=False)
+                archive.writestr(LIBRARY_VECTORS, buffer.getvalue())
+            for row, jpeg in enumerate(library_crops):
+                archive.writestr(f"library/{row}.jpg", jpeg, compress_type=zipfile.ZIP_STORED)
         temporary.replace(path)
     except OSError as exc:
         temporary.unlink(missing_ok=True)
@@ -198,6 +293,7 @@ class _Export:
     dim: int
     settings: dict[str, object]
     faces: list[tuple[str, NewFace]]
+    library: CarriedLibrary
 
 
 def _shown(value: object) -> str:
@@ -230,7 +326,7 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
     total = 0
     for info in archive.infolist():
         total += info.file_size
-        if info.filename.startswith("crops/") and info.file_size > MAX_CROP_BYTES:
+        if info.filename.startswith(("crops/", "library/")) and info.file_size > MAX_CROP_BYTES:
             raise GalleryError(
                 f"{path}: {info.filename} is {info.file_size:,} bytes uncompressed; a crop may be at most {MAX_CROP_BYTES:,}"
             )
@@ -245,7 +341,7 @@ def _check_sizes(path: Path, archive: zipfile.ZipFile) -> None:
         raise GalleryError(f"{path}: the archive holds {total:,} bytes uncompressed; at most {MAX_TOTAL_BYTES:,} are read")
 
 
-def _read_embeddings(path: Path, data: bytes, count: int, dim: int) -> np.ndarray:
+def _read_embeddings(path: Path, data: bytes, count: int, dim: int, name: str = "embeddings.npy") -> np.ndarray:
     """The (count, dim) float32 rows of an .npy file, its header checked before any allocation."""
     buffer = io.BytesIO(data)
     try:
@@ -257,15 +353,15 @@ def _read_embeddings(path: Path, data: bytes, count: int, dim: int) -> np.ndarra
         else:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, EOFError, SyntaxError, TypeError) as exc:
-        raise GalleryError(f"{path}: embeddings.npy is not a plain .npy array ({exc})") from None
+        raise GalleryError(f"{path}: {name} is not a plain .npy array ({exc})") from None
     if dtype != np.dtype("<f4") or tuple(shape) != (count, dim):
         raise GalleryError(
-            f"{path}: embeddings.npy holds {tuple(shape)} {dtype} values; the manifest needs ({count}, {dim}) float32 "
+            f"{path}: {name} holds {tuple(shape)} {dtype} values; the manifest needs ({count}, {dim}) float32 "
             f"({count} faces of dimension {dim})"
         )
     offset = buffer.tell()
     if len(data) - offset != count * dim * 4:
-        raise GalleryError(f"{path}: embeddings.npy is truncated or has trailing bytes")
+        raise GalleryError(f"{path}: {name} is truncated or has trailing bytes")
     vectors = np.frombuffer(data, "<f4", count=count * dim, offset=offset).reshape((count, dim), order="F" if fortran else "C")
     return np.ascontiguousarray(vectors, np.float32)
 
@@ -368,6 +464,18 @@ def _check_face(path: Path, row: int, entry: object, vector: np.ndarray, archive
         raise GalleryError(f"{where}: source must be a text of at most {MAX_TEXT} characters")
     if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
         raise GalleryError(f"{where}: image_sha256 must be 64 lowercase hex digits")
+    created = entry.get("created_at")
+    if created is not None and not _is_number(created):
+        raise GalleryError(f"{where}: created_at must be a finite number")
+    box, landmarks, score, origin, jpeg = _check_detection(where, entry, vector, archive, _CROP_NAME)
+    return person, NewFace(source, sha, box, landmarks, score, jpeg, origin, vector)
+
+
+def _check_detection(
+    where: str, entry: dict, vector: np.ndarray, archive: zipfile.ZipFile, crop_name: re.Pattern
+) -> tuple[np.ndarray, np.ndarray, float, tuple[float, float, float], bytes]:
+    """(box, landmarks, score, crop origin, JPEG crop) of an enrolled or library face entry, its
+    unit embedding and its crop (named as ``crop_name`` says) checked; GalleryError from ``where``."""
     box = _numbers(entry["box"], 4)
     if box is None:
         raise GalleryError(f"{where}: box must be 4 finite numbers [x1, y1, x2, y2]")
@@ -380,9 +488,6 @@ def _check_face(path: Path, row: int, entry: object, vector: np.ndarray, archive
     origin = _numbers(entry["crop_origin"], 3)
     if origin is None or origin[2] <= 0:
         raise GalleryError(f"{where}: crop_origin must be 3 finite numbers [x0, y0, scale] with scale > 0")
-    created = entry.get("created_at")
-    if created is not None and not _is_number(created):
-        raise GalleryError(f"{where}: created_at must be a finite number")
     norm = float(np.linalg.norm(vector.astype(np.float64))) if np.isfinite(vector).all() else math.nan
     if not math.isfinite(norm):
         raise GalleryError(f"{where}: embedding is not finite")
@@ -391,8 +496,8 @@ def _check_face(path: Path, row: int, entry: object, vector: np.ndarray, archive
     if abs(norm - 1.0) > NORM_TOLERANCE:
         raise GalleryError(f"{where}: embedding is not unit length (norm {norm:.6g})")
     name = entry["crop"]
-    if not isinstance(name, str) or not _CROP_NAME.fullmatch(name):
-        raise GalleryError(f"{where}: crop name {_shown(name)} is not crops/<n>.jpg")
+    if not isinstance(name, str) or not crop_name.fullmatch(name):
+        raise GalleryError(f"{where}: crop name {_shown(name)} is not {crop_name.pattern.split('/')[0]}/<n>.jpg")
     try:
         info = archive.getinfo(name)
     except KeyError:
@@ -402,17 +507,136 @@ def _check_face(path: Path, row: int, entry: object, vector: np.ndarray, archive
     except _READ_ERRORS as exc:
         raise GalleryError(f"{where}: crop {name} cannot be read ({type(exc).__name__}: {exc})") from None
     _check_crop(f"{where}: crop {name}", jpeg)
-    face = NewFace(
-        source,
-        sha,
-        np.asarray(box, float),
-        np.asarray(landmarks, float).reshape(5, 2),
-        float(score),
-        jpeg,
-        (origin[0], origin[1], origin[2]),
-        vector,
+    points = np.asarray(landmarks, float).reshape(5, 2)
+    return np.asarray(box, float), points, float(score), (origin[0], origin[1], origin[2]), jpeg
+
+
+def _check_library_photo(where: str, entry: object) -> LibraryPhoto:
+    """One library photo entry of an export, checked."""
+    if not isinstance(entry, dict):
+        raise GalleryError(f"{where}: must be an object, not {type(entry).__name__}")
+    for key in LIBRARY_PHOTO_KEYS:
+        if key not in entry:
+            raise GalleryError(f"{where}: missing {key!r}")
+    path, sha, error, model_id = (entry[k] for k in ("path", "sha256", "error", "model_id"))
+    if not isinstance(path, str) or not path or len(path) > MAX_TEXT or "\x00" in path:
+        raise GalleryError(f"{where}: path must be a non-empty text of at most {MAX_TEXT} characters")
+    if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+        raise GalleryError(f"{where}: sha256 must be 64 lowercase hex digits")
+    for key in ("size", "mtime_ns", "faces"):
+        if not _is_whole(entry[key]) or not 0 <= entry[key] < 2**63:
+            raise GalleryError(f"{where}: {key} must be a whole number >= 0, not {_shown(entry[key])}")
+    for key, value in (("error", error), ("model_id", model_id)):
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT):
+            raise GalleryError(f"{where}: {key} must be null or a text of at most {MAX_TEXT} characters")
+    if not _is_number(entry["scanned_at"]):
+        raise GalleryError(f"{where}: scanned_at must be a finite number")
+    erased = entry["erased"]
+    if erased is not None and (
+        not isinstance(erased, list)
+        or any(
+            not isinstance(e, list) or len(e) != 5 or not (e[0] is None or _is_whole(e[0])) or _numbers(e[1:], 4) is None
+            for e in erased
+        )
+    ):
+        raise GalleryError(f"{where}: erased must be null or a list of [frame or null, x1, y1, x2, y2]")
+    values = (entry["size"], entry["mtime_ns"], sha, entry["faces"], error, model_id, float(entry["scanned_at"]), erased)
+    return LibraryPhoto(0, path, *values)
+
+
+def _check_library_face(
+    where: str, entry: object, vector: np.ndarray, archive: zipfile.ZipFile, model_id: str, paths: list[str]
+) -> CarriedLibraryFace:
+    """One library face entry of an export (its photo an index into ``paths``), checked; the
+    person's name and the enrolled link are checked against the export by :func:`_check_library`."""
+    if not isinstance(entry, dict):
+        raise GalleryError(f"{where}: must be an object, not {type(entry).__name__}")
+    for key in LIBRARY_FACE_KEYS:
+        if key not in entry:
+            raise GalleryError(f"{where}: missing {key!r}")
+    photo, frame, cluster, person, assigned, copy = (
+        entry[k] for k in ("photo", "frame", "cluster", "person", "assigned", "enrolled")
     )
-    return person, face
+    if not _is_whole(photo) or not 0 <= photo < len(paths):
+        raise GalleryError(f"{where}: photo must be the number of a library photo (0 to {len(paths) - 1}), not {_shown(photo)}")
+    if entry["model_id"] != model_id:
+        raise GalleryError(f"{where}: embedded by {_shown(entry['model_id'])}; the export holds {model_id} embeddings")
+    for key, value in (("frame", frame), ("cluster", cluster)):
+        if value is not None and (not _is_whole(value) or not 0 <= value < 2**62):
+            raise GalleryError(f"{where}: {key} must be null or a whole number >= 0, not {_shown(value)}")
+    if person is not None:
+        try:
+            person = normalize_name(person)
+        except GalleryError as exc:
+            raise GalleryError(f"{where}: person: {exc}") from None
+    if (person is None) != (assigned is None) or (assigned is not None and assigned not in ASSIGNED):
+        raise GalleryError(f"{where}: assigned must be {' or '.join(ASSIGNED)} for a named face and null otherwise")
+    if copy is not None and (person is None or not isinstance(copy, str) or not _SHA256.fullmatch(copy)):
+        raise GalleryError(f"{where}: enrolled must be null or, for a named face, its enrolled copy's image_sha256")
+    box, landmarks, score, origin, jpeg = _check_detection(where, entry, vector, archive, _LIBRARY_CROP_NAME)
+    face = NewLibraryFace(box, landmarks, score, jpeg, origin, vector, frame, person)
+    return CarriedLibraryFace(paths[photo], face, model_id, cluster, assigned, copy)
+
+
+def _check_library(
+    path: Path,
+    manifest: dict,
+    archive: zipfile.ZipFile,
+    model_id: str,
+    dim: int,
+    faces: list[tuple[str, NewFace]],
+    people: set[str],
+) -> CarriedLibrary:
+    """The photo library of an export (none in version 1 files), every entry checked: a library
+    face's person must be enrolled in the export or in this gallery (``people``: name keys), its
+    link must name an enrolled face of the export by image_sha256 and of the same person."""
+    raw = manifest.get("library")
+    if raw is None:
+        return CarriedLibrary([], [], [])
+    if not isinstance(raw, dict) or any(not isinstance(raw.get(k), list) for k in ("photos", "faces", "erased")):
+        raise GalleryError(f"{path}: manifest library must be an object of photos, faces and erased lists")
+    photos = [_check_library_photo(f"{path}: library photo {n}", entry) for n, entry in enumerate(raw["photos"])]
+    paths = [photo.path for photo in photos]
+    if len(set(paths)) != len(paths):
+        repeated = next(p for n, p in enumerate(paths) if p in paths[:n])
+        raise GalleryError(
+            f"{path}: library photo {paths.index(repeated, paths.index(repeated) + 1)}: path repeats an earlier one's"
+        )
+    entries = raw["faces"]
+    try:
+        info = archive.getinfo(LIBRARY_VECTORS) if entries else None
+        if info is not None and info.file_size > len(entries) * dim * 4 + 2**16:
+            raise GalleryError(f"{path}: {LIBRARY_VECTORS} is {info.file_size:,} bytes; {len(entries)} faces need far less")
+        data = archive.read(info) if info is not None else None
+    except _READ_ERRORS as exc:
+        raise GalleryError(f"{path}: {LIBRARY_VECTORS} cannot be read ({type(exc).__name__}: {exc})") from None
+    vectors = _read_embeddings(path, data, len(entries), dim, LIBRARY_VECTORS) if data is not None else None
+    enrolled = {face.image_sha256: name_key(person) for person, face in faces}
+    known = people | set(enrolled.values())
+    carried, crops = [], set()
+    for n, entry in enumerate(entries):
+        where = f"{path}: library face {n}"
+        face = _check_library_face(where, entry, vectors[n], archive, model_id, paths)  # type: ignore[index]
+        if entry["crop"] in crops:
+            raise GalleryError(f"{where}: crop {entry['crop']} is another library face's too")
+        crops.add(entry["crop"])
+        person = face.face.person
+        if person is not None and name_key(person) not in known:
+            raise GalleryError(f"{where}: person {person!r} is enrolled neither in the export nor in this gallery")
+        if face.enrolled_sha256 is not None and enrolled.get(face.enrolled_sha256) != name_key(person or ""):
+            raise GalleryError(
+                f"{where}: enrolled copy {face.enrolled_sha256[:12]}... is no enrolled face of {person!r} in the export"
+            )
+        carried.append(face)
+    erased = []
+    for n, entry in enumerate(raw["erased"]):
+        if (
+            not isinstance(entry, list) or len(entry) != 2 or not isinstance(entry[0], str) or not _SHA256.fullmatch(entry[0])
+            or not _is_whole(entry[1]) or not 0 < entry[1] < 2**31
+        ):  # fmt: skip
+            raise GalleryError(f"{path}: library erased {n}: must be [sha256 (64 lowercase hex digits), faces >= 1]")
+        erased.append((entry[0], entry[1]))
+    return CarriedLibrary(photos, carried, erased)
 
 
 def _read_export(path: Path, store: TruthStore) -> _Export:
@@ -438,7 +662,7 @@ def _read_export(path: Path, store: TruthStore) -> _Export:
         if not isinstance(entries, list):
             raise GalleryError(f"{path}: manifest faces must be a list, not {type(entries).__name__}")
         if model_id is None:
-            return _Export(None, "", "", 0, settings, [])
+            return _Export(None, "", "", 0, settings, [], CarriedLibrary([], [], []))
         try:
             info = archive.getinfo("embeddings.npy")
             if info.file_size > len(entries) * dim * 4 + 2**16:
@@ -462,7 +686,9 @@ def _read_export(path: Path, store: TruthStore) -> _Export:
             if spelling.setdefault(name_key(person), person) != person:
                 raise GalleryError(f"{path}: face {row}: person {person!r} is spelled {spelling[name_key(person)]!r} elsewhere")
             faces.append((person, face))
-    return _Export(model_id, model_name, weights, dim, settings, faces)
+        people = {name_key(name) for name, _ in store.people()}
+        library = _check_library(path, manifest, archive, model_id, dim, faces, people)
+    return _Export(model_id, model_name, weights, dim, settings, faces, library)
 
 
 def import_gallery(store: TruthStore, path: str | Path, action: str = "import") -> tuple[int, int]:
@@ -511,7 +737,10 @@ def import_gallery(store: TruthStore, path: str | Path, action: str = "import") 
         if bind:
             for key, value in export.settings.items():
                 store.set_setting(key, None if value == "auto" else value)  # "auto" is the default: no setting
-        if new:
+        library = export.library
+        if library.photos or library.erased:
+            store.add_faces_and_library(new, export.model_id, library, action=action)
+        elif new:
             store.add_faces(new, export.model_id, action=action)
     except BaseException:
         if bind:  # best effort: leave the gallery bound to no model, as it was

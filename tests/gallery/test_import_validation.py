@@ -300,7 +300,7 @@ def test_embeddings_of_another_dimension_than_the_gallery_are_refused(backup, tm
 def test_round_trip_keeps_thresholds_and_index_kind(backup, empty):
     with zipfile.ZipFile(backup) as archive:
         manifest = json.loads(archive.read("manifest.json"))
-    assert manifest["version"] == 1
+    assert manifest["version"] == 2  # 2: with the photo library
     assert manifest["settings"] == {"verify_threshold": 0.91, "identify_threshold": 0.77, "index_kind": "flat"}
     assert import_gallery(empty, backup) == (8, 0)
     assert empty.model_id == MODEL and empty.dim == 8

@@ -14,7 +14,7 @@ import pytest
 
 from facesys.gallery.store.records import NewLibraryFace, ScannedPhoto
 from tests.conftest import data_path
-from tests.gallery.conftest import _drop_databases_made_by_the_test, backend, store  # noqa: F401  (fixtures)
+from tests.gallery.conftest import _drop_databases_made_by_the_test, backend, second_store, store  # noqa: F401  (fixtures)
 
 
 def library_face(seed: int, person: str | None = None, frame: int | None = None, dim: int = 8) -> NewLibraryFace:

@@ -326,10 +326,15 @@ class StoreCore(ABC):
         """Enroll several (name, face) in ONE transaction: all or nothing. Logs one ``action``
         event ("enroll", "import" or "repair") per person, detail {"face_ids": [...]}.
         DuplicatePhotoError for a photo enrolled already, or twice in ``faces``."""
-        named = [(normalize_name(name), face) for name, face in faces]
-        if not named:
+        if not faces:
             return []
         with self.transaction():
+            return self._add_faces(faces, model_id, action)
+
+    def _add_faces(self, faces: list[tuple[str, NewFace]], model_id: str, action: str) -> list[int]:
+        """Inside a transaction: :meth:`add_faces`'s work."""
+        named = [(normalize_name(name), face) for name, face in faces]
+        if named:
             self._check_model(model_id)
             hashes = sorted({face.image_sha256 for _, face in named})
             owners = dict(self._rows(f"SELECT f.image_sha256, p.name FROM {FACES_FROM} WHERE f.image_sha256 = ANY(?)", (hashes,)))
@@ -350,6 +355,7 @@ class StoreCore(ABC):
             self._log(self._bump_generation(), ids, added=True)
             self._audit_faces(action, [(face_id, people[name]) for face_id, (name, _) in zip(ids, named, strict=True)])
             return ids
+        return []
 
     def remove_person(self, name: str) -> int:
         """Delete a person and all their faces; returns how many enrolled faces went.

@@ -24,9 +24,12 @@ from facesys.gallery.store.core import StoreCore
 from facesys.gallery.store.records import (
     LIBRARY_FACE_COLUMNS,
     LIBRARY_FACES_FROM,
+    CarriedLibrary,
+    CarriedLibraryFace,
     LibraryFace,
     LibraryPhoto,
     NamedFaces,
+    NewFace,
     NewLibraryFace,
     ScannedPhoto,
     SeenFace,
@@ -101,6 +104,86 @@ class PhotoLibrary(StoreCore):
             "SELECT id, path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased FROM library_photos"
         )
         return [LibraryPhoto(*row[:-1], json.loads(row[-1]) if row[-1] else None) for row in sorted(rows, key=lambda r: r[1])]
+
+    def carried_library(self) -> CarriedLibrary:
+        """The whole photo library as an export carries it (inside :meth:`reading` for one state):
+        photos by path, faces by id with their crop, embedding, person's name and the image_sha256
+        of their enrolled copy, and the erased files."""
+        photos = self.library_photos()
+        rows = self._rows(
+            "SELECT lp.path, lf.frame, lf.box, lf.landmarks, lf.score, lf.crop, lf.crop_origin, lf.embedding, lf.model_id, "
+            "lf.cluster, p.name, lf.assigned, f.image_sha256 FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
+            "LEFT JOIN people p ON p.id = lf.person_id LEFT JOIN faces f ON f.id = lf.enrolled_face_id ORDER BY lf.id"
+        )
+        faces = []
+        for path, frame, box, landmarks, score, crop, origin, blob, model_id, cluster, person, assigned, copy in rows:
+            face = NewLibraryFace(
+                np.asarray(json.loads(box), float), np.asarray(json.loads(landmarks), float), float(score), bytes(crop),
+                tuple(json.loads(origin)), np.frombuffer(bytes(blob), "<f4").copy(), frame, person,
+            )  # fmt: skip
+            faces.append(CarriedLibraryFace(path, face, model_id, cluster, assigned, copy))
+        erased = [(sha, int(count)) for sha, count in self._rows("SELECT sha256, faces FROM library_erased ORDER BY sha256")]
+        return CarriedLibrary(photos, faces, erased)
+
+    def add_faces_and_library(
+        self, faces: list[tuple[str, NewFace]], model_id: str, library: CarriedLibrary, action: str = "import"
+    ) -> tuple[list[int], int]:
+        """Enroll ``faces`` as :meth:`add_faces` does and record the carried ``library`` in the SAME
+        transaction (all or nothing); returns (enrolled face ids, library photos skipped because
+        their path is recorded already). Library faces keep their person (by name; created if
+        new), how they were assigned, their cluster (shifted past the clusters used here, so
+        groups stay groups) and their link to the enrolled face of ``enrolled_sha256``, marked a
+        library copy. Erased files are remembered (the larger count wins)."""
+        with self.transaction():
+            ids = self._add_faces(faces, model_id, action)
+            recorded = {path for (path,) in self._rows("SELECT path FROM library_photos")}
+            photos = [photo for photo in library.photos if photo.path not in recorded]
+            columns = ("path", "size", "mtime_ns", "sha256", "faces", "error", "model_id", "scanned_at", "erased")
+            erased = [None if p.erased is None else json.dumps(p.erased) for p in photos]
+            values = [
+                (p.path, p.size, p.mtime_ns, p.sha256, p.faces, p.error, p.model_id, p.scanned_at, e)
+                for p, e in zip(photos, erased, strict=True)
+            ]
+            new_ids = self._insert("library_photos", [dict(zip(columns, v, strict=True)) for v in values]) if values else []
+            photo_ids = dict(zip((p.path for p in photos), new_ids, strict=True))
+            carried = [face for face in library.faces if face.path in photo_ids]
+            if carried:
+                self._check_model(model_id)
+            names = {face.face.person for face in carried if face.face.person is not None}
+            people = {name: self._person_id(name, create=True) for name in sorted(names)}
+            shas = sorted({face.enrolled_sha256 for face in carried if face.enrolled_sha256 is not None})
+            copies = dict(self._rows("SELECT image_sha256, id FROM faces WHERE image_sha256 = ANY(?)", (shas,)))
+            shift = int(self.meta().get("last_cluster_id", -1)) + 1
+            rows = [
+                {"photo_id": photo_ids[c.path], "frame": c.face.frame, "score": float(c.face.score), "crop": c.face.crop_jpeg}
+                | dict(zip(("box", "landmarks", "crop_origin"), geometry_json(c.face), strict=True))
+                | {"embedding": embedding_bytes(c.face.embedding), "model_id": c.model_id}
+                | {"cluster": None if c.cluster is None else c.cluster + shift, "assigned": c.assigned}
+                | {"person_id": people.get(c.face.person), "enrolled_face_id": copies.get(c.enrolled_sha256)}
+                for c in carried
+            ]
+            if rows:
+                self._insert("library_faces", rows)
+            linked = sorted({copies[c.enrolled_sha256] for c in carried if c.enrolled_sha256 in copies})
+            if linked:
+                self._execute("UPDATE faces SET from_library = ? WHERE id = ANY(?)", (True, linked))
+            clusters = [c.cluster + shift for c in carried if c.cluster is not None]
+            if clusters:
+                self._set_meta({"last_cluster_id": max(shift - 1, *clusters)})
+            if library.erased:
+                self._execute_many(
+                    "INSERT INTO library_erased(sha256, faces) VALUES (?, ?) ON CONFLICT (sha256) DO UPDATE SET faces = "
+                    "CASE WHEN excluded.faces > library_erased.faces THEN excluded.faces ELSE library_erased.faces END",
+                    [(sha, count) for sha, count in library.erased],
+                )
+            if photos or library.erased:
+                detail = {
+                    "library_photos": len(photos),
+                    "library_faces": len(rows),
+                    "skipped_photos": len(library.photos) - len(photos),
+                }
+                self._audit(action, detail=detail)
+        return ids, len(library.photos) - len(photos)
 
     def move_photo(self, old_path: str, photo: ScannedPhoto) -> bool:
         """Record that the library file ``old_path`` now lies at ``photo.path`` with the same bytes

@@ -105,6 +105,30 @@ class NewLibraryFace:
 
 
 @dataclass(frozen=True)
+class CarriedLibraryFace:
+    """A library face as an export carries it: its photo's ``path``, what :class:`NewLibraryFace`
+    holds, the model, cluster, ``person`` by name and how ``assigned``, and ``enrolled_sha256``:
+    the image_sha256 of its enrolled copy (None: none)."""
+
+    path: str
+    face: NewLibraryFace
+    model_id: str
+    cluster: int | None
+    assigned: str | None
+    enrolled_sha256: str | None
+
+
+@dataclass(frozen=True)
+class CarriedLibrary:
+    """The photo library as an export carries it: photos (their ``id`` is ignored), faces and the
+    erased files (sha256, faces)."""
+
+    photos: list[LibraryPhoto]
+    faces: list[CarriedLibraryFace]
+    erased: list[tuple[str, int]]
+
+
+@dataclass(frozen=True)
 class LibraryFace:
     """A library face as stored (no pixels, no embedding): its photo (id, path, sha256) and video
     frame, geometry as :class:`FaceRecord`'s, ``cluster`` (None: not clustered, or named),
