@@ -10,6 +10,14 @@ timed ``--repeats`` times, the two detectors taking turns; images/s is from the 
 Agreement: faces paired by IoU, then the largest and median absolute differences of box corners,
 landmarks (pixels) and scores, and the images whose face counts differ (all faces, and faces with
 score >= 0.9). Prints a table and writes benchmarks/results/mtcnn_cpu_check.json.
+
+    python benchmarks/mtcnn_cpu_check.py --threads-check [--burners 2]   # ~1-3 min
+
+Thread policy check (issue 25): ``FaceDetector.detect`` called directly (outside the photo workers),
+one image per call and ``--batch`` images per call, in a new process per setting
+(``FACESYS_THREADS=1``, ``=2``, unset = automatic), the settings taking turns ``--repeats`` times,
+optionally beside ``--burners`` CPU-burning processes. Prints ms per image (median over the rounds),
+CPU ms per image, torch's thread count and the load; writes benchmarks/results/mtcnn_threads.json.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -93,13 +102,90 @@ def agreement(ours: list, theirs: list) -> dict:
     }
 
 
+THREAD_SETTINGS = {"FACESYS_THREADS=1": "1", "FACESYS_THREADS=2": "2", "automatic (unset)": None}
+
+
+def threads_worker(images: int, batch: int) -> None:
+    """Runs in a new process: ms and CPU ms per image of direct ``FaceDetector.detect`` calls; one JSON line."""
+    import torch
+
+    from facesys.vision.detect import FaceDetector
+
+    pictures = list(lfw_images(images))
+    detector = FaceDetector()
+    detector.detect(pictures[:batch])  # warm-up
+    out = {}
+    for mode, size in (("single", 1), ("batch", batch)):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for start in range(0, len(pictures), size):
+            detector.detect(pictures[start : start + size])
+        out[f"{mode}_ms"] = (time.perf_counter() - wall) / len(pictures) * 1e3
+        out[f"{mode}_cpu_ms"] = (time.process_time() - cpu) / len(pictures) * 1e3
+    running = Path("/proc/loadavg").read_text().split()[3]
+    print(json.dumps(out | {"torch_threads": torch.get_num_threads(), "running": running, "load1": os.getloadavg()[0]}))
+
+
+def threads_check(args: argparse.Namespace) -> None:
+    """Fixed thread counts against the automatic one, direct detect calls, settings taking turns."""
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.burners)]
+    runs: dict[str, list[dict]] = {name: [] for name in THREAD_SETTINGS}
+    try:
+        for _ in range(args.repeats):
+            for name, value in THREAD_SETTINGS.items():
+                env = {
+                    k: v
+                    for k, v in os.environ.items()
+                    if k not in ("FACESYS_THREADS", "OMP_NUM_THREADS", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+                }
+                env |= {"FACESYS_THREADS": value} if value else {}
+                command = [sys.executable, __file__, "--threads-worker", "--images", str(args.images), "--batch", str(args.batch)]
+                done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+                runs[name].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(name, runs[name][-1], flush=True)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    keys = ("single_ms", "single_cpu_ms", "batch_ms", "batch_cpu_ms")
+    table = {name: {key: round(statistics.median(r[key] for r in rs), 1) for key in keys} for name, rs in runs.items()}
+    print(f"\n{args.images} LFW images, direct FaceDetector.detect, {args.burners} burners, median of {args.repeats} rounds")
+    print(f"{'setting':<22}{'1/call ms':>10}{'cpu ms':>8}{f'{args.batch}/call ms':>12}{'cpu ms':>8}  load (1 min) per round")
+    for name, row in table.items():
+        loads = ", ".join(f"{r['load1']:.1f}" for r in runs[name])
+        print(f"{name:<22}{row['single_ms']:>10}{row['single_cpu_ms']:>8}{row['batch_ms']:>12}{row['batch_cpu_ms']:>8}  {loads}")
+    report = {
+        "images": args.images,
+        "batch": args.batch,
+        "burners": args.burners,
+        "cpus": os.cpu_count(),
+        "median": table,
+        "runs": runs,
+    }
+    out = args.out or RESULTS / "mtcnn_threads.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--images", type=int, default=None, help="default 200 (32 with --threads-check)")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS / "mtcnn_cpu_check.json")
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--threads-check", action="store_true", help="fixed thread counts against the automatic one")
+    parser.add_argument("--burners", type=int, default=0, help="CPU-burning processes beside --threads-check")
+    parser.add_argument("--threads-worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads_worker or args.threads_check:
+        args.images = args.images or 32
+        if args.threads_worker:
+            threads_worker(args.images, args.batch)
+        else:
+            threads_check(args)
+        return
+    args.images = args.images or 200
+    args.out = args.out or RESULTS / "mtcnn_cpu_check.json"
 
     import torch
     from facenet_pytorch import MTCNN

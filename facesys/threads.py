@@ -211,7 +211,9 @@ def _imported(name: str):
 def adapt() -> int:
     """Set this thread's intra-op thread count for torch and FAISS (those already imported) to
     ``choose_threads()``; returns it. OpenMP keeps the count per calling thread, so the thread that
-    runs the work calls this."""
+    runs the work calls this: each entry point of native work does (the MTCNN driver, ``embed_chips``,
+    the FAISS index, clustering). One that did not ran on torch's default, a thread per core, spinning
+    beside other programs with the automatic count (direct detect calls 3-8x slower, issue 25)."""
     count = choose_threads()
     torch, faiss = _imported("torch"), _imported("faiss")
     if torch is not None and torch.get_num_threads() != count:

@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from facesys import threads
 from facesys.errors import ImageError
 from facesys.vision.mtcnn_nets import pretrained_nets
 from facesys.vision.nms import batched_nms, nms
@@ -85,7 +86,13 @@ class BatchedMTCNN:
 
         Returns one ``(boxes, scores, landmarks)`` per image (see ``Faces``), largest box first, as
         ``facenet_pytorch.MTCNN.detect`` orders them; empty arrays where there is no face.
+
+        Runs on the thread count of facesys/threads.py (``adapt``), in whichever thread calls it: a
+        caller outside the photo workers and the Embedder's pipeline gets the policy's count too, not
+        torch's default of a thread per core (beside other programs those threads spin while waiting
+        for each other with the automatic count: 5-10x slower, issue 25).
         """
+        threads.adapt()
         if isinstance(images, np.ndarray):
             images = torch.from_numpy(np.require(images, requirements=["C", "W"]))  # a copy only if read-only
         batch = torch.as_tensor(images, device=self.device)

@@ -138,3 +138,31 @@ def test_min_nms_matches_facenet_pytorch_greedy_loop():
         kept = _min_nms(boxes, scores, groups, 0.7)
         assert torch.equal(kept, expected)
         assert len(kept) < count  # something was suppressed
+
+
+@pytest.mark.parametrize("policy", [None, 1], ids=["auto-on-a-busy-machine", "fixed-1"])
+def test_a_direct_call_runs_the_nets_on_the_policys_count_set_once(detectors, monkeypatch, policy):
+    # Issue 25: called outside the photo workers and the Embedder's pipeline, the driver ran on torch's
+    # default (a thread per core) whatever the policy said; with the automatic count those threads spin
+    # while waiting for each other, 5-10x slower beside other programs.
+    from facesys import threads
+
+    _, ours = detectors
+    monkeypatch.setattr(threads, "_configured", policy)
+    monkeypatch.setattr(threads, "usable_cores", lambda: 2)
+    monkeypatch.setattr(threads, "running_elsewhere", lambda: 3)  # other programs keep both cores busy
+    seen, changes = [], []
+    set_num_threads = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda count: (changes.append(count), set_num_threads(count)))
+    hooks = [net.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads())) for net in (ours.pnet, ours.onet)]
+    before = torch.get_num_threads()
+    set_num_threads(2)
+    try:
+        for _ in range(3):
+            ours.detect(load_image(data_path("face_recognition", "barack_obama", "obama.jpg"))[None])
+    finally:
+        for hook in hooks:
+            hook.remove()
+        set_num_threads(before)
+    assert seen and set(seen) == {1}
+    assert changes == [1]  # set once, not again on every call
