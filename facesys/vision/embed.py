@@ -248,8 +248,7 @@ class Embedder:
             yield pending
 
     def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool) -> list[tuple]:
-        """One batch: detect, select, align, embed."""
-        threads.adapt()
+        """One batch: detect, select, align, embed (detection and the network each adapt the thread count)."""
         decoded = [i for i, (_, _, image, _) in enumerate(pending) if image is not None]
         found = dict(
             zip(decoded, self._detect([pending[i][2] for i in decoded], [pending[i][1] for i in decoded], errors), strict=True)
