@@ -18,7 +18,7 @@ from typing import TypeVar
 import numpy as np
 
 from facesys import threads
-from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, PHOTO_BATCH
+from facesys.config import BATCH_BYTES, CHIP_BATCH, CPU_CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIES, PHOTO_BATCH
 from facesys.errors import FacesysError, ImageError
 from facesys.models import ModelInfo
 from facesys.vision.align import align_faces
@@ -80,9 +80,9 @@ class Embedder:
 
     ``model``: a name from ``facesys.models.list_models()`` or a checkpoint path; ``weights``: an
     optional local weights file; ``flip``: add the embedding of the mirrored chip (test-time
-    augmentation) before re-normalising; ``batch_size``: chips per network forward pass;
-    ``precision``: fp32, bf16, fp16 or auto (see facesys/devices.py). On a GPU the network runs in
-    channels-last memory format.
+    augmentation) before re-normalising; ``batch_size``: chips per network forward pass (default:
+    CHIP_BATCH on a GPU, CPU_CHIP_BATCH on the CPU); ``precision``: fp32, bf16, fp16 or auto (see
+    facesys/devices.py). The network runs in channels-last memory format (faster on CPU and GPU).
     """
 
     def __init__(
@@ -91,7 +91,7 @@ class Embedder:
         device: str = "cpu",
         weights: str | None = None,
         flip: bool = False,
-        batch_size: int = CHIP_BATCH,
+        batch_size: int | None = None,
         detector: FaceDetector | None = None,
         precision: str = "auto",
     ):
@@ -102,14 +102,12 @@ class Embedder:
         self.precision = resolve_precision(precision, self.device)
         self.source = model  # the name or checkpoint path it was created from
         self.model = create_model(model, weights=weights, device=device)
-        self.channels_last = self.device.startswith("cuda")
-        if self.channels_last:
-            import torch
+        import torch
 
-            self.model.to(memory_format=torch.channels_last)
+        self.model.to(memory_format=torch.channels_last)
         self.spec = self.model.spec
         self.flip = flip
-        self.batch_size = batch_size
+        self.batch_size = batch_size or (CHIP_BATCH if self.device.startswith("cuda") else CPU_CHIP_BATCH)
         self.detector = detector or FaceDetector(device=device)
         self._template = np.asarray(self.spec.template, np.float64)
 
@@ -145,8 +143,7 @@ class Embedder:
             for start in range(0, len(chips), self.batch_size):
                 batch = torch.from_numpy(np.ascontiguousarray(chips[start : start + self.batch_size]))
                 x = batch.to(self.device).permute(0, 3, 1, 2).float().div_(255.0)  # uint8 travels, 4x less
-                if self.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
                 vectors = self.model(x)
                 if self.flip:
                     vectors = vectors + self.model(x.flip(3))
