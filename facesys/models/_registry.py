@@ -91,7 +91,7 @@ def get_model_spec(name: str) -> ModelSpec:
 
 
 def _load_builtin_models() -> None:
-    from facesys.models import dlib_model, facenet, sface  # noqa: F401  (registers on import)
+    from facesys.models import dlib_model, dlib_sface, facenet, sface  # noqa: F401  (registers on import)
 
 
 def wrap_backbone(backbone: nn.Module, spec: ModelSpec, weights_sha256: str) -> nn.Module:

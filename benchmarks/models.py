@@ -1,0 +1,237 @@
+"""Every model side by side on the same images, and the default chosen from the table.
+
+    python benchmarks/models.py [--models dlib-resnet sface dlib+sface] [--limit N]
+
+One detection per image (the default detector) feeds every model, so the models differ only in
+their network. Per model:
+- LFW 10-fold verification accuracy (pairs.txt, face nearest the centre) and TAR at FAR 1e-3;
+- open-set identification on AT&T and Yale (``facesys eval identify`` defaults: 2 photos enrolled,
+  half the people never enrolled, seed 0, largest face): share of probes named correctly and of
+  strangers rejected at the model's default threshold;
+- the demographic false-match differential: LFW's East and Southeast Asian people
+  (benchmarks/data/lfw_east_southeast_asian.txt, up to 3 photos each) against 3 random groups of as
+  many other LFW people with 2+ photos (seeds 0-2), at the thresholds where 0.1% and 0.5% of the
+  random groups' impostor pairs match (facesys/evaluate/demographics.py);
+- embedding ms per face (aligned chips, batched as facesys embeds) and end-to-end ms per image
+  (decode, detect, align, embed: Embedder.faces) on this machine, each also as a ratio to the
+  first model measured in the same run.
+A row "w_dlib 0.2" re-weights the fused model's own member vectors (not a registered model; no
+threshold table, so no open-set columns) to show the accuracy/differential trade-off.
+
+The default is the most accurate model on LFW (10-fold) among those whose differential is at most
+MAX_DIFFERENTIAL at both rates. Prints the table and writes benchmarks/results/models.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DATA, RESULTS
+
+from facesys.datasets import people_in
+from facesys.decide.match import ThresholdPolicy
+from facesys.evaluate.demographics import false_match_differential
+from facesys.evaluate.experiments import EmbeddingCache, evaluate_identification, evaluate_pairs, split_identification
+from facesys.evaluate.pairs import read_lfw_pairs
+from facesys.models import get_model_spec
+from facesys.models.fusion import member_vectors
+from facesys.vision.detect import pick_faces
+from facesys.vision.embed import Embedder
+from facesys.vision.images import load_image
+
+MODELS = ("dlib-resnet", "sface", "dlib+sface")
+MAX_DIFFERENTIAL = 5.0
+RATES = (1e-3, 5e-3)
+GROUP_FILE = Path(__file__).resolve().parent / "data" / "lfw_east_southeast_asian.txt"
+PHOTOS_PER_PERSON = 3
+REWEIGHTED = 0.2  # w_dlib of the re-weighted fusion row
+
+
+def group_people(lfw: Path) -> tuple[dict[str, list[Path]], list[dict[str, list[Path]]]]:
+    """(the Asian group, three random reference groups of as many people): name -> up to 3 photos."""
+    listed = [line.strip() for line in GROUP_FILE.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    everyone = {name: photos for name, photos in people_in(lfw).items() if len(photos) >= 2}
+    group = {name: everyone[name][:PHOTOS_PER_PERSON] for name in listed if name in everyone}
+    others = sorted(set(everyone) - set(listed))
+    references = []
+    for seed in range(3):
+        chosen = random.Random(seed).sample(others, len(group))
+        references.append({name: everyone[name][:PHOTOS_PER_PERSON] for name in chosen})
+    return group, references
+
+
+def embed_all(embedders: dict[str, Embedder], faces: dict[Path, str], batch: int = 16) -> dict[str, dict]:
+    """model -> path -> (D,) vector of the chosen face (``faces``: path -> 'center' or 'largest'), None without one."""
+    detector = next(iter(embedders.values())).detector
+    vectors: dict[str, dict[Path, np.ndarray | None]] = {name: {} for name in embedders}
+    paths = sorted(faces)
+    for start in range(0, len(paths), batch):
+        chunk = paths[start : start + batch]
+        images = [load_image(p) for p in chunk]
+        found = detector.detect(images)
+        picked = [pick_faces(f, image.shape, faces[p])[:1] for p, f, image in zip(chunk, found, images, strict=True)]
+        for name, embedder in embedders.items():
+            chips = [embedder.chips(image, face) for image, face in zip(images, picked, strict=True) if face]
+            out = iter(embedder.embed_chips(np.concatenate(chips)) if chips else [])
+            for path, face in zip(chunk, picked, strict=True):
+                vectors[name][path] = next(out) if face else None
+        print(f"\r{start + len(chunk)}/{len(paths)} images", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return vectors
+
+
+def timings(embedders: dict[str, Embedder], photos: list[Path], repeats: int = 3) -> dict[str, dict[str, float]]:
+    """Per model: embedding ms/face (chips of ``photos``) and end-to-end ms/image (Embedder.faces), best of ``repeats``."""
+    result = {}
+    for name, embedder in embedders.items():
+        images = [load_image(p) for p in photos]
+        detections = embedder.detector.detect(images)
+        chips = np.concatenate([embedder.chips(image, d[:1]) for image, d in zip(images, detections, strict=True) if d])
+        embedder.embed_chips(chips[:8])  # warm up
+        embed = min(_seconds(lambda e=embedder, c=chips: e.embed_chips(c)) for _ in range(repeats)) / len(chips)
+        end_to_end = min(_seconds(lambda e=embedder: e.faces(photos, select="largest")) for _ in range(repeats)) / len(photos)
+        result[name] = {"embed_ms_per_face": 1e3 * embed, "end_to_end_ms_per_image": 1e3 * end_to_end}
+    return result
+
+
+def _seconds(work) -> float:
+    start = time.perf_counter()
+    work()
+    return time.perf_counter() - start
+
+
+def differential(vectors: dict[Path, np.ndarray | None], group, references) -> dict[str, float]:
+    def stacked(people: dict[str, list[Path]]) -> dict[str, np.ndarray]:
+        found = {name: [vectors[p] for p in photos if vectors[p] is not None] for name, photos in people.items()}
+        return {name: np.stack(v) for name, v in found.items() if v}
+
+    rows = false_match_differential(stacked(group), [stacked(r) for r in references], RATES)
+    return {f"ratio_at_{row.rate:g}": row.ratio for row in rows} | {f"group_fmr_at_{row.rate:g}": row.group_rate for row in rows}
+
+
+def reweighted(fused: dict[Path, np.ndarray | None], weight: float) -> dict[Path, np.ndarray | None]:
+    """The fused model's vectors re-weighted to ``weight`` on dlib (statistics kept)."""
+    from facesys.models.dlib_sface import MEMBERS
+
+    dims = [get_model_spec(m.name).embedding_dim for m in MEMBERS]
+    scales = [(w / m.std) ** 0.5 for w, m in zip((weight, 1 - weight), MEMBERS, strict=True)]
+    out = {}
+    for path, vector in fused.items():
+        if vector is None:
+            out[path] = None
+            continue
+        parts = member_vectors(vector[None], dims)
+        joined = np.concatenate([s * p[0] for s, p in zip(scales, parts, strict=True)])
+        out[path] = (joined / np.linalg.norm(joined)).astype(np.float32)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--limit", type=int, help="LFW pairs per fold at most (a quick run)")
+    parser.add_argument("--timing-photos", type=int, default=32)
+    args = parser.parse_args()
+    lfw = DATA / "lfw"
+    pairs = read_lfw_pairs(lfw / "pairs.txt")
+    if args.limit:
+        pairs = [p for fold in sorted({p.fold for p in pairs}) for p in [q for q in pairs if q.fold == fold][: args.limit]]
+    splits = {name: split_identification(DATA / name, 2, 5, 10, 0.5, 0) for name in ("att_faces", "yalefaces")}
+    group, references = group_people(lfw)
+    faces = {p: "center" for pair in pairs for p in (pair.a, pair.b)}
+    faces |= {p: "center" for people in (group, *references) for photos in people.values() for p in photos}
+    for split in splits.values():
+        photos = [p for ps in split.enrolled.values() for p in ps] + [p for _, p in split.genuine + split.impostor]
+        faces |= dict.fromkeys(photos, "largest")
+    first = Embedder(args.models[0])
+    embedders = {args.models[0]: first} | {name: Embedder(name, detector=first.detector) for name in args.models[1:]}
+    started = time.perf_counter()
+    vectors = embed_all(embedders, faces)
+    rows: dict[str, dict] = {}
+    for name, embedder in embedders.items():
+        spec = embedder.spec
+        cache = EmbeddingCache(embedder, face="center", vectors=dict(vectors[name]))
+        report = evaluate_pairs(cache, pairs)
+        row = {
+            "model": embedder.model_id,
+            "lfw_accuracy": report.accuracy_mean,
+            "lfw_accuracy_std": report.accuracy_std,
+            "lfw_tar_at_far_1e-3": report.tar_at_far[1e-3][0],
+            "lfw_pairs_with_missing_face": report.pairs_with_missing_face,
+        }
+        policy = ThresholdPolicy(None, {}, spec.threshold, spec.far_table)
+        for data, split in splits.items():
+            result = evaluate_identification(EmbeddingCache(embedder, vectors=dict(vectors[name])), split, policy)
+            row[f"{data}_named"] = result["model_table_named_correctly"]
+            row[f"{data}_rejected"] = result["model_table_unknown_rejected"]
+        rows[name] = row | differential(vectors[name], group, references)
+    if "dlib+sface" in vectors:
+        name = f"dlib+sface w_dlib {REWEIGHTED}"
+        mixed = reweighted(vectors["dlib+sface"], REWEIGHTED)
+        report = evaluate_pairs(EmbeddingCache(None, face="center", vectors=mixed), pairs)
+        rows[name] = {
+            "model": "not registered",
+            "lfw_accuracy": report.accuracy_mean,
+            "lfw_accuracy_std": report.accuracy_std,
+            "lfw_tar_at_far_1e-3": report.tar_at_far[1e-3][0],
+        } | differential(mixed, group, references)
+    evaluation_seconds = time.perf_counter() - started
+    timed = timings(embedders, sorted({p.a for p in pairs})[: args.timing_photos])
+    baseline = timed[args.models[0]]
+    for name, t in timed.items():
+        rows[name] |= t | {f"{k}_ratio": v / baseline[k] for k, v in t.items()}
+    fair = [n for n in embedders if max(rows[n][f"ratio_at_{rate:g}"] for rate in RATES) <= MAX_DIFFERENTIAL]
+    default = max(fair, key=lambda n: (rows[n]["lfw_accuracy"], rows[n]["lfw_tar_at_far_1e-3"])) if fair else None
+    print_table(rows)
+    print(f"default by this table: {default} (most accurate on LFW among differential <= {MAX_DIFFERENTIAL:g}x at 0.1% and 0.5%)")
+    result = {
+        "setup": {
+            "lfw_pairs": len(pairs),
+            "group_people": len(group),
+            "reference_groups": [len(r) for r in references],
+            "detector": type(first.detector).__name__,
+            "images": len(faces),
+            "evaluation_seconds": round(evaluation_seconds, 1),
+            "timing_photos": args.timing_photos,
+        },
+        "rows": rows,
+        "max_differential": MAX_DIFFERENTIAL,
+        "default": default,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / ("models.json" if not args.limit else "models_quick.json")).write_text(json.dumps(result, indent=2))
+
+
+def print_table(rows: dict[str, dict]) -> None:
+    def pct(value) -> str:
+        return "-" if value is None else f"{100 * value:.2f}"
+
+    def num(value, digits=1) -> str:
+        return "-" if value is None else f"{value:.{digits}f}"
+
+    header = (
+        f"{'model':<26}{'LFW acc %':>11}{'TAR@1e-3':>10}{'AT&T nam/rej':>14}{'Yale nam/rej':>14}"
+        f"{'diff 0.1%':>10}{'diff 0.5%':>10}{'ms/face':>9}{'ms/image':>10}"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, r in rows.items():
+        print(
+            f"{name:<26}{pct(r['lfw_accuracy']) + '±' + pct(r['lfw_accuracy_std']):>11}{pct(r['lfw_tar_at_far_1e-3']):>10}"
+            f"{pct(r.get('att_faces_named')) + '/' + pct(r.get('att_faces_rejected')):>14}"
+            f"{pct(r.get('yalefaces_named')) + '/' + pct(r.get('yalefaces_rejected')):>14}"
+            f"{num(r['ratio_at_0.001']) + 'x':>10}{num(r['ratio_at_0.005']) + 'x':>10}"
+            f"{num(r.get('embed_ms_per_face')):>9}{num(r.get('end_to_end_ms_per_image')):>10}"
+        )
+
+
+if __name__ == "__main__":
+    main()

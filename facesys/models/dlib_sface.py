@@ -1,0 +1,32 @@
+"""The ``dlib+sface`` model: dlib's ResNet and SFace fused at score level (facesys/models/fusion.py).
+
+Statistics and weights: ``benchmarks/fit_fusion.py`` (LFW pairsDevTrain, label-free);
+threshold and false-accept table: ``benchmarks/calibrate_default_threshold.py --model dlib+sface``.
+"""
+
+from __future__ import annotations
+
+from facesys.models._registry import register_model
+from facesys.models.fusion import Member, fusion_spec
+from facesys.models.sface import SFACE_TEMPLATE
+
+# The canvas: SFace's template at twice the size, 16 px right, in a 256-px chip. It holds SFace's
+# whole field of view (at 2x: SFace's chip is cut at half scale) and dlib's (at 1.32x: dlib's chip
+# reaches further down the chin than SFace's).
+CANVAS_SIZE = 256
+CANVAS_TEMPLATE = tuple((2 * x + 16, 2 * y) for x, y in SFACE_TEMPLATE)
+MEMBERS = (
+    Member("dlib-resnet", weight=0.5, mean=0.0, std=1.0),
+    Member("sface", weight=0.5, mean=0.0, std=1.0),
+)
+
+SPEC = register_model(
+    fusion_spec(
+        "dlib+sface",
+        MEMBERS,
+        CANVAS_SIZE,
+        CANVAS_TEMPLATE,
+        description="dlib's ResNet and SFace, z-normalised cosines fused with equal weights (256-D; CC0 + Apache-2.0)",
+        threshold=1.0,
+    )
+)
