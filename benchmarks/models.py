@@ -137,13 +137,17 @@ def reweighted(fused: dict[Path, np.ndarray | None], weight: float) -> dict[Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS))
-    parser.add_argument("--limit", type=int, help="LFW pairs per fold at most (a quick run)")
+    parser.add_argument("--limit", type=int, help="LFW same and different pairs per fold at most (a quick run)")
     parser.add_argument("--timing-photos", type=int, default=32)
     args = parser.parse_args()
     lfw = DATA / "lfw"
     pairs = read_lfw_pairs(lfw / "pairs.txt")
     if args.limit:
-        pairs = [p for fold in sorted({p.fold for p in pairs}) for p in [q for q in pairs if q.fold == fold][: args.limit]]
+        pairs = [
+            p
+            for key in sorted({(p.fold, p.same) for p in pairs})
+            for p in [q for q in pairs if (q.fold, q.same) == key][: args.limit]
+        ]
     splits = {name: split_identification(DATA / name, 2, 5, 10, 0.5, 0) for name in ("att_faces", "yalefaces")}
     group, references = group_people(lfw)
     faces = {p: "center" for pair in pairs for p in (pair.a, pair.b)}
