@@ -159,6 +159,10 @@ def _backbone_class() -> type[nn.Module]:
         def forward(self, x: Tensor) -> Tensor:
             return self.graph(x * self.scale - self.offset)
 
+        def named_stages(self) -> list[tuple[str, nn.Module]]:
+            """(name, module) of each converted node that holds weights, in graph order (facesys train freezes by them)."""
+            return [(name, module) for name, module in self.graph.named_children() if any(True for _ in module.parameters())]
+
     return OnnxBackbone
 
 

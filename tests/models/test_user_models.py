@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from facesys.errors import ModelError
-from facesys.models import create_model, get_model_spec, list_models
+from facesys.models import create_model, get_model_spec, list_models, save_checkpoint
 from facesys.models.onnx_model import ARCFACE_TEMPLATE_112, arcface_template
 from facesys.models.user_models import prepare_onnx_model, remove_user_model, update_user_model
 from tests.models.onnx_graphs import embedding_graph
@@ -182,3 +182,21 @@ def test_arcface_template_follows_insightface_for_112_and_128_multiples():
     assert arcface_template(112) == ARCFACE_TEMPLATE_112
     assert arcface_template(224)[0] == pytest.approx((2 * 38.2946, 2 * 51.6963))
     assert arcface_template(128)[0] == pytest.approx((38.2946 + 8, 51.6963))
+
+
+def test_a_prepared_model_can_be_fine_tuned_stage_by_stage(tmp_path):
+    from facesys.train.freeze import freeze_until, set_train_mode, stage_names
+
+    prepare_onnx_model("m", embedding_graph(tmp_path / "a.onnx"))
+    model = create_model("m")
+    first, *later = stage_names(model)
+    assert later and freeze_until(model, first) == later
+    set_train_mode(model)
+    model(chips()).sum().backward()
+    trained = [p for p in model.parameters() if p.grad is not None]
+    assert trained and all(p.requires_grad for p in trained)
+    save_checkpoint(model.eval(), tmp_path / "tuned.pt", threshold=0.9)
+    loaded = create_model(str(tmp_path / "tuned.pt"))
+    assert loaded.spec.threshold == 0.9 and loaded.spec.template == model.spec.template
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(chips()), model(chips()))
