@@ -133,9 +133,15 @@ def register_user_models() -> None:
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             description = json.loads(path.read_text())
-            if description.get("format") == FORMAT and description.get("version", 0) <= VERSION:
+            graph = str(description.get("graph", ""))
+            if (
+                description.get("format") == FORMAT
+                and description.get("version", 0) <= VERSION
+                and description.get("name") == path.stem
+                and graph == Path(graph).name  # a file in the folder, nowhere else
+            ):
                 found[path.stem] = description
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):  # AttributeError: JSON that is not an object
             continue
     with _lock:
         for name in [name for name in _registered if name not in found]:
@@ -209,8 +215,7 @@ def _check_name(name: str) -> None:
     if not NAME_RULE.fullmatch(name) or name.endswith((".pt", ".pth", ".onnx")):
         raise ModelError(
             f"model name {name!r}: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit "
-            "(not ending in .pt, .pth or .onnx)",
-            parameter="model",
+            "(not ending in .pt, .pth or .onnx)"
         )
     builtin = [known for known in list_models() if known not in _registered]
     clash = [known for known in builtin if known.casefold() == name.casefold()]

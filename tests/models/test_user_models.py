@@ -156,7 +156,11 @@ def test_remove_and_unreadable_descriptions(tmp_path, models_folder):
     prepare_onnx_model("m", embedding_graph(tmp_path / "a.onnx"))
     prepare_onnx_model("m2", embedding_graph(tmp_path / "a.onnx"))
     (models_folder / "junk.json").write_text("{not json")
-    assert {"m", "m2"} <= set(list_models()) and "junk" not in list_models()
+    (models_folder / "list.json").write_text("[1, 2]")
+    description = json.loads((models_folder / "m.json").read_text())
+    (models_folder / "renamed.json").write_text(json.dumps(description))  # its name says "m"
+    (models_folder / "away.json").write_text(json.dumps({**description, "name": "away", "graph": "../m.onnx"}))
+    assert {"m", "m2"} <= set(list_models()) and not {"junk", "list", "renamed", "away"} & set(list_models())
     removed = remove_user_model("m")
     assert {path.name for path in removed} == {"m.json", next(p.name for p in removed if p.suffix == ".onnx")}
     assert "m" not in list_models() and "m2" in list_models() and len(list(models_folder.glob("*.onnx"))) == 1
