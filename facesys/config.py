@@ -11,6 +11,8 @@ from pathlib import Path
 DEFAULT_MODEL = "dlib-resnet"  # used when neither the caller nor the gallery names a model
 DEFAULT_GALLERY = "gallery"  # folder, relative to the current directory
 GALLERY_ENV = "FACESYS_GALLERY"  # environment variable naming the gallery
+MODELS_ENV = "FACESYS_MODELS"  # environment variable naming the folder of the user's own models
+ONNX_KINDS = ("arcface", "sface", "generic")  # what `models prepare --kind` accepts (facesys/models/onnx_model.py)
 
 DEVICE_FORMS = ("cpu", "cuda", "cuda:N")  # what --device accepts (N: a CUDA device number)
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -75,3 +77,14 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_path
 
     return user_cache_path("facesys")
+
+
+def models_dir() -> Path:
+    """Where the user's own prepared models live (facesys/models/user_models.py): ``$FACESYS_MODELS``
+    or ``models`` in the user's data folder (next to the cache, but not in it: a cache may be emptied
+    at any time, and a prepared model may be the only copy of the user's graph)."""
+    if MODELS_ENV in os.environ:
+        return Path(os.environ[MODELS_ENV])
+    from platformdirs import user_data_path
+
+    return user_data_path("facesys") / "models"

@@ -50,6 +50,7 @@ class ModelSpec:
     ``path`` when given) and returns their sha256; ``weights_location()`` says where they are.
     ``far_table``: ((false-accept rate, threshold), ...) measured on impostor pairs, FAR
     decreasing; open-set identification picks its threshold from it (facesys/decide/match.py).
+    ``licence``: the weights' licence as published (or as the user declared it for their own model).
     """
 
     name: str
@@ -63,6 +64,7 @@ class ModelSpec:
     load_weights: Callable[[nn.Module, str | None], str]
     weights_location: Callable[[], str]
     far_table: tuple[tuple[float, float], ...] = ()
+    licence: str = ""
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -78,13 +80,13 @@ def list_models() -> list[str]:
     """Names of the registered models, the default (facesys.config.DEFAULT_MODEL) first."""
     from facesys.config import DEFAULT_MODEL
 
-    _load_builtin_models()
+    _load_models()
     return sorted(_REGISTRY, key=lambda name: name != DEFAULT_MODEL)  # stable: the others in registration order
 
 
 def get_model_spec(name: str) -> ModelSpec:
     """The spec of a registered model, or ModelError listing the known names."""
-    _load_builtin_models()
+    _load_models()
     if name not in _REGISTRY:
         raise ModelError(f"unknown model {name!r}; known models: {', '.join(_REGISTRY)}, or a checkpoint file path")
     return _REGISTRY[name]
@@ -92,6 +94,14 @@ def get_model_spec(name: str) -> ModelSpec:
 
 def _load_builtin_models() -> None:
     from facesys.models import dlib_model, dlib_sface, facenet, sface  # noqa: F401  (registers on import)
+
+
+def _load_models() -> None:
+    """The built-in models, then the user's own prepared ones (a built-in name always wins)."""
+    from facesys.models.user_models import register_user_models
+
+    _load_builtin_models()
+    register_user_models()
 
 
 def wrap_backbone(backbone: nn.Module, spec: ModelSpec, weights_sha256: str) -> nn.Module:

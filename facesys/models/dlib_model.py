@@ -116,5 +116,6 @@ SPEC = register_model(
         build=_build,
         load_weights=_load_weights,
         weights_location=_weights_location,
+        licence="CC0",
     )
 )

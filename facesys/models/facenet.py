@@ -132,6 +132,7 @@ def _register(name: str, dataset: str, description: str, threshold: float) -> No
             build=build,
             load_weights=load_weights,
             weights_location=lambda: str(_hub_file(dataset)),
+            licence="MIT (facenet-pytorch)",
         )
     )
 
