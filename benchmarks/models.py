@@ -143,11 +143,8 @@ def main() -> None:
     lfw = DATA / "lfw"
     pairs = read_lfw_pairs(lfw / "pairs.txt")
     if args.limit:
-        pairs = [
-            p
-            for key in sorted({(p.fold, p.same) for p in pairs})
-            for p in [q for q in pairs if (q.fold, q.same) == key][: args.limit]
-        ]
+        groups = sorted({(p.fold, p.same) for p in pairs})
+        pairs = [p for key in groups for p in [q for q in pairs if (q.fold, q.same) == key][: args.limit]]
     splits = {name: split_identification(DATA / name, 2, 5, 10, 0.5, 0) for name in ("att_faces", "yalefaces")}
     group, references = group_people(lfw)
     faces = {p: "center" for pair in pairs for p in (pair.a, pair.b)}

@@ -27,7 +27,7 @@ SPEC = register_model(
         MEMBERS,
         CANVAS_SIZE,
         CANVAS_TEMPLATE,
-        description="dlib's ResNet and SFace, z-normalised cosines fused with equal weights (256-D; CC0 + Apache-2.0)",
+        description="dlib's ResNet and SFace, z-normalised cosines fused with equal weights (256-D)",
         threshold=1.0,
     )
 )

@@ -102,6 +102,7 @@ def fusion_spec(
         build=build,
         load_weights=load_weights,
         weights_location=weights_location,
+        licence=" + ".join(spec.licence or "not declared" for spec in specs()),
     )
 
 

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import onnx
 
 TARGET_OPSET = 17  # the newest opset onnx2torch converts every operator of
+FOLD_OPSET = 21  # weight-only nodes are evaluated at this opset or the model's, if newer
 
 
 def read_onnx(path: str | Path) -> onnx.ModelProto:
@@ -38,7 +39,10 @@ def read_onnx(path: str | Path) -> onnx.ModelProto:
         raise ModelError(f"{path}: ONNX file not found") from None
     except Exception as exc:  # onnx raises DecodeError, ValidationError, ...
         raise ModelError(f"{path}: not a valid ONNX model ({type(exc).__name__}: {_first_line(exc)})") from None
-    folded = _fold_constants(model)
+    try:
+        folded = _fold_constants(model)
+    except Exception as exc:  # the reference evaluator raises RuntimeError, NotImplementedError, ...
+        raise ModelError(f"{path}: cannot evaluate the graph's weights ({_first_line(exc)})") from None
     try:
         if _opset(folded) > TARGET_OPSET:
             folded = version_converter.convert_version(folded, TARGET_OPSET)
@@ -80,7 +84,10 @@ def _fold_constants(model: onnx.ModelProto) -> onnx.ModelProto:
             [helper.make_tensor_value_info(name, 0, None) for name in outputs],
             initializer=list(graph.initializer),
         )
-        evaluator = ReferenceEvaluator(helper.make_model(subgraph, opset_imports=model.opset_import, ir_version=model.ir_version))
+        # Evaluated at an opset the reference evaluator implements for every version of these nodes
+        # (DequantizeLinear's older forms are special cases of opset 21's).
+        opset = [helper.make_opsetid("", max(_opset(model), FOLD_OPSET))]
+        evaluator = ReferenceEvaluator(helper.make_model(subgraph, opset_imports=opset, ir_version=max(model.ir_version, 10)))
         values = dict(zip(outputs, evaluator.run(None, {}), strict=True))
     used = {name for node in kept for name in node.input} | {output.name for output in graph.output}
     initializers = [numpy_helper.from_array(np.asarray(value), name) for name, value in values.items() if name in used]

@@ -125,5 +125,6 @@ SPEC = register_model(
         build=_build,
         load_weights=_load_weights,
         weights_location=_weights_location,
+        licence="Apache-2.0 (OpenCV Zoo)",
     )
 )
