@@ -22,7 +22,7 @@ from facesys.config import BATCH_BYTES, CHIP_BATCH, DEFAULT_MODEL, ERROR_POLICIE
 from facesys.errors import FacesysError, ImageError
 from facesys.models import ModelInfo
 from facesys.vision.align import align_faces
-from facesys.vision.detect import Detection, FaceDetector, pick_faces
+from facesys.vision.detect import Detection, Detector, create_detector, pick_faces
 from facesys.vision.images import ImageInput, describe, load_image
 from facesys.vision.quality import sharpness
 
@@ -35,7 +35,7 @@ ImageSource = ImageInput | Callable[[], np.ndarray]
 @dataclass(frozen=True)
 class Face:
     """A detected face: ``box`` (4,) x1, y1, x2, y2 pixels; ``landmarks`` (5, 2) x, y pixels;
-    ``score`` MTCNN's detection probability; ``embedding`` (D,) float32 with unit L2 norm (None
+    ``score`` the detector's score (its own scale: facesys/vision/quality.py); ``embedding`` (D,) float32 with unit L2 norm (None
     when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for; ``sharpness`` of the
     chip (variance of its Laplacian, facesys/vision/quality.py).
     """
@@ -81,7 +81,8 @@ class Embedder:
     ``model``: a name from ``facesys.models.list_models()`` or a checkpoint path; ``weights``: an
     optional local weights file; ``flip``: add the embedding of the mirrored chip (test-time
     augmentation) before re-normalising; ``batch_size``: chips per network forward pass;
-    ``precision``: fp32, bf16, fp16 or auto (see facesys/devices.py). On a GPU the network runs in
+    ``precision``: fp32, bf16, fp16 or auto (see facesys/devices.py); ``detector``: a detector or its
+    name in config.DETECTORS (None: the default; facesys/vision/detect.py). On a GPU the network runs in
     channels-last memory format.
     """
 
@@ -92,7 +93,7 @@ class Embedder:
         weights: str | None = None,
         flip: bool = False,
         batch_size: int = CHIP_BATCH,
-        detector: FaceDetector | None = None,
+        detector: Detector | str | None = None,
         precision: str = "auto",
     ):
         from facesys.devices import check_device, resolve_precision
@@ -110,7 +111,7 @@ class Embedder:
         self.spec = self.model.spec
         self.flip = flip
         self.batch_size = batch_size
-        self.detector = detector or FaceDetector(device=device)
+        self.detector = create_detector(detector, device) if detector is None or isinstance(detector, str) else detector
         self._template = np.asarray(self.spec.template, np.float64)
 
     @property

@@ -10,16 +10,23 @@ LFW image we tried) pass and clearly unusable ones do not:
   1st percentile 18, median 48; the same photos blurred with a Gaussian of sigma 1.5: median 10);
 - ``crowd_ratio``: a second confident face (score >= min_score) at least this fraction of the
   largest face's size makes the photo ambiguous (0.5); smaller bystanders are ignored.
+
+The score limits are MTCNN's; each detector scores on its own scale, so ``rules_for`` gives the
+rules of the detector in use (``SCORE_LIMITS``). YuNet's scores are compressed: real LFW faces
+0.89-0.95 (1st percentile 0.897, 1,500 photos), false faces in the test data up to 0.82; its
+detector drops faces below 0.85, its enrollment gate is 0.87 (below every LFW face, as MTCNN's
+0.95 is below its 1st percentile 0.995) and its probe gate 0.85 (MTCNN's, 0.90, is its
+detector's floor too).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from facesys.vision.detect import Detection
+from facesys.vision.detect import Detection, detector_name
 
 
 @dataclass(frozen=True)
@@ -114,3 +121,14 @@ def probe_problem(
     if not low <= shape <= high:
         return f"distorted face shape ({shape:.2f} outside {low}-{high}: a squashed or stretched image?)"
     return None
+
+
+# Per detector: (QualityRules.min_score, ProbeRules.min_score) on its score scale (see the module docstring).
+SCORE_LIMITS = {"mtcnn": (QualityRules.min_score, ProbeRules.min_score), "yunet": (0.87, 0.85)}
+
+
+def rules_for(detector: str | None) -> tuple[QualityRules, ProbeRules]:
+    """(enrollment gates, probe rules) with the score limits of ``detector`` (one of config.DETECTORS;
+    None: the default); FacesysError for another name."""
+    enroll, probe = SCORE_LIMITS[detector_name(detector)]
+    return replace(QualityRules(), min_score=enroll), replace(ProbeRules(), min_score=probe)
