@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -167,10 +168,20 @@ def test_quality_gates_read_each_detectors_score_scale(yunet, embedder, lfw_phot
     assert rules_for(None) == rules_for(DEFAULT_DETECTOR)
 
 
-def test_a_face_system_takes_its_detectors_rules(embedder, tmp_path):
+def test_a_face_system_takes_its_detectors_rules(embedder, tmp_path, monkeypatch):
+    """Enrollment, identify and the library's clustering (which faces are clear enough to group) read
+    the detector's score limits."""
+    import facesys.library.clusters as clusters
     from facesys.system import FaceSystem
 
-    assert FaceSystem(tmp_path / "g", detector="yunet").quality == rules_for("yunet")[0]
+    system = FaceSystem(tmp_path / "g", detector="yunet")
+    assert (system.quality, system.probe_rules) == rules_for("yunet")
     assert FaceSystem(tmp_path / "g", embedder=embedder).probe_rules == rules_for("mtcnn")[1]
     with pytest.raises(FacesysError, match="detector 'x'"):
         FaceSystem(tmp_path / "g", detector="x")
+    monkeypatch.setattr(clusters, "cluster_library", lambda gallery, threshold, rules: rules)
+    assert system.cluster() == rules_for("yunet")[1]
+    frontal = [[30, 40], [70, 40], [50, 60], [35, 80], [65, 80]]
+    clear_for_yunet = SimpleNamespace(box=[0, 0, 100, 100], score=0.88, landmarks=frontal)
+    assert clusters.good_enough(clear_for_yunet, rules_for("yunet")[1])
+    assert not clusters.good_enough(clear_for_yunet, rules_for("mtcnn")[1])
