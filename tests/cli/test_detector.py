@@ -22,7 +22,7 @@ def json_lines(output: str) -> list[dict]:
 
 
 def test_enroll_verify_and_identify_through_yunet(tmp_path):
-    """YuNet's faces score 0.89-0.95: they pass its own gates (MTCNN's enrollment gate, 0.95, would
+    """YuNet's faces score 0.86-0.95 on LFW: they pass its own gates (MTCNN's enrollment gate, 0.95, would
     refuse them all), and the whole pipeline answers as with MTCNN."""
     lfw = data_path("lfw")
     powell = [str(lfw / "Colin_Powell" / f"Colin_Powell_000{i}.jpg") for i in (1, 2, 3)]

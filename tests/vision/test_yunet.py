@@ -93,6 +93,12 @@ def test_a_face_filling_a_large_photo_is_found():
     np.testing.assert_allclose(face.landmarks * 140 / 1000, alone.landmarks, atol=0.15 * 140 / 2)
 
 
+def test_tiny_images_never_give_a_face():
+    """OpenCV's YuNet alone, on a blank 20 x 20 image, found a face (0.895) in ~1 of 6 new detectors."""
+    blank = [np.zeros((20, 20, 3), np.uint8), np.zeros((7, 9, 3), np.uint8), np.zeros((32, 300, 3), np.uint8)]
+    assert all(YuNetDetector(min_score=0.3).detect(blank) == [[], [], []] for _ in range(25))
+
+
 def test_non_uint8_pixels_are_an_image_error(yunet):
     with pytest.raises(ImageError, match="uint8"):
         yunet.detect([np.zeros((40, 40, 3), np.float32)])
@@ -156,7 +162,7 @@ def test_detectors_by_name(monkeypatch):
 
 def test_quality_gates_read_each_detectors_score_scale(yunet, embedder, lfw_photos):
     """MTCNN's enrollment gate (0.95) would refuse every face YuNet finds (its real faces score
-    0.89-0.95): each detector's faces pass its own gates."""
+    0.86-0.95 on LFW): each detector's faces pass its own gates."""
     assert set(SCORE_LIMITS) == set(DETECTORS)
     for detector in (yunet, embedder.detector):
         gates, probes = rules_for(detector.name)
