@@ -1,7 +1,8 @@
 """The face detectors side by side on LFW, same images, same run: MTCNN (facesys's driver) and YuNet
-(OpenCV Zoo's, through cv2.FaceDetectorYN), each feeding the same alignment and dlib-resnet network.
+(OpenCV Zoo's, through cv2.FaceDetectorYN), each feeding the same alignment and network (``--model``,
+default dlib-resnet).
 
-    FACESYS_THREADS=1 python benchmarks/detectors.py             # all of pairs.txt (7,701 images), ~10 min on 2 cores
+    FACESYS_THREADS=1 python benchmarks/detectors.py             # all of pairs.txt (7,701 images), ~12 min on 2 busy cores
     FACESYS_THREADS=1 python benchmarks/detectors.py --limit 40  # 40 pairs per fold: a quick look
 
 Per detector, through ``facesys eval pairs``'s code (facesys/evaluate/experiments.py: the face nearest
@@ -69,12 +70,12 @@ def limited(pairs: list, per_fold: int | None) -> list:
     return kept
 
 
-def run_detector(name: str, pairs: list) -> tuple[dict, dict]:
+def run_detector(name: str, pairs: list, model: str) -> tuple[dict, dict]:
     from facesys.vision.detect import create_detector
     from facesys.vision.embed import Embedder
 
     timed = Timed(create_detector(name))
-    embedder = Embedder("dlib-resnet", detector=timed)
+    embedder = Embedder(model, detector=timed)
     embedder.faces([DATA / "lfw" / "AJ_Cook" / "AJ_Cook_0001.jpg"])  # warm-up, not counted
     timed.seconds, timed.images, timed.centre = 0.0, 0, {}
     started = time.perf_counter()
@@ -115,20 +116,21 @@ def landmark_distance(ours: dict, mtcnn: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limit", type=int, help="pairs per fold (half same, half different); default: all 600")
+    parser.add_argument("--model", default="dlib-resnet", help="the network after each detector (default: dlib-resnet)")
     parser.add_argument("--out", type=Path, default=RESULTS / "detectors.json")
     args = parser.parse_args()
     pairs = limited(read_lfw_pairs(DATA / "lfw" / "pairs.txt"), args.limit)
     rows, centres = {}, {}
     load_before = os.getloadavg()
     for name in DETECTORS:
-        rows[name], centres[name] = run_detector(name, pairs)
+        rows[name], centres[name] = run_detector(name, pairs, args.model)
     for name in DETECTORS:
         rows[name]["detect_time_vs_mtcnn"] = rows[name]["detect_ms_per_image"] / rows["mtcnn"]["detect_ms_per_image"]
         if name != "mtcnn":
             rows[name]["landmarks_vs_mtcnn_eye_distances"] = landmark_distance(centres[name], centres["mtcnn"])
 
     images, count = rows["mtcnn"]["images"], threads.choose_threads()
-    print(f"\nLFW pairs.txt: {len(pairs)} pairs, {images} images; dlib-resnet; CPU, {count} thread(s)")
+    print(f"\nLFW pairs.txt: {len(pairs)} pairs, {images} images; {args.model}; CPU, {count} thread(s)")
     print("\n| detector | faces found | LFW 10-fold accuracy | TAR at FAR 1e-3 | detect ms/image | vs MTCNN | score p1 / p50 |")
     print("|---|---|---|---|---|---|---|")
     for name, r in rows.items():
@@ -147,7 +149,7 @@ def main() -> None:
     report = {
         "pairs": len(pairs),
         "pairs_per_fold": args.limit or 600,
-        "model": "dlib-resnet",
+        "model": args.model,
         "detectors": rows,
         "machine": {
             "cpus": os.cpu_count(),

@@ -51,7 +51,7 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
     (("--weights",), {"type": click.Path(dir_okay=False), "help": "Local weights file for the model."}, {}),
     (
         ("--detector",),
-        {"type": click.Choice(DETECTORS), "help": "Face detector (yunet runs on the CPU through OpenCV)."},
+        {"type": click.Choice(DETECTORS), "help": "Face detector (yunet runs on the CPU through OpenCV). Env: FACESYS_DETECTOR."},
         {"envvar": "FACESYS_DETECTOR", "default": DEFAULT_DETECTOR, "show_default": True},
     ),
     (
