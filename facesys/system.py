@@ -20,7 +20,7 @@ from facesys.errors import FacesysError, ImageError, NoFaceError, NoGalleryError
 from facesys.gallery.gallery import Gallery, Reembedded
 from facesys.gallery.store import TruthStore
 from facesys.vision.images import ImageInput
-from facesys.vision.quality import ProbeRules, QualityRules, probe_problem
+from facesys.vision.quality import ProbeRules, QualityRules, probe_problem, rules_for
 
 if TYPE_CHECKING:
     from facesys.vision.embed import ImageFaces
@@ -35,8 +35,10 @@ class FaceSystem:
     ``gallery``: a Gallery or its folder (default ``$FACESYS_GALLERY`` or ``./gallery``); ``model``:
     a model name or checkpoint path (default: the gallery's model, else the default model);
     ``threshold``: overrides verify's and identify's thresholds; ``target_fpir``: open-set
-    false-identification target; ``embedder``: an already loaded Embedder to use; ``quality``:
-    enrollment's gates; ``probe_rules``: when identify answers "unknown (low quality)".
+    false-identification target; ``embedder``: an already loaded Embedder to use; ``detector``: the
+    face detector's name (config.DETECTORS; default: the embedder's, else the default); ``quality``:
+    enrollment's gates; ``probe_rules``: when identify answers "unknown (low quality)" (both default
+    to the detector's score limits, facesys/vision/quality.py).
 
     Thread-safe: the embedder is created once under a lock and holds no per-call state; every
     call opens its own store connection (one per identify call, :meth:`identifying`); the gallery
@@ -55,13 +57,18 @@ class FaceSystem:
         target_fpir: float = DEFAULT_TARGET_FPIR,
         embedder=None,
         probe_rules: ProbeRules | None = None,
+        detector: str | None = None,
     ):
         if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 2.0):
             raise FacesysError(f"threshold {threshold}: must be a distance between 0 and 2", parameter="threshold")
         self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
         self.requested_model, self.device, self.weights, self.precision = model, device, weights, precision
-        self.quality = quality or QualityRules()
-        self.probe_rules = probe_rules or ProbeRules()
+        if detector is None and embedder is not None:  # a detector without a name gets the default's rules
+            detector = getattr(embedder.detector, "name", None)
+        self.detector = detector
+        gates, probes = rules_for(self.detector)  # an unknown detector fails here, before any model loads
+        self.quality = quality or gates
+        self.probe_rules = probe_rules or probes
         self.threshold_override = threshold
         self.target_fpir = target_fpir
         self._embedder = embedder
@@ -80,7 +87,8 @@ class FaceSystem:
 
                 held = self.gallery.model(store)
                 model = self.requested_model or (held[1] if held else DEFAULT_MODEL)
-                self._embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
+                options = {"device": self.device, "weights": self.weights, "precision": self.precision, "detector": self.detector}
+                self._embedder = Embedder(model, **options)
             return self._embedder
 
     def policy(self, threshold: float | None = None, store: TruthStore | None = None) -> ThresholdPolicy:
@@ -225,7 +233,7 @@ class FaceSystem:
         """Group the unnamed library faces (clusters that persist keep their ids); returns a ClusterRun."""
         from facesys.library.clusters import cluster_library
 
-        return cluster_library(self.gallery, threshold)
+        return cluster_library(self.gallery, threshold, self.probe_rules)
 
     def clusters(self, min_size: int = 1) -> list:
         """The clusters of unnamed faces with at least ``min_size`` faces, largest first."""

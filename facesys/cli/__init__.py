@@ -17,7 +17,7 @@ import click
 from click.core import ParameterSource
 
 from facesys import __version__
-from facesys.config import DEFAULT_GALLERY, DEFAULT_MODEL, DEVICE_FORMS, GALLERY_ENV, PRECISIONS
+from facesys.config import DEFAULT_DETECTOR, DEFAULT_GALLERY, DEFAULT_MODEL, DETECTORS, DEVICE_FORMS, GALLERY_ENV, PRECISIONS
 from facesys.errors import FacesysError
 from facesys.threads import THREADS_ENV, configure, parse_threads
 
@@ -49,6 +49,11 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
         {"envvar": "FACESYS_MODEL"},
     ),
     (("--weights",), {"type": click.Path(dir_okay=False), "help": "Local weights file for the model."}, {}),
+    (
+        ("--detector",),
+        {"type": click.Choice(DETECTORS), "help": "Face detector (yunet runs on the CPU through OpenCV). Env: FACESYS_DETECTOR."},
+        {"envvar": "FACESYS_DETECTOR", "default": DEFAULT_DETECTOR, "show_default": True},
+    ),
     (
         ("--device",),
         {"metavar": "|".join(DEVICE_FORMS), "help": "Where the networks run."},
@@ -167,6 +172,7 @@ FLAG_HINTS = {
     "model": " (choose the model with --model NAME, or re-embed the gallery: facesys gallery reindex --model NAME)",
     "device": " (--device cpu|cuda|cuda:N)",
     "weights": " (--weights PATH)",
+    "detector": " (--detector " + "|".join(DETECTORS) + ")",
     "precision": " (--precision " + "|".join(PRECISIONS) + ")",
     "threshold": " (--threshold T, a distance between 0 and 2)",
     "threads": f" (--threads N|auto or ${THREADS_ENV})",
@@ -217,9 +223,11 @@ class Settings:
         threads: int | str | None,
         verbose: bool,
         quiet: bool,
+        detector: str = DEFAULT_DETECTOR,
     ):
         self.model, self.weights, self.device, self.precision, self.gallery = model, weights, device, precision, gallery
         self.threads, self.verbose, self.quiet = threads, verbose, quiet
+        self.detector = detector
 
     @property
     def threads(self) -> int | str | None:
@@ -236,13 +244,14 @@ class Settings:
         from facesys.vision.embed import Embedder
 
         model = self.model or DEFAULT_MODEL
-        return Embedder(model, device=self.device, weights=self.weights, flip=flip, precision=self.precision)
+        options = {"weights": self.weights, "flip": flip, "precision": self.precision, "detector": self.detector}
+        return Embedder(model, device=self.device, **options)
 
     def system(self, threshold: float | None = None):
         from facesys.system import FaceSystem
 
         options = {"device": self.device, "weights": self.weights, "precision": self.precision, "threshold": threshold}
-        return FaceSystem(self.gallery, model=self.model, **options)
+        return FaceSystem(self.gallery, model=self.model, detector=self.detector, **options)
 
     def progress(self, items, unit: str = "img"):
         """A progress bar on stderr for long runs (hidden with -q, for short runs and off a terminal)."""
@@ -259,6 +268,7 @@ def main(
     ctx: click.Context,
     model: str | None,
     weights: str | None,
+    detector: str,
     device: str,
     precision: str,
     gallery: str | None,
@@ -267,7 +277,7 @@ def main(
     quiet: bool,
 ) -> None:
     """facesys: offline face verification and recognition."""
-    ctx.obj = Settings(model, weights, device, precision, gallery, threads, verbose, quiet)
+    ctx.obj = Settings(model, weights, device, precision, gallery, threads, verbose, quiet, detector)
 
 
 from facesys.cli import embed, evaluate, gallery, keys, library, models, people, serve, train  # noqa: E402  (registers the commands)

@@ -101,6 +101,7 @@ def serve(
     service = ServiceSettings(
         gallery=settings.gallery,
         model=settings.model,
+        detector=settings.detector,
         device=settings.device,
         weights=settings.weights,
         precision=settings.precision,

@@ -96,7 +96,7 @@ def train(
     config = TrainConfig(
         out=out, model=settings.model or DEFAULT_MODEL, weights=settings.weights, device=settings.device, **options
     )
-    embedder = Embedder(config.model, device=settings.device, weights=settings.weights)
+    embedder = Embedder(config.model, device=settings.device, weights=settings.weights, detector=settings.detector)
     cache = Path(out) / "chip-cache"
     progress = lambda items: settings.progress(items, unit="batch")  # noqa: E731
     chips = build_chips(embedder, people_in(Path(data), max_photos=max_photos), face, cache, progress)

@@ -69,10 +69,11 @@ def default_threshold(model_name: str | None) -> float | None:
         return None
 
 
-def cluster_library(gallery: Gallery, threshold: float | None = None) -> ClusterRun:
+def cluster_library(gallery: Gallery, threshold: float | None = None, rules=None) -> ClusterRun:
     """Cluster the unnamed library faces of ``gallery`` and store their cluster ids (one
     transaction). ``threshold``: the distance under which two faces are linked (default: the
-    model's clustering threshold)."""
+    model's clustering threshold); ``rules``: the ProbeRules that judge ``good_enough`` (default:
+    the default detector's)."""
     from facesys.decide.clustering import cluster_faces
 
     if threshold is not None and not (math.isfinite(threshold) and 0.0 < threshold <= 2.0):
@@ -81,7 +82,7 @@ def cluster_library(gallery: Gallery, threshold: float | None = None) -> Cluster
         with store.reading():
             meta = store.meta()
             faces = [face for face in store.library_faces(unnamed=True) if face.model_id == meta.get("model_id")]
-            usable = [face for face in faces if good_enough(face)]
+            usable = [face for face in faces if good_enough(face, rules)]
             poor, faces = len(faces) - len(usable), usable
             vectors = store.library_vectors([face.id for face in faces])
         if threshold is None:
@@ -103,14 +104,14 @@ def same_shot(faces) -> np.ndarray:
     return np.array([keys.setdefault((face.photo_id, face.frame), len(keys)) for face in faces], np.int64)
 
 
-def good_enough(face) -> bool:
+def good_enough(face, rules=None) -> bool:
     """Whether a library face is clear enough to group: identify's probe rules on its box, detection
     score and landmarks (facesys/vision/quality.py; its sharpness is not stored). A tiny, unsure or profile
     face gives an embedding that lands near anyone and would chain different people together; such
-    faces stay out of clusters (they can still be named one by one)."""
-    from facesys.vision.quality import ProbeRules, probe_problem
+    faces stay out of clusters (they can still be named one by one). ``rules``: default, the default detector's."""
+    from facesys.vision.quality import probe_problem, rules_for
 
-    return probe_problem(np.asarray(face.box), face.score, np.asarray(face.landmarks), None, ProbeRules()) is None
+    return probe_problem(np.asarray(face.box), face.score, np.asarray(face.landmarks), None, rules or rules_for(None)[1]) is None
 
 
 def fresh_ids(labels: np.ndarray, previous: np.ndarray, last: int) -> np.ndarray:

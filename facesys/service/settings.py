@@ -15,7 +15,7 @@ SETTINGS_ENV = "FACESYS_SERVICE_SETTINGS"  # how ``serve --workers N`` hands its
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """``gallery``/``model``/``device``/``weights``/``precision``/``threads``: as the CLI's global options;
+    """``gallery``/``model``/``detector``/``device``/``weights``/``precision``/``threads``: as the CLI's global options;
     ``workers``: processes serving (each takes at most an equal share of the cores);
     ``host``/``port``: where to listen; ``cors``: origins allowed to call from a browser;
     ``max_upload_bytes``: largest request body; ``max_files``: uploads per request;
@@ -27,6 +27,7 @@ class ServiceSettings:
 
     gallery: str | None = None
     model: str | None = None
+    detector: str | None = None  # None: the default detector
     device: str = "cpu"
     weights: str | None = None
     precision: str = "auto"

@@ -1,5 +1,5 @@
 """Face detection: MTCNN (facenet-pytorch's weights, our batched driver) -> boxes, scores and 5 landmarks
-per face, batched.
+per face, batched; ``create_detector`` picks MTCNN or YuNet (facesys/vision/yunet.py) by name.
 
 Images of equal size are detected together in one batch; large photos are down-scaled for
 detection (``max_side``) and the results mapped back to the original pixels.
@@ -9,18 +9,20 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
 
-from facesys.config import FACE_SELECTIONS, PHOTO_BATCH
+from facesys.config import DEFAULT_DETECTOR, DETECTORS, FACE_SELECTIONS, PHOTO_BATCH
 from facesys.errors import FacesysError
 
 
 @dataclass(frozen=True)
 class Detection:
-    """One face: ``box`` (4,) x1, y1, x2, y2 in pixels; ``score`` in [0, 1]; ``landmarks`` (5, 2) x, y
-    pixels in the order left eye, right eye, nose, left and right mouth corner (as seen in the image).
+    """One face: ``box`` (4,) x1, y1, x2, y2 in pixels; ``score`` in [0, 1], on the detector's own scale
+    (facesys/vision/quality.py); ``landmarks`` (5, 2) x, y pixels in the order left eye, right eye, nose,
+    left and right mouth corner (as seen in the image).
     """
 
     box: np.ndarray
@@ -33,6 +35,35 @@ class Detection:
         return float(min(self.box[2] - self.box[0], self.box[3] - self.box[1]))
 
 
+class Detector(Protocol):
+    """What the pipeline needs of a face detector: its ``name`` (one of config.DETECTORS) and ``detect``."""
+
+    name: str
+
+    def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
+        """Faces in each (H, W, 3) uint8 RGB image, largest first; an empty list where there is none."""
+        ...
+
+
+def detector_name(name: str | None) -> str:
+    """``name`` if it is one of config.DETECTORS (None: DEFAULT_DETECTOR); FacesysError otherwise."""
+    if name is None:
+        return DEFAULT_DETECTOR
+    if name not in DETECTORS:
+        raise FacesysError(f"detector {name!r}: choose from {', '.join(DETECTORS)}", parameter="detector")
+    return name
+
+
+def create_detector(name: str | None = None, device: str = "cpu") -> Detector:
+    """The detector called ``name`` (None: DEFAULT_DETECTOR): ``mtcnn`` (FaceDetector, on ``device``) or
+    ``yunet`` (YuNetDetector, OpenCV on the CPU whatever ``device`` says). FacesysError for another name."""
+    if detector_name(name) == "yunet":
+        from facesys.vision.yunet import YuNetDetector
+
+        return YuNetDetector()
+    return FaceDetector(device=device)
+
+
 class FaceDetector:
     """MTCNN over facenet-pytorch's weights (they ship in its wheel; nothing is downloaded), run by
     ``facesys.vision.mtcnn.BatchedMTCNN``, which gives facenet-pytorch's results with the whole batch on the device.
@@ -43,6 +74,8 @@ class FaceDetector:
     side exceeds ``max_side`` pixels are down-scaled for detection. ``batch_size`` images of equal
     size go through MTCNN together.
     """
+
+    name = "mtcnn"
 
     def __init__(
         self,
@@ -62,7 +95,7 @@ class FaceDetector:
 
     def detect(self, images: list[np.ndarray]) -> list[list[Detection]]:
         """Faces in each (H, W, 3) uint8 RGB image, largest first; an empty list where there is none."""
-        scaled = [self._downscale(image) for image in images]
+        scaled = [downscale(image, self.max_side) for image in images]
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, (small, _) in enumerate(scaled):
             by_shape[small.shape].append(index)
@@ -72,20 +105,24 @@ class FaceDetector:
                 chunk = indices[start : start + self.batch_size]
                 batch = np.stack([scaled[i][0] for i in chunk])
                 for i, (b, s, p) in zip(chunk, self.mtcnn.detect(batch), strict=True):
-                    results[i] = _to_detections(b, s, p, scaled[i][1], self.min_score)
+                    results[i] = to_detections(b, s, p, scaled[i][1], self.min_score)
         return results
 
-    def _downscale(self, image: np.ndarray) -> tuple[np.ndarray, float]:
-        """The image to run detection on and the factor mapping its pixels back to the original."""
-        longest = max(image.shape[:2])
-        if longest <= self.max_side:
-            return image, 1.0
-        factor = longest / self.max_side
-        size = (max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor)))  # a 1 x 4000 strip stays >= 1 px
-        return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
+
+def downscale(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """The image to run detection on (its longer side at most ``max_side``) and the factor mapping its
+    pixels back to the original."""
+    longest = max(image.shape[:2])
+    if longest <= max_side:
+        return image, 1.0
+    factor = longest / max_side
+    size = (max(1, round(image.shape[1] / factor)), max(1, round(image.shape[0] / factor)))  # a 1 x 4000 strip stays >= 1 px
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), factor
 
 
-def _to_detections(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, factor: float, min_score: float) -> list[Detection]:
+def to_detections(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, factor: float, min_score: float) -> list[Detection]:
+    """Detections scoring at least ``min_score``, boxes (x1, y1, x2, y2) and points scaled by ``factor``,
+    largest first."""
     faces = [
         Detection(np.asarray(b, np.float32) * factor, float(s), np.asarray(p, np.float32) * factor)
         for b, s, p in zip(boxes, scores, points, strict=True)

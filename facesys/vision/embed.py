@@ -22,7 +22,7 @@ from facesys.config import BATCH_BYTES, CHIP_BATCH, CPU_CHIP_BATCH, DEFAULT_MODE
 from facesys.errors import FacesysError, ImageError
 from facesys.models import ModelInfo
 from facesys.vision.align import align_faces
-from facesys.vision.detect import Detection, FaceDetector, pick_faces
+from facesys.vision.detect import Detection, Detector, create_detector, pick_faces
 from facesys.vision.images import ImageInput, describe, load_image
 from facesys.vision.quality import sharpness
 
@@ -35,7 +35,7 @@ ImageSource = ImageInput | Callable[[], np.ndarray]
 @dataclass(frozen=True)
 class Face:
     """A detected face: ``box`` (4,) x1, y1, x2, y2 pixels; ``landmarks`` (5, 2) x, y pixels;
-    ``score`` MTCNN's detection probability; ``embedding`` (D,) float32 with unit L2 norm (None
+    ``score`` the detector's score (its own scale: facesys/vision/quality.py); ``embedding`` (D,) float32 with unit L2 norm (None
     when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for; ``sharpness`` of the
     chip (variance of its Laplacian, facesys/vision/quality.py).
     """
@@ -82,7 +82,8 @@ class Embedder:
     optional local weights file; ``flip``: add the embedding of the mirrored chip (test-time
     augmentation) before re-normalising; ``batch_size``: chips per network forward pass (default:
     CHIP_BATCH on a GPU, CPU_CHIP_BATCH on the CPU); ``precision``: fp32, bf16, fp16 or auto (see
-    facesys/devices.py). The network runs in channels-last memory format (faster on CPU and GPU).
+    facesys/devices.py); ``detector``: a detector or its name in config.DETECTORS (None: the default;
+    facesys/vision/detect.py). The network runs in channels-last memory format (faster on CPU and GPU).
     """
 
     def __init__(
@@ -92,7 +93,7 @@ class Embedder:
         weights: str | None = None,
         flip: bool = False,
         batch_size: int | None = None,
-        detector: FaceDetector | None = None,
+        detector: Detector | str | None = None,
         precision: str = "auto",
     ):
         from facesys.devices import check_device, resolve_precision
@@ -108,7 +109,7 @@ class Embedder:
         self.spec = self.model.spec
         self.flip = flip
         self.batch_size = batch_size or (CHIP_BATCH if self.device.startswith("cuda") else CPU_CHIP_BATCH)
-        self.detector = detector or FaceDetector(device=device)
+        self.detector = create_detector(detector, device) if detector is None or isinstance(detector, str) else detector
         self._template = np.asarray(self.spec.template, np.float64)
 
     @property

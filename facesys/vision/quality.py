@@ -10,16 +10,23 @@ LFW image we tried) pass and clearly unusable ones do not:
   1st percentile 18, median 48; the same photos blurred with a Gaussian of sigma 1.5: median 10);
 - ``crowd_ratio``: a second confident face (score >= min_score) at least this fraction of the
   largest face's size makes the photo ambiguous (0.5); smaller bystanders are ignored.
+
+The score limits are MTCNN's; each detector scores on its own scale, so ``rules_for`` gives the
+rules of the detector in use (``SCORE_LIMITS``). YuNet's scores separate less: the centre faces
+of LFW's 7,701 pair images score 0.858 at least (1st percentile 0.897, median 0.929; MTCNN's:
+0.966, 0.995, 1.000), false faces in the test data up to 0.82. Its detector drops faces below
+0.85, and both its gates sit there (as MTCNN's enrollment gate, 0.95, sits below every LFW face
+and its probe gate is its detector's floor, 0.90). benchmarks/results/detectors.json.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
-from facesys.vision.detect import Detection
+from facesys.vision.detect import Detection, detector_name
 
 
 @dataclass(frozen=True)
@@ -114,3 +121,14 @@ def probe_problem(
     if not low <= shape <= high:
         return f"distorted face shape ({shape:.2f} outside {low}-{high}: a squashed or stretched image?)"
     return None
+
+
+# Per detector: (QualityRules.min_score, ProbeRules.min_score) on its score scale (see the module docstring).
+SCORE_LIMITS = {"mtcnn": (QualityRules.min_score, ProbeRules.min_score), "yunet": (0.85, 0.85)}
+
+
+def rules_for(detector: str | None) -> tuple[QualityRules, ProbeRules]:
+    """(enrollment gates, probe rules) with the score limits of ``detector`` (one of config.DETECTORS;
+    None: the default); FacesysError for another name."""
+    enroll, probe = SCORE_LIMITS[detector_name(detector)]
+    return replace(QualityRules(), min_score=enroll), replace(ProbeRules(), min_score=probe)
