@@ -242,7 +242,8 @@ def choose_default(rows: dict[str, dict]) -> tuple[str | None, str | None]:
 def threads_note() -> str:
     import os
 
-    return f"FACESYS_THREADS={os.environ.get('FACESYS_THREADS', 'auto')}, {os.cpu_count()} CPUs"
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    return f"FACESYS_THREADS={os.environ.get('FACESYS_THREADS', 'auto')}, {os.cpu_count()} CPUs, load average {load} at the end"
 
 
 def print_table(rows: dict[str, dict]) -> None:
