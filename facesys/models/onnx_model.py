@@ -130,10 +130,8 @@ def onnx_backbone(model: onnx.ModelProto, mean: float, std: float, path: str | P
 
     ModelError naming ``path`` when onnx2torch cannot convert it.
     """
-    from onnx2torch import convert
-
     try:
-        graph = convert(model)
+        graph = _onnx2torch().convert(model)
     except Exception as exc:  # onnx2torch raises NotImplementedError, ValueError, KeyError, ...
         raise ModelError(f"{path}: onnx2torch cannot convert the graph ({type(exc).__name__}: {_first_line(exc)})") from None
     return _backbone_class()(graph, mean, std)
@@ -206,10 +204,22 @@ def _embedding_dim(path: Path, graph: onnx.GraphProto) -> int | None:
     return dims[1] if dims is not None and isinstance(dims[1], int) and dims[1] > 0 else None
 
 
+def _onnx2torch():
+    """The onnx2torch package; ModelError saying how to install it where it is missing (or its torchvision is)."""
+    try:
+        import onnx2torch
+        import onnx2torch.node_converters.registry
+    except ImportError as exc:
+        raise ModelError(
+            f"ONNX models need onnx2torch, which cannot be imported ({exc.name or exc}): pip install 'facesys[onnx-models]'",
+            parameter="weights",
+        ) from None
+    return onnx2torch
+
+
 def _check_operators(path: Path, model: onnx.ModelProto) -> None:
     """ModelError listing every operator onnx2torch has no converter for at the model's opset."""
-    from onnx2torch.node_converters.registry import get_converter
-
+    get_converter = _onnx2torch().node_converters.registry.get_converter
     versions = {entry.domain or "": entry.version for entry in model.opset_import}
     versions.setdefault("", versions.get("ai.onnx", 1))
     missing = []

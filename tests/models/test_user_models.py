@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -238,3 +239,12 @@ def test_opencv_zoos_int8_sface_file_runs_as_opencv_runs_it(tmp_path, models_fol
     theirs = np.stack([opencv.feature(cv2.cvtColor(chip, cv2.COLOR_RGB2BGR)).ravel() for chip in chips])
     theirs /= np.linalg.norm(theirs, axis=1, keepdims=True)
     assert len(chips) >= 5 and (ours * theirs).sum(axis=1).min() >= 0.999
+
+
+def test_without_onnx2torch_prepare_says_how_to_install_it(tmp_path, models_folder, monkeypatch):
+    """The CPU-only set-up leaves out onnx2torch (it imports torchvision): one line, nothing written."""
+    source = embedding_graph(tmp_path / "m.onnx")
+    monkeypatch.setitem(sys.modules, "onnx2torch", None)
+    with pytest.raises(ModelError, match=r"need onnx2torch.*pip install 'facesys\[onnx-models\]'"):
+        prepare_onnx_model("m", source)
+    assert "m" not in list_models()
