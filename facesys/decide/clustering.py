@@ -47,10 +47,14 @@ import heapq
 
 import numpy as np
 
+from facesys.decide.match import threshold_at_far
 from facesys.errors import FacesysError
 
 DEFAULT_CLUSTER_THRESHOLD = 0.33  # Euclidean distance between unit dlib-resnet embeddings (see above)
 DLIB_VERIFY_THRESHOLD = 0.417  # dlib-resnet's verification threshold, which DEFAULT_CLUSTER_THRESHOLD was measured beside
+# The false-accept rate per comparison of DEFAULT_CLUSTER_THRESHOLD in dlib-resnet's table (0.33 lies between
+# 1e-4 at 0.3396 and 1e-5 at 0.3063; log-interpolated, 5.1e-5); other models cluster at this rate.
+CLUSTER_FAR = 10 ** (-4 - (0.3396 - DEFAULT_CLUSTER_THRESHOLD) / (0.3396 - 0.3063))
 NEIGHBOURS = 32  # k of the k-NN graph
 EXACT_PAIRS = 400_000_000  # query x base pairs up to which neighbours are searched exactly (20,000 faces)
 IVF_PROBES = 32  # cells scanned per query by the IVF index of large sets
@@ -350,7 +354,11 @@ def separate(graph: Graph, labels: np.ndarray, groups: np.ndarray, fixed: np.nda
 
 def cluster_threshold(spec) -> float:
     """The default clustering threshold for a model's embeddings (``spec``: its ModelSpec): measured for
-    dlib-resnet; another model gets the same fraction of its verification threshold (not measured)."""
+    dlib-resnet (DEFAULT_CLUSTER_THRESHOLD); another model gets the distance at the same false-accept
+    rate per comparison (CLUSTER_FAR) in its own table, or without a table the same fraction of its
+    verification threshold."""
+    if spec.far_table:
+        return threshold_at_far(spec.far_table, CLUSTER_FAR)
     return DEFAULT_CLUSTER_THRESHOLD * float(spec.threshold) / DLIB_VERIFY_THRESHOLD
 
 

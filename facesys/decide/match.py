@@ -177,10 +177,15 @@ def identify_threshold(
     """
     if not far_table:
         return verify_threshold
-    wanted = math.log10(target_fpir / max(1, faces_in_gallery))
+    return min(verify_threshold, threshold_at_far(far_table, target_fpir / max(1, faces_in_gallery)))
+
+
+def threshold_at_far(far_table: tuple[tuple[float, float], ...], far: float) -> float:
+    """The distance at false-accept rate ``far`` per comparison in a model's ``far_table`` ((FAR,
+    threshold), ... FAR decreasing): interpolated in log(FAR), clamped to the table's ends."""
     rates = np.log10([rate for rate, _ in far_table])[::-1]
     thresholds = np.array([t for _, t in far_table])[::-1]
-    return float(min(verify_threshold, np.interp(wanted, rates, thresholds)))
+    return float(np.interp(math.log10(far), rates, thresholds))
 
 
 @dataclass(frozen=True)

@@ -261,3 +261,17 @@ def test_bad_groups_name_the_parameter():
     assert err.value.parameter == "groups"
     with pytest.raises(FacesysError, match="groups"):
         cluster_faces(x, groups=np.zeros(4, np.float32))
+
+
+def test_each_model_clusters_at_the_false_accept_rate_measured_for_dlib():
+    import math
+    from types import SimpleNamespace
+
+    from facesys.decide.clustering import CLUSTER_FAR, DEFAULT_CLUSTER_THRESHOLD, cluster_threshold
+    from facesys.models import get_model_spec
+
+    assert cluster_threshold(get_model_spec("dlib-resnet")) == pytest.approx(DEFAULT_CLUSTER_THRESHOLD, abs=1e-9)
+    table = ((1e-3, 1.2), (1e-4, 1.1), (1e-5, 1.0))
+    expected = 1.1 + (1.0 - 1.1) * (-4 - math.log10(CLUSTER_FAR))  # log-linear between 1e-4 and 1e-5
+    assert cluster_threshold(SimpleNamespace(far_table=table, threshold=1.3)) == pytest.approx(expected)
+    assert cluster_threshold(SimpleNamespace(far_table=(), threshold=0.834)) == pytest.approx(2 * DEFAULT_CLUSTER_THRESHOLD)
