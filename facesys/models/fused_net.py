@@ -30,7 +30,8 @@ class FusedNet(nn.Module):
         size = self.sizes[index]
         theta = self.thetas[index].to(chips.dtype).expand(len(chips), 2, 3)
         grid = F.affine_grid(theta, [len(chips), 3, size, size], align_corners=False)
-        return F.grid_sample(chips, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        cut = F.grid_sample(chips, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return cut.contiguous(memory_format=torch.channels_last)  # as the Embedder feeds every network
 
     def forward(self, chips: torch.Tensor) -> torch.Tensor:
         parts = [F.normalize(net(self.member_chips(chips, i)).float(), dim=1) * self.scales[i] for i, net in enumerate(self.nets)]
