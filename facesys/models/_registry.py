@@ -62,8 +62,8 @@ class ModelSpec:
     build: Callable[[], nn.Module]
     load_weights: Callable[[nn.Module, str | None], str]
     weights_location: Callable[[], str]
-    far_table: tuple[tuple[float, float], ...] = ()
     base: str | None = None  # a checkpoint's registered model (its build and weights come from it)
+    far_table: tuple[tuple[float, float], ...] = ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
