@@ -54,7 +54,10 @@ from facesys.train.config import TrainConfig
 @click.option("--weight-decay", type=float, default=TrainConfig.weight_decay, show_default=True)
 @click.option("--steps", type=click.IntRange(min=1), default=TrainConfig.steps, show_default=True, help="Optimizer steps.")
 @click.option(
-    "--freeze", default=TrainConfig.freeze, show_default=True, help="Freeze every stage up to this one ('none': train all)."
+    "--freeze",
+    default=TrainConfig.freeze,
+    show_default=True,
+    help="Freeze the model's stages up to this one, input side first ('none': train all; a wrong name lists the model's stages).",
 )
 @click.option("--augment", is_flag=True, help="Flip, crop, colour, blur and down-scaling augmentation.")
 @click.option("--condition", help="Train (and validate) on degraded faces: lowres:N or gray.")

@@ -63,6 +63,7 @@ class ModelSpec:
     build: Callable[[], nn.Module]
     load_weights: Callable[[nn.Module, str | None], str]
     weights_location: Callable[[], str]
+    base: str | None = None  # a checkpoint's registered model (its build and weights come from it)
     far_table: tuple[tuple[float, float], ...] = ()
     licence: str = ""
 
@@ -148,7 +149,7 @@ def save_checkpoint(
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "architecture": spec.architecture,
-        "base_model": spec.name,
+        "base_model": spec.base or spec.name,
         "input_size": spec.input_size,
         "template": [list(p) for p in spec.template],
         "embedding_dim": spec.embedding_dim,
@@ -188,6 +189,7 @@ def load_checkpoint(path: str | Path) -> nn.Module:
         build=base.build,
         load_weights=base.load_weights,
         weights_location=lambda: str(path),
+        base=base.name,
     )
     backbone = base.build()
     try:

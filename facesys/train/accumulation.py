@@ -12,7 +12,9 @@ re-run each micro-batch with grad and back-propagate those cached gradients. The
 gradient of the full-batch loss, with the memory of one micro-batch (plus the (B, D) embeddings).
 Layers must behave the same in both passes: with BatchNorm in training mode the two passes see
 different statistics, so freeze BN/affine statistics when fine-tuning (dlib-resnet's affine
-layers are fixed buffers; ``freeze.set_train_mode`` keeps BatchNorm in eval mode).
+layers are fixed buffers; ``freeze.set_train_mode`` keeps BatchNorm in eval mode). Random
+layers (SFace's dropout) draw the same masks in both passes: each micro-batch's second pass
+starts from the random-number state its first pass started from (GradCache's ``RandContext``).
 
 With DistributedDataParallel, each process holds its share of the effective batch: gradient
 all-reduce is skipped (``no_sync``) on all but the last micro-step; in exact mode the embeddings
@@ -68,14 +70,31 @@ def _gather(tensor: torch.Tensor) -> torch.Tensor:
     return torch.cat(parts)
 
 
+class _RandomState:
+    """The CPU and CUDA random-number states at one moment, to draw the same random numbers again."""
+
+    def __init__(self) -> None:
+        self.cpu = torch.get_rng_state()
+        self.cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+
+    def restore(self) -> None:
+        torch.set_rng_state(self.cpu)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+
+
 def exact_backward(model: nn.Module, loss_fn: LossFn, chunks: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
     """Cached-gradient accumulation: the gradient of ``loss_fn`` over the whole (global) batch.
 
     Every process must hold the same number of samples. Returns the loss of the global batch.
     """
     rank, world = _world()
+    states, local = [], []
     with torch.no_grad():
-        local = torch.cat([model(inputs) for inputs, _ in chunks])
+        for inputs, _ in chunks:
+            states.append(_RandomState())
+            local.append(model(inputs))
+    local = torch.cat(local)
     labels = torch.cat([labels for _, labels in chunks])
     everyone = _gather(local)
     all_labels = _gather(labels)
@@ -84,12 +103,14 @@ def exact_backward(model: nn.Module, loss_fn: LossFn, chunks: list[tuple[torch.T
     loss.backward()
     # DDP averages gradients over processes; the global loss's gradient is their sum.
     mine = cached.grad[rank * len(local) : (rank + 1) * len(local)] * world
-    start = 0
+    start, after = 0, _RandomState()
     for i, (inputs, _) in enumerate(chunks):
         with _no_sync(model, last=i == len(chunks) - 1):
+            states[i].restore()  # the same dropout masks as the first pass
             embeddings = model(inputs)
             embeddings.backward(mine[start : start + len(inputs)])
         start += len(inputs)
+    after.restore()
     return float(loss.detach())
 
 

@@ -20,7 +20,7 @@ import torch.distributed as dist
 from facesys.errors import FacesysError
 from facesys.evaluate.pairs import Pair
 from facesys.evaluate.protocol import accuracy_at, best_threshold, kfold_accuracy
-from facesys.models import save_checkpoint
+from facesys.models import ModelSpec, save_checkpoint
 from facesys.train.accumulation import MODES
 from facesys.train.augment import augment
 from facesys.train.config import TrainConfig
@@ -40,6 +40,16 @@ def world_info() -> tuple[int, int]:
             "nccl" if torch.cuda.is_available() and os.environ.get("FACESYS_DDP_BACKEND") != "gloo" else "gloo"
         )
     return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def check_chips(chips: ChipSet | None, spec: ModelSpec, model: str) -> None:
+    """FacesysError unless ``chips`` have the chip size of the model (``spec``) they will train."""
+    if chips is not None and len(chips) and chips.chips.shape[1:3] != (spec.input_size, spec.input_size):
+        size = "x".join(map(str, chips.chips.shape[1:3]))
+        raise FacesysError(
+            f"chips are {size} pixels; model {model} takes {spec.input_size}x{spec.input_size} chips "
+            "aligned to its own template (build them with its Embedder)"
+        )
 
 
 def _save_atomically(obj, path: Path) -> None:
@@ -67,6 +77,8 @@ class Trainer:
         self.train, self.val_chips, self.val_pairs = train, val_chips, val_pairs or []
         torch.manual_seed(config.seed)
         self.model = create_model(config.model, weights=config.weights, device=check_device(config.device))
+        for chip_set in (train, val_chips):
+            check_chips(chip_set, self.model.spec, config.model)
         self.trainable = freeze_until(self.model, config.freeze)
         parameters = [p for p in self.model.parameters() if p.requires_grad]
         if not parameters:

@@ -77,3 +77,60 @@ def test_naive_accumulation_misses_hard_negatives_in_other_micro_batches():
     naive_backward(naive, batch_hard, chunks(x, labels, 8))
     difference = (gradient(naive) - expected).abs().max()
     assert difference > 1e-3, difference
+
+
+def real_model(name: str):
+    """A registered network as fine-tuning runs it: early stages frozen, BatchNorm fixed, in float64."""
+    from facesys.models import create_model
+    from facesys.train.freeze import freeze_until, set_train_mode
+
+    model = create_model(name).double()
+    freeze_until(model, "stage2")
+    set_train_mode(model)
+    return model
+
+
+def trainable_gradient(model: nn.Module) -> torch.Tensor:
+    return torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.requires_grad])
+
+
+def real_chips(model: nn.Module, people: int = 4, per_person: int = 2):
+    torch.manual_seed(2)
+    size = model.spec.input_size
+    labels = torch.arange(people).repeat_interleave(per_person)
+    return torch.rand(people, 3, 1, 1, dtype=torch.float64)[labels] * 0.5 + 0.5 * torch.rand(len(labels), 3, size, size), labels
+
+
+@pytest.mark.parametrize("name", ["dlib-resnet", "sface"])
+def test_exact_accumulation_of_a_real_network_equals_one_large_batch(name):
+    """Fixed BatchNorm statistics and no random layer: the exact gradient is the large batch's."""
+    model = real_model(name)
+    model.apply(lambda m: m.eval() if isinstance(m, nn.Dropout) else None)
+    x, labels = real_chips(model)
+    batch_hard(model(x), labels).backward()
+    expected = trainable_gradient(model)
+    model.zero_grad(set_to_none=True)
+    exact_backward(model, batch_hard, chunks(x, labels, 2))
+    torch.testing.assert_close(trainable_gradient(model), expected, rtol=1e-7, atol=1e-9)
+    assert expected.abs().max() > 1e-4
+
+
+def test_exact_accumulation_draws_the_same_dropout_masks_in_both_passes():
+    """SFace's head has dropout 0.4, active when the head is fine-tuned: the gradient of exact
+    accumulation is the one of the large batch seen through the masks its first pass drew."""
+    model = real_model("sface")
+    assert any(isinstance(m, nn.Dropout) and m.training for m in model.modules())
+    x, labels = real_chips(model)
+    torch.manual_seed(7)
+    batch_hard(torch.cat([model(inputs) for inputs, _ in chunks(x, labels, 2)]), labels).backward()
+    expected = trainable_gradient(model)
+    after_reference = torch.get_rng_state()
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(7)
+    exact_backward(model, batch_hard, chunks(x, labels, 2))
+    torch.testing.assert_close(trainable_gradient(model), expected, rtol=1e-7, atol=1e-9)
+    assert torch.equal(torch.get_rng_state(), after_reference)  # one pass's worth of random numbers used
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(8)  # other masks, another gradient: the test compares something
+    exact_backward(model, batch_hard, chunks(x, labels, 2))
+    assert (trainable_gradient(model) - expected).abs().max() > 1e-4

@@ -90,6 +90,25 @@ def test_train_command_runs_and_its_checkpoint_works_as_a_model(tmp_path):
     assert json.loads(embedded.stdout)["model"].startswith("final@")
 
 
+@pytest.mark.parametrize("mode", ["naive", "exact"])
+def test_train_command_fine_tunes_sface_on_its_own_chips(tmp_path, mode):
+    fr = data_path("face_recognition")
+    out = tmp_path / "run"
+    args = ["train", "--model", "sface", str(fr), "--out", str(out), "-P", "2", "-K", "2", "--micro-batch", "2"]
+    args += ["--accum-steps", "2", "--accum-mode", mode, "--steps", "2", "--freeze", "stage3", "--max-photos", "2"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "training stage4, head" in result.output
+    (cache,) = (out / "chip-cache").glob("chips-*.npz")
+    assert np.load(cache)["chips"].shape[1:] == (112, 112, 3)  # aligned for SFace, not dlib's 150
+    face = str(fr / "joe_biden" / "biden.jpg")
+    embedded = CliRunner().invoke(main, ["--model", str(out / "final.pt"), "embed", "--json", face])
+    base = CliRunner().invoke(main, ["--model", "sface", "embed", "--json", face])
+    assert embedded.exit_code == 0 and base.exit_code == 0, embedded.output + base.output
+    tuned, pretrained = json.loads(embedded.stdout), json.loads(base.stdout)
+    assert tuned["model"].startswith("final@") and tuned["model"] != pretrained["model"]
+
+
 def test_bad_batch_geometry_is_one_line(tmp_path):
     result = CliRunner().invoke(
         main,

@@ -20,12 +20,12 @@ from facesys.train.trainer import FINAL_FILE, LOG_FILE, STATE_FILE, TrainConfig,
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def synthetic_chips(people: int = 6, per_person: int = 4, seed: int = 0) -> ChipSet:
-    """Random 150x150 chips whose colour tint depends on the person (so there is something to learn)."""
+def synthetic_chips(people: int = 6, per_person: int = 4, seed: int = 0, size: int = 150) -> ChipSet:
+    """Random size x size chips whose colour tint depends on the person (so there is something to learn)."""
     rng = np.random.default_rng(seed)
     labels = np.repeat(np.arange(people), per_person)
     tint = rng.integers(0, 120, (people, 1, 1, 3))
-    chips = (rng.integers(0, 136, (len(labels), 150, 150, 3)) + tint[labels]).astype(np.uint8)
+    chips = (rng.integers(0, 136, (len(labels), size, size, 3)) + tint[labels]).astype(np.uint8)
     return ChipSet(chips, labels, [f"p{i}" for i in range(people)], [f"img{i}.jpg" for i in range(len(labels))])
 
 
@@ -95,6 +95,38 @@ def test_final_checkpoint_loads_as_a_model_everywhere(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(model(x), trainer.model.eval()(x))
     assert (tmp_path / "metrics.png").is_file()
+
+
+@pytest.mark.parametrize("mode", ["naive", "exact"])
+def test_sface_fine_tunes_and_its_checkpoint_is_a_new_model(tmp_path, mode):
+    from facesys.models import create_model
+
+    data = synthetic_chips(size=112)
+    trainer = Trainer(config(tmp_path / "a", model="sface", freeze="stage3", steps=2, accum_mode=mode), data)
+    stage3 = dict(trainer.model.backbone.named_stages())["stage3"]
+    frozen_before = next(stage3.parameters()).clone()
+    head_before = trainer.model.backbone.head[3].weight.clone()
+    final = trainer.run()
+    assert trainer.trainable == ["stage4", "head"]
+    assert torch.equal(next(stage3.parameters()), frozen_before)
+    assert not torch.equal(trainer.model.backbone.head[3].weight, head_before)
+    model = create_model(str(final))
+    base = create_model("sface")
+    assert (model.spec.architecture, model.spec.input_size, model.spec.template) == ("sface", 112, base.spec.template)
+    assert model.model_id.startswith("final@") and model.model_id != base.model_id
+    x = torch.rand(2, 3, 112, 112)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), trainer.model.eval()(x))
+        assert model(x).shape == (2, 128)
+    # a checkpoint fine-tuned again names the registered model it came from, and loads
+    again = Trainer(config(tmp_path / "b", model=str(final), freeze="stage3", steps=1, accum_mode=mode), data).run()
+    assert torch.load(again, weights_only=True)["base_model"] == "sface"
+    assert create_model(str(again)).spec.base == "sface"
+
+
+def test_chips_of_another_size_than_the_model_takes_are_refused(tmp_path):
+    with pytest.raises(FacesysError, match=r"chips are 150x150 pixels; model sface takes 112x112"):
+        Trainer(config(tmp_path, model="sface"), synthetic_chips(size=150))
 
 
 def test_validation_logs_accuracy_and_keeps_the_best(tmp_path):
