@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-DEFAULT_MODEL = "dlib-resnet"  # used when neither the caller nor the gallery names a model
+DEFAULT_MODEL = "sface"  # used when neither the caller nor the gallery names a model
 DETECTORS = ("mtcnn", "yunet")  # face detectors (facesys/vision/detect.py: create_detector; --detector)
-DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_DETECTOR = "yunet"
 DEFAULT_GALLERY = "gallery"  # folder, relative to the current directory
 GALLERY_ENV = "FACESYS_GALLERY"  # environment variable naming the gallery
 MODELS_ENV = "FACESYS_MODELS"  # environment variable naming the folder of the user's own models

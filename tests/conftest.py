@@ -39,10 +39,10 @@ def lfw() -> Path:
 
 @pytest.fixture(scope="session")
 def embedder():
-    """One dlib-resnet Embedder for the whole session (model loading takes seconds)."""
+    """One dlib-resnet Embedder through MTCNN for the whole session (model loading takes seconds)."""
     from facesys.vision.embed import Embedder
 
-    return Embedder()
+    return Embedder("dlib-resnet", detector="mtcnn")
 
 
 @pytest.fixture(scope="session")

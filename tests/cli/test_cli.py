@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from facesys.cli import Settings, main
+from facesys.config import DEFAULT_MODEL
 from facesys.errors import FacesysError
 from facesys.gallery.gallery import Reembedded
 from tests.conftest import data_path
@@ -44,8 +45,10 @@ def test_models_lists_the_registry_without_torch():
     result = run("models", "--json")
     assert result.exit_code == 0
     rows = json.loads(result.output)["models"]
-    assert rows[0]["name"] == "dlib-resnet" and rows[0]["dim"] == 128
-    assert "dlib_face_recognition_resnet_model_v1.dat" in rows[0]["weights"]
+    assert rows[0]["name"] == DEFAULT_MODEL and rows[0]["dim"] == 128
+    weights = {row["name"]: row["weights"] for row in rows}
+    assert "dlib_face_recognition_resnet_model_v1.dat" in weights["dlib-resnet"]
+    assert "face_recognition_sface_2021dec_int8bq.onnx" in weights["sface"]
 
 
 def test_embed_json_schema():
@@ -55,7 +58,7 @@ def test_embed_json_schema():
     result = run("embed", "--json", face, empty)
     assert result.exit_code == 0, result.output
     document = json.loads(result.stdout)
-    assert document["schema_version"] == 1 and document["model"].startswith("dlib-resnet@")
+    assert document["schema_version"] == 1 and document["model"].startswith(f"{DEFAULT_MODEL}@")
     first, second = document["images"]
     assert first["file"] == face and len(first["faces"]) == 1 and second["faces"] == []
     record = first["faces"][0]

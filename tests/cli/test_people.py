@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from facesys.cli import main
+from facesys.config import DEFAULT_MODEL
 from tests.conftest import data_path
 
 
@@ -139,7 +140,7 @@ def test_gallery_show_rename_remove_stats(tmp_path, people_dir):
     assert shown["name"] == "Joe Biden" and len(shown["faces"]) == 2
     assert run(gallery, "gallery", "rename", "Joe Biden", "Joseph R. Biden").exit_code == 0
     stats = json_lines(run(gallery, "gallery", "stats", "--json").output)[0]
-    assert stats["people"] == 2 and stats["faces"] == 4 and stats["model_id"].startswith("dlib-resnet@")
+    assert stats["people"] == 2 and stats["faces"] == 4 and stats["model_id"].startswith(f"{DEFAULT_MODEL}@")
     index = json_lines(run(gallery, "gallery", "index", "--json").output)[0]
     assert (index["kind"], index["faces"], index["forced"]) == ("flat", 4, "auto")
     index = json_lines(run(gallery, "gallery", "index", "--kind", "hnsw", "--json").output)[0]

@@ -12,7 +12,9 @@ from click.testing import CliRunner
 
 import facesys.cli.evaluate as evaluate_cli
 from facesys.cli import Settings, main
-from facesys.decide.clustering import DEFAULT_CLUSTER_THRESHOLD
+from facesys.config import DEFAULT_MODEL
+from facesys.decide.clustering import cluster_threshold
+from facesys.models import get_model_spec
 from tests.conftest import data_path
 
 
@@ -28,14 +30,14 @@ def test_eval_cluster_on_real_photos(tmp_path):
     assert document["bcubed_f1"] > 0.8 and document["pairwise_precision"] > 0.8
     assert document["clusters"] >= document["people"] - 1
     assert document["embed_seconds"] > document["cluster_seconds"] >= 0
-    assert document["threshold"] == pytest.approx(DEFAULT_CLUSTER_THRESHOLD)  # the dlib-resnet default
+    assert document["threshold"] == pytest.approx(cluster_threshold(get_model_spec(DEFAULT_MODEL)))  # the default model's
 
 
 class FakeCache:
     """A photo's vector is its person's axis plus a little noise; photos named 'blank*' have no face."""
 
     def __init__(self):
-        spec = SimpleNamespace(threshold=0.417)
+        spec = SimpleNamespace(threshold=0.417, far_table=())
         self.embedder = SimpleNamespace(model_id="fake@0123456789abcdef", spec=spec)
         self.unreadable = {}
 

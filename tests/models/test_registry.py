@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from facesys.config import DEFAULT_MODEL
 from facesys.errors import ModelError
 from facesys.models import create_model, get_model_spec, list_models, save_checkpoint
 from tests.conftest import facenet_pytorch
@@ -14,7 +15,7 @@ from tests.conftest import facenet_pytorch
 
 def test_builtin_models_are_listed_default_first():
     names = list_models()
-    assert names[0] == "dlib-resnet"
+    assert names[0] == DEFAULT_MODEL
     assert {"facenet-vggface2", "facenet-casia"} <= set(names)
     spec = get_model_spec("dlib-resnet")
     assert (spec.input_size, spec.embedding_dim, len(spec.template)) == (150, 128, 5)

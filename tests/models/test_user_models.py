@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from facesys.config import DEFAULT_MODEL
 from facesys.errors import ModelError
 from facesys.models import create_model, get_model_spec, list_models, save_checkpoint
 from facesys.models.onnx_model import ARCFACE_TEMPLATE_112, arcface_template
@@ -52,7 +53,7 @@ def test_prepared_model_embeds_like_onnxruntime(tmp_path, models_folder):
         got = model(x).numpy()
     np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1, atol=1e-5)
     np.testing.assert_allclose(got, reference(source, (x.numpy() * 255 - 127.5) / 127.5), atol=1e-5)
-    assert "tiny" in list_models() and list_models()[0] == "dlib-resnet"
+    assert "tiny" in list_models() and list_models()[0] == DEFAULT_MODEL
 
 
 def test_kind_picks_the_normalisation_and_a_graph_that_normalises_gets_raw_pixels(tmp_path, models_folder):

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from facesys.config import DEFAULT_MODEL
 from tests.conftest import data_path
 from tests.service.conftest import Server, create_key, facesys
 
@@ -81,7 +82,7 @@ def gallery_state(admin: httpx.Client) -> tuple:
 
 def test_health_schema_docs_and_page(server):
     health = httpx.get(server.url + "/healthz").json()
-    assert health["status"] == "ready" and health["model"].startswith("dlib-resnet@")
+    assert health["status"] == "ready" and health["model"].startswith(f"{DEFAULT_MODEL}@")
     schema = httpx.get(server.url + "/openapi.json").json()
     for path in ("/v1/verify", "/v1/identify", "/v1/people/{name}", "/v1/faces/{face_id}/crop", "/v1/keys", "/v1/log"):
         assert path in schema["paths"], path

@@ -32,6 +32,7 @@ def synthetic_chips(people: int = 6, per_person: int = 4, seed: int = 0, size: i
 def config(out: Path, **changes) -> TrainConfig:
     base = dict(
         out=str(out),
+        model="dlib-resnet",  # the synthetic chips are its 150x150
         people=4,
         per_person=2,
         micro_batch=4,
