@@ -41,7 +41,7 @@ def facesys_embeddings(files: list[Path], flip: bool) -> tuple[np.ndarray, dict]
     from facesys.vision.embed import Embedder
     from facesys.vision.images import load_image
 
-    embedder = Embedder(flip=flip)
+    embedder = Embedder("dlib-resnet", flip=flip, detector="mtcnn")  # face_recognition's weights
     retry = FaceDetector(thresholds=(0.3, 0.4, 0.5), min_score=0.5)
     landmarks: list[np.ndarray | None] = []
     images = []

@@ -114,7 +114,7 @@ def dlib_reference(pairs: list[tuple[Path, str]], split_enrolled: dict[str, list
 
 
 def main() -> None:
-    embedder = Embedder()
+    embedder = Embedder("dlib-resnet", detector="mtcnn")  # the limits measured for dlib's ResNet
     table = embedder.spec.far_table
     report = {}
     for label, folder in (("Yale", "yalefaces"), ("AT&T", "att_faces")):
