@@ -211,7 +211,8 @@ def _onnx2torch():
         import onnx2torch.node_converters.registry
     except ImportError as exc:
         raise ModelError(
-            f"ONNX models need onnx2torch, which cannot be imported ({exc.name or exc}): pip install 'facesys[onnx-models]'",
+            f"ONNX models need onnx2torch, which cannot be imported ({exc.name or exc}): pip install onnx2torch "
+            "(it needs torchvision), or pip install -e '.[onnx-models]' in facesys's checkout",
             parameter="weights",
         ) from None
     return onnx2torch

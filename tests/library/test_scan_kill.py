@@ -59,7 +59,9 @@ def scan_killed_after(gallery: Path, folder: Path, key: str, value: str) -> None
     """Run ``facesys scan --json folder`` and SIGKILL it once it printed a line whose ``key`` is
     ``value`` (each line is printed after what it reports was committed)."""
     env = os.environ | {"PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "scan", "--json", str(folder)]
+    # the model and detector of the `embedder` fixture, which the tests compare against
+    model = ["--model", "dlib-resnet", "--detector", "mtcnn"]
+    command = [sys.executable, "-m", "facesys.cli", *model, "--gallery", str(gallery), "scan", "--json", str(folder)]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         for line in process.stdout:

@@ -34,7 +34,7 @@ def test_flip_augmentation_changes_little_and_stays_unit(embedder):
     from facesys.vision.embed import Embedder
 
     path = data_path("lfw", "Colin_Powell", "Colin_Powell_0001.jpg")
-    flipped = Embedder(flip=True, detector=embedder.detector)
+    flipped = Embedder(embedder.source, flip=True, detector=embedder.detector)
     plain_vector = embedder.embed(path)[0][0].embedding
     flip_vector = flipped.embed(path)[0][0].embedding
     assert abs(np.linalg.norm(flip_vector) - 1.0) < 1e-5
@@ -45,7 +45,7 @@ def test_embed_chips_of_mirrored_chip_matches_flip_mode(embedder):
     from facesys.vision.embed import Embedder
 
     chip = embedder.chips(*_first_face(embedder))
-    flipped = Embedder(flip=True, detector=embedder.detector)
+    flipped = Embedder(embedder.source, flip=True, detector=embedder.detector)
     both = embedder.embed_chips(np.concatenate([chip, chip[:, :, ::-1]]))
     expected = (both[0] + both[1]) / np.linalg.norm(both[0] + both[1])
     np.testing.assert_allclose(flipped.embed_chips(chip)[0], expected, atol=1e-5)
@@ -67,9 +67,9 @@ def test_reduced_precision_keeps_every_embedding_within_cosine_0999(embedder):
     detections = embedder.detector.detect(images)
     chips = np.concatenate([embedder.chips(image, faces[:1]) for image, faces in zip(images, detections, strict=True)])
     assert len(chips) >= 15
-    reference = Embedder(precision="fp32", detector=embedder.detector).embed_chips(chips)
+    reference = Embedder(embedder.source, precision="fp32", detector=embedder.detector).embed_chips(chips)
     for precision in ("bf16", "fp16"):
-        low = Embedder(precision=precision, detector=embedder.detector).embed_chips(chips)
+        low = Embedder(embedder.source, precision=precision, detector=embedder.detector).embed_chips(chips)
         np.testing.assert_allclose(np.linalg.norm(low, axis=1), 1.0, atol=1e-5)
         assert np.sum(low * reference, axis=1).min() >= 0.999
         assert not np.array_equal(low, reference)  # the network really ran in 16 bits

@@ -41,7 +41,7 @@ def test_every_entry_point_gives_the_same_embeddings(tmp_path, embedder, photos,
     from facesys.train.data import build_chips
 
     # facesys embed --json (its own Embedder, batched)
-    out = CliRunner().invoke(main, ["embed", "--json", *map(str, photos)])
+    out = CliRunner().invoke(main, ["--model", embedder.source, "--detector", "mtcnn", "embed", "--json", *map(str, photos)])
     assert out.exit_code == 0, out.output
     embedded = np.array([image["faces"][0]["embedding"] for image in json.loads(out.output)["images"]], np.float32)
     np.testing.assert_allclose(embedded, reference, **SAME)
