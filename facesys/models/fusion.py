@@ -63,15 +63,13 @@ def member_transform(member_template, member_size: int, canvas_template, canvas_
 def fusion_spec(
     name: str, members: tuple[Member, ...], canvas_size: int, canvas_template, description: str, threshold: float, far_table=()
 ) -> ModelSpec:
-    """The ModelSpec of the fusion of ``members`` read from a ``canvas_size`` chip aligned to ``canvas_template``."""
-
-    def specs() -> list[ModelSpec]:
-        return [get_model_spec(member.name) for member in members]
+    """The ModelSpec of the fusion of ``members`` read from a ``canvas_size`` chip aligned to ``canvas_template``.
+    The members are registered models, looked up once here."""
+    member_specs = [get_model_spec(member.name) for member in members]
 
     def build() -> nn.Module:
         from facesys.models.fused_net import FusedNet
 
-        member_specs = specs()
         thetas = np.stack([member_transform(s.template, s.input_size, canvas_template, canvas_size) for s in member_specs])
         nets = [s.build() for s in member_specs]
         return FusedNet(nets, [s.input_size for s in member_specs], thetas, [m.scale for m in members])
@@ -83,12 +81,12 @@ def fusion_spec(
             message = f"{name}: a fused model takes each member's own weights; --weights does not apply"
             raise ModelError(message, parameter="weights")
         digest = hashlib.sha256()
-        for member, spec, net in zip(members, specs(), backbone.nets, strict=True):
+        for member, spec, net in zip(members, member_specs, backbone.nets, strict=True):
             digest.update(f"{member}:{spec.load_weights(net, None)};".encode())
         return digest.hexdigest()
 
     def weights_location() -> str:
-        return "; ".join(f"{spec.name}: {spec.weights_location()}" for spec in specs())
+        return "; ".join(f"{spec.name}: {spec.weights_location()}" for spec in member_specs)
 
     return ModelSpec(
         name=name,
@@ -96,13 +94,13 @@ def fusion_spec(
         architecture=name,
         input_size=canvas_size,
         template=tuple(tuple(float(v) for v in point) for point in canvas_template),
-        embedding_dim=sum(spec.embedding_dim for spec in specs()),
+        embedding_dim=sum(spec.embedding_dim for spec in member_specs),
         threshold=threshold,
         far_table=far_table,
         build=build,
         load_weights=load_weights,
         weights_location=weights_location,
-        licence=" + ".join(spec.licence or "not declared" for spec in specs()),
+        licence=" + ".join(spec.licence or "not declared" for spec in member_specs),
     )
 
 
