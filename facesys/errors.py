@@ -113,5 +113,10 @@ class GalleryVersionError(GalleryError):
     the version, until facesys is upgraded)."""
 
 
+class GalleryKeyError(GalleryError):
+    """An encrypted gallery opened without its key or with another one, a key given to a gallery
+    that is not encrypted, or a key file that cannot be read (a service refuses to start)."""
+
+
 class GalleryUnavailableError(GalleryError):
     """The gallery's database cannot be reached (a service answers 503 and recovers when it can)."""

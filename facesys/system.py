@@ -58,10 +58,11 @@ class FaceSystem:
         embedder=None,
         probe_rules: ProbeRules | None = None,
         detector: str | None = None,
+        key_file: str | Path | None = None,
     ):
         if threshold is not None and not (math.isfinite(threshold) and 0.0 <= threshold <= 2.0):
             raise FacesysError(f"threshold {threshold}: must be a distance between 0 and 2", parameter="threshold")
-        self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery)
+        self.gallery = gallery if isinstance(gallery, Gallery) else Gallery(gallery, key_file=key_file)
         self.requested_model, self.device, self.weights, self.precision = model, device, weights, precision
         if detector is None and embedder is not None:  # a detector without a name gets the default's rules
             detector = getattr(embedder.detector, "name", None)

@@ -19,6 +19,7 @@ from click.core import ParameterSource
 from facesys import __version__
 from facesys.config import DEFAULT_DETECTOR, DEFAULT_GALLERY, DEFAULT_MODEL, DETECTORS, DEVICE_FORMS, GALLERY_ENV, PRECISIONS
 from facesys.errors import FacesysError
+from facesys.gallery.sealing import KEY_FILE_ENV
 from facesys.threads import THREADS_ENV, configure, parse_threads
 
 JSON_SCHEMA_VERSION = 1
@@ -68,6 +69,14 @@ GLOBAL_OPTIONS: list[tuple[tuple[str, ...], dict, dict]] = [
         ("--gallery",),
         {"type": click.Path(file_okay=False), "help": f"Gallery folder (default ./{DEFAULT_GALLERY})."},
         {"envvar": GALLERY_ENV},
+    ),
+    (
+        ("--key-file",),
+        {
+            "type": click.Path(dir_okay=False),
+            "help": f"Key of an encrypted gallery (made by 'facesys gallery keygen'). Env: {KEY_FILE_ENV}.",
+        },
+        {"envvar": KEY_FILE_ENV},
     ),
     (
         ("--threads",),
@@ -224,10 +233,11 @@ class Settings:
         verbose: bool,
         quiet: bool,
         detector: str = DEFAULT_DETECTOR,
+        key_file: str | None = None,
     ):
         self.model, self.weights, self.device, self.precision, self.gallery = model, weights, device, precision, gallery
         self.threads, self.verbose, self.quiet = threads, verbose, quiet
-        self.detector = detector
+        self.detector, self.key_file = detector, key_file
 
     @property
     def threads(self) -> int | str | None:
@@ -251,7 +261,7 @@ class Settings:
         from facesys.system import FaceSystem
 
         options = {"device": self.device, "weights": self.weights, "precision": self.precision, "threshold": threshold}
-        return FaceSystem(self.gallery, model=self.model, detector=self.detector, **options)
+        return FaceSystem(self.gallery, model=self.model, detector=self.detector, key_file=self.key_file, **options)
 
     def progress(self, items, unit: str = "img"):
         """A progress bar on stderr for long runs (hidden with -q, for short runs and off a terminal)."""
@@ -272,14 +282,15 @@ def main(
     device: str,
     precision: str,
     gallery: str | None,
+    key_file: str | None,
     threads: int | str | None,
     verbose: bool,
     quiet: bool,
 ) -> None:
     """facesys: offline face verification and recognition."""
-    ctx.obj = Settings(model, weights, device, precision, gallery, threads, verbose, quiet, detector)
+    ctx.obj = Settings(model, weights, device, precision, gallery, threads, verbose, quiet, detector, key_file)
 
 
-from facesys.cli import embed, evaluate, gallery, keys, library, models, people, serve, train  # noqa: E402  (registers the commands)
+from facesys.cli import embed, encryption, evaluate, gallery, keys, library, models, people, serve, train  # noqa: E402  (registers the commands)
 
-__all__ = ["embed", "evaluate", "gallery", "keys", "library", "main", "models", "people", "serve", "train"]
+__all__ = ["embed", "encryption", "evaluate", "gallery", "keys", "library", "main", "models", "people", "serve", "train"]

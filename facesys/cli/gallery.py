@@ -17,7 +17,7 @@ def open_gallery(settings: Settings):
     """The Gallery the global options point at (no model is loaded)."""
     from facesys.gallery import Gallery
 
-    return Gallery(settings.gallery)
+    return Gallery(settings.gallery, key_file=settings.key_file)
 
 
 def local_time(seconds: float) -> str:

@@ -79,8 +79,10 @@ def serve(
     from facesys.gallery import Gallery
     from facesys.service.settings import ServiceSettings, is_loopback
 
-    gallery = Gallery(settings.gallery)
-    gallery.exists()  # a database gallery that cannot be reached: one line, exit 2
+    gallery = Gallery(settings.gallery, key_file=settings.key_file)
+    if gallery.exists():  # a database gallery that cannot be reached: one line, exit 2
+        with gallery.open():  # an encrypted gallery without its key, or with another one: the same
+            pass
     if allow_anonymous and not is_loopback(host):
         raise FacesysError(f"--allow-anonymous: only for a loopback --host (127.0.0.1, ::1, localhost), not {host}")
     if not is_loopback(host) and not gallery.has_keys():
@@ -100,6 +102,7 @@ def serve(
         click.echo(f"facesys serve: {announce}", err=True)
     service = ServiceSettings(
         gallery=settings.gallery,
+        key_file=settings.key_file,
         model=settings.model,
         detector=settings.detector,
         device=settings.device,

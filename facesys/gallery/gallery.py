@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from facesys.gallery.audit import AuditEvent
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
 from facesys.gallery.index import sync as index_sync
 from facesys.gallery.location import index_folder_of, is_database_url, public_form
+from facesys.gallery.sealing import KEY_FILE_ENV, GalleryKey, key_from
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
 from facesys.keys import ApiKey, hash_key, new_key
 from facesys.models import ModelInfo, ModelSpec
@@ -52,10 +54,21 @@ class Gallery:
     gallery folder, or for a database in this machine's cache (``location.index_folder_of``).
     ``save_index``: write the index file whenever it changed (right for a short-lived process; a
     service keeps it in memory, follows changes with :meth:`follow` and calls :meth:`save_index`).
+    ``key_file``: the key of an encrypted gallery (default ``$FACESYS_KEY_FILE``); a new gallery
+    made with one is encrypted (facesys/gallery/sealing.py). Opening an encrypted gallery without
+    its key, or a gallery in clear with a key, raises GalleryKeyError and writes nothing.
     """
 
-    def __init__(self, location: str | Path | None = None, index_backend: str = DEFAULT_INDEX_BACKEND, save_index: bool = True):
+    def __init__(
+        self,
+        location: str | Path | None = None,
+        index_backend: str = DEFAULT_INDEX_BACKEND,
+        save_index: bool = True,
+        key_file: str | Path | None = None,
+    ):
         address = str(location) if location is not None else default_gallery()
+        self._key_file = key_file  # None: $FACESYS_KEY_FILE, if set (read at the first open)
+        self._key: GalleryKey | None = None
         self._address = address if is_database_url(address) else Path(address)  # what stores are opened with
         self.location = public_form(self._address)
         self.index_backend = index_backend
@@ -89,12 +102,33 @@ class Gallery:
         whoever syncs the index past them (:func:`index_sync.keep`)."""
         if not create and not self.exists():
             raise NoGalleryError(self.location)
-        store = open_store(self._address, create=create)
+        store = open_store(self._address, create=create, key=self.key)
         if not self._erasure_finished:
             with contextlib.suppress(GalleryError):  # an unreachable database: the next open tries again
                 index_sync.erase_removed(store, self.index_folder)
                 self._erasure_finished = True
         return store
+
+    @property
+    def key(self) -> GalleryKey | None:
+        """The gallery key given (``key_file``, else ``$FACESYS_KEY_FILE``), read once; None: none."""
+        if self._key is None and (self._key_file is not None or os.environ.get(KEY_FILE_ENV)):
+            self._key = key_from(self._key_file)
+        return self._key
+
+    def reseal(self, new_key: GalleryKey | None, key: GalleryKey | None = None) -> int:
+        """Encrypt the gallery (``key`` None: it is in clear) with ``new_key``, re-key it (``key``
+        its current key), or decrypt it (``new_key`` None), in one transaction; the index files
+        sealed otherwise are overwritten and deleted, and so is the freed space of the database.
+        From then on this Gallery opens it with ``new_key``. Returns how many faces were re-sealed."""
+        if not self.exists():
+            raise NoGalleryError(self.location)
+        with open_store(self._address, key=key) as store:
+            count = store.reseal(new_key)
+            index_sync.erase_removed(store, self.index_folder)
+        with self._lock:
+            self._key, self._key_file, self._index = new_key, None, None
+        return count
 
     @property
     def index_folder(self) -> Path:

@@ -16,7 +16,9 @@ library, still import):
   ``library_embeddings.npy``: the library faces' (M, dim), when there are any;
 - ``crops/<n>.jpg``: each face's stored crop; ``library/<n>.jpg``: each library face's.
 
-An export holds faces, settings and the photo library: not the API keys nor the audit log, which
+An encrypted gallery's export is sealed whole with the gallery's key (facesys/gallery/sealing.py:
+chunks of AES-256-GCM, never a byte of it in clear on disk): it imports into any gallery opened
+with that key. An export holds faces, settings and the photo library: not the API keys nor the audit log, which
 belong to the gallery they were made in (``Gallery.repair`` carries those over itself). Library
 faces embedded by another model than the gallery's (a reindex under way) are left out: a scan
 reads their files again.
@@ -42,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from facesys.errors import GalleryError
+from facesys.gallery.sealing import opened_file, sealed_output
 from facesys.gallery.store import NewFace, TruthStore, name_key, normalize_name
 from facesys.gallery.store.records import CarriedLibrary, CarriedLibraryFace, LibraryPhoto, NewLibraryFace
 
@@ -258,7 +261,11 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
     }
     temporary = path.with_name(f".{path.name}.partial")
     try:
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        with (
+            open(temporary, "wb") as raw,
+            sealed_output(raw, store.key) as out,
+            zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive,
+        ):
             archive.writestr("manifest.json", json.dumps(manifest, ensure_ascii=False, indent=1))
             buffer = io.BytesIO()
             np.save(buffer, vectors.astype("<f4"), allow_pickle=False)
@@ -643,7 +650,7 @@ def _read_export(path: Path, store: TruthStore) -> _Export:
     """Open, size-check and validate a whole export for ``store`` (its model first, the cheap
     refusal); GalleryError naming ``path`` otherwise. Writes nothing."""
     try:
-        archive = zipfile.ZipFile(path)
+        archive = zipfile.ZipFile(opened_file(path, store.key))
     except FileNotFoundError:
         raise GalleryError(f"{path}: no such file") from None
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:

@@ -38,7 +38,8 @@ class Service:
 
         self.settings = settings
         threads.configure(settings.threads, share=settings.workers)
-        gallery = Gallery(settings.gallery, save_index=False)  # kept in memory; saved when the service stops
+        # the index is kept in memory; saved when the service stops
+        gallery = Gallery(settings.gallery, save_index=False, key_file=settings.key_file)
         options = {"device": settings.device, "weights": settings.weights, "precision": settings.precision}
         self.system = FaceSystem(gallery, model=settings.model, detector=settings.detector, **options)
         self.batcher = MicroBatcher(self._pipeline, settings.batch_size, settings.batch_wait_ms / 1000, settings.max_queue)

@@ -15,7 +15,8 @@ SETTINGS_ENV = "FACESYS_SERVICE_SETTINGS"  # how ``serve --workers N`` hands its
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """``gallery``/``model``/``detector``/``device``/``weights``/``precision``/``threads``: as the CLI's global options;
+    """``gallery``/``key_file``/``model``/``detector``/``device``/``weights``/``precision``/``threads``: as the
+    CLI's global options;
     ``workers``: processes serving (each takes at most an equal share of the cores);
     ``host``/``port``: where to listen; ``cors``: origins allowed to call from a browser;
     ``max_upload_bytes``: largest request body; ``max_files``: uploads per request;
@@ -26,6 +27,7 @@ class ServiceSettings:
     ``allow_anonymous``: requests without a key are admin (loopback only; ``serve --allow-anonymous``)."""
 
     gallery: str | None = None
+    key_file: str | None = None  # an encrypted gallery's key file (its path: the key itself never leaves it)
     model: str | None = None
     detector: str | None = None  # None: the default detector
     device: str = "cpu"

@@ -4,7 +4,9 @@ the truth store and never trusted unless it provably belongs to it.
 A backend subclasses :class:`VectorIndex`. Distances are Euclidean between unit vectors (not
 squared), whatever the backend computes inside, so thresholds mean the same everywhere. Saved
 files carry a header naming the gallery id, generation and model they were made from, and a
-sha256 of their payload; a file whose header or checksum does not match is never used.
+sha256 of their payload; a file whose header or checksum does not match is never used. An
+encrypted gallery's index files hold the payload sealed (facesys/gallery/sealing.py): the header
+(ids and sizes, nothing biometric) stays readable, the vectors do not.
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from facesys.errors import GalleryKeyError
+from facesys.gallery.sealing import Sealer
 
 MAGIC = b"FACESYS-INDEX\n"
 TEMPORARY_PREFIX = ".index-"  # temporary files: .index-<pid>-<random>.tmp
@@ -93,10 +98,13 @@ class VectorIndex(ABC):
 
     # -- files ---------------------------------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        """Write to ``path`` atomically, with the header and a checksum (OSError if it cannot)."""
+    def save(self, path: Path, sealer: Sealer | None = None) -> None:
+        """Write to ``path`` atomically, with the header and a checksum (OSError if it cannot);
+        the payload sealed with ``sealer`` when given (never in clear, not even in the temporary file)."""
         assert self.header is not None, "an index is saved only once it is known what it belongs to"
         payload = self.to_bytes()
+        if sealer is not None:
+            payload = sealer.seal(payload)
         header = json.dumps(self.header.__dict__ | {"sha256": hashlib.sha256(payload).hexdigest()}).encode()
         temporary = path.with_name(f"{TEMPORARY_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp")
         try:
@@ -110,9 +118,9 @@ class VectorIndex(ABC):
             temporary.unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, path: Path) -> VectorIndex | None:
-        """The index saved at ``path`` with its header, or None when it is missing, damaged or
-        not this backend's."""
+    def load(cls, path: Path, sealer: Sealer | None = None) -> VectorIndex | None:
+        """The index saved at ``path`` with its header, or None when it is missing, damaged, not
+        this backend's, or not sealed with ``sealer`` (None: saved in clear)."""
         try:
             data = path.read_bytes()
         except OSError:
@@ -129,6 +137,13 @@ class VectorIndex(ABC):
             return None
         payload = memoryview(data)[start:]
         if header.backend != cls.backend or hashlib.sha256(payload).hexdigest() != checksum:
+            return None
+        if sealer is not None:
+            try:
+                payload = sealer.open(payload)
+            except GalleryKeyError:
+                return None
+        elif bytes(payload[:4]) == b"FSE1":  # sealed, and no key: rebuilt from the store (which needs one)
             return None
         try:
             index = cls.from_bytes(payload)

@@ -30,6 +30,7 @@ import numpy as np
 
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, index_class
 from facesys.gallery.index.base import TEMPORARY_PREFIX, IndexHeader, VectorIndex
+from facesys.gallery.sealing import Sealer
 from facesys.gallery.store.base import TruthStore
 
 SAMPLE = 16  # vectors compared with the store when a saved index is loaded
@@ -90,11 +91,11 @@ def synced(
         index = _followed(store, cached, header)
         loaded = False
         if index is None and folder is not None:
-            saved = cls.load(index_file(folder, header))
+            saved = cls.load(index_file(folder, header), store.sealer)
             if belongs(saved, header) and agrees_with(saved, store):
                 index, loaded = saved, True
             else:
-                index = _followed(store, _newest_saved(cls, folder, header), header)
+                index = _followed(store, _newest_saved(cls, folder, header, store.sealer), header)
         if index is None:
             ids, vectors, _ = store.embeddings()
             index = cls.build(ids, vectors, header.kind)
@@ -118,7 +119,7 @@ def keep(index: VectorIndex, store: TruthStore, folder: Path, save: bool = True)
             with store.reading():
                 save = not _removed_since(store, index.header.generation, store.generation)
         if save:
-            write(index, folder, _erase=lambda: _erase_removed(store, folder))
+            write(index, folder, _erase=lambda: _erase_removed(store, folder), sealer=store.sealer)
         else:
             _erase_removed(store, folder)
 
@@ -223,7 +224,7 @@ def _followed(store: TruthStore, index: VectorIndex | None, header: IndexHeader)
     return index
 
 
-def _newest_saved(cls: type[VectorIndex], folder: Path, header: IndexHeader) -> VectorIndex | None:
+def _newest_saved(cls: type[VectorIndex], folder: Path, header: IndexHeader, sealer: Sealer | None) -> VectorIndex | None:
     """The newest readable saved index of this gallery and model, or None."""
     prefix = f"index-{header.gallery_id}-"
     candidates = []
@@ -232,13 +233,13 @@ def _newest_saved(cls: type[VectorIndex], folder: Path, header: IndexHeader) -> 
         if generation.isdigit() and int(generation) < header.generation:
             candidates.append((int(generation), path))
     for _, path in sorted(candidates, reverse=True):
-        index = cls.load(path)
+        index = cls.load(path, sealer)
         if index is not None and index.header.gallery_id == header.gallery_id:
             return index
     return None
 
 
-def write(index: VectorIndex, folder: Path, _erase=None) -> None:
+def write(index: VectorIndex, folder: Path, _erase=None, sealer: Sealer | None = None) -> None:
     """Save ``index`` and delete every other index file and stale temporary file in ``folder``.
     A read-only or full folder is not an error: the index is simply rebuilt next time, and the
     older files are deleted all the same (they may hold a removed person's vectors).
@@ -246,7 +247,7 @@ def write(index: VectorIndex, folder: Path, _erase=None) -> None:
     path = index_file(folder, index.header)
     try:
         folder.mkdir(parents=True, exist_ok=True)  # a database gallery's index lives in a cache folder
-        index.save(path)
+        index.save(path, sealer)
     except OSError:
         path = None
     if _erase is not None:
@@ -295,9 +296,9 @@ def problems(store: TruthStore, folder: Path | None, backend: str = DEFAULT_INDE
         path = index_file(folder, header)
         if not path.is_file():
             return []
-        index = cls.load(path)
+        index = cls.load(path, store.sealer)
         if index is None:
-            return [f"index: {path.name} is unreadable or damaged (checksum)"]
+            return [f"index: {path.name} is unreadable or damaged (checksum, or sealed with another key)"]
         if index.header != header:  # another kind forced since: the next search rebuilds it
             return []
         ids, vectors, _ = store.embeddings()

@@ -14,6 +14,7 @@ from importlib import import_module
 from pathlib import Path
 
 from facesys.errors import GalleryError
+from facesys.gallery.sealing import GalleryKey
 from facesys.gallery.store.base import TruthStore
 from facesys.gallery.store.records import Carried, Changes, FaceRecord, NewFace
 from facesys.gallery.store.rules import name_key, normalize_name
@@ -47,9 +48,11 @@ def store_class(backend: str) -> type[TruthStore]:
         raise
 
 
-def open_store(location: str | Path, create: bool = False) -> TruthStore:
-    """The store of the gallery at ``location``; ``create`` makes it when missing."""
-    return store_class(backend_for(location))(location, create=create)
+def open_store(location: str | Path, create: bool = False, key: GalleryKey | None = None) -> TruthStore:
+    """The store of the gallery at ``location``; ``create`` makes it when missing. ``key``: the
+    gallery's key when it is encrypted (a new gallery made with one is encrypted);
+    GalleryKeyError when it is missing or not the gallery's (facesys/gallery/sealing.py)."""
+    return store_class(backend_for(location))(location, create=create, key=key)
 
 
 def store_exists(location: str | Path) -> bool:

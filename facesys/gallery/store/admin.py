@@ -168,9 +168,10 @@ class Administration(StoreCore):
         meta = self.meta()
         dim, model_id = int(meta.get("dim", 0)), meta.get("model_id")
         for table, found in (("faces", face_problems), ("library_faces", library_face_problems)):
-            for rows in self._stream(f"SELECT id, embedding, model_id, substr(crop, 1, 2) FROM {table} ORDER BY id"):
-                for face_id, blob, face_model, head in rows:
-                    problems += found(face_id, blob, face_model, head, dim, model_id)
+            head = "crop" if self.encrypted else "substr(crop, 1, 2)"  # a sealed crop opens whole
+            for rows in self._stream(f"SELECT id, embedding, model_id, {head} FROM {table} ORDER BY id"):
+                for face_id, blob, face_model, crop in rows:
+                    problems += found(face_id, blob, face_model, crop[:2], dim, model_id)
             if table == "faces":
                 empty = self._rows("SELECT name FROM people p WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.person_id = p.id)")
                 problems += [f"person {name!r} has no face" for (name,) in sorted(empty)]

@@ -12,6 +12,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import AbstractContextManager
+from functools import partial
 from typing import Self
 
 import numpy as np
@@ -20,12 +21,15 @@ from facesys.errors import (
     ChangedMeanwhileError,
     DuplicatePhotoError,
     GalleryError,
+    GalleryKeyError,
     GalleryVersionError,
     NameConflictError,
     UnknownPersonError,
 )
 from facesys.gallery.audit import AuditEvent, current_actor
+from facesys.gallery.sealing import SEALED, SEALED_TEXT, GalleryKey, Sealer
 from facesys.gallery.store.records import (
+    ENCRYPTION,
     ERASE_PENDING,
     FACE_COLUMNS,
     FACES_FROM,
@@ -41,6 +45,11 @@ from facesys.gallery.store.records import (
 from facesys.gallery.store.rules import id_list, name_key, normalize_name, possible_ids, valid_id
 
 STREAM_BYTES = 16 * 2**20  # about this many bytes per chunk when reading every embedding
+# Biometric values of an encrypted gallery (see facesys/gallery/sealing.py): every bytes value
+# (crops, embeddings) and these text columns; SEALED_COLUMNS: every such column, for re-sealing.
+SEALED_TEXT_COLUMNS = frozenset({"landmarks"})
+SEALED_COLUMNS = {"faces": ("crop", "embedding", "landmarks"), "library_faces": ("crop", "embedding", "landmarks")}
+RESEAL_BATCH = 500  # rows re-sealed per statement
 
 
 class StoreCore(ABC):
@@ -49,6 +58,9 @@ class StoreCore(ABC):
 
     location: str  # for messages: a folder, or a database URL without its password
     _changed = False  # whether the open write transaction wrote an audit event
+    _sealer: Sealer | None = None  # seals and opens biometric values: set when an encrypted gallery is unlocked
+    _encryption: str | None = None  # meta ENCRYPTION as this store was opened (None: not encrypted)
+    _unlocked = False  # whether _unlock ran: from then on every write transaction checks the encryption first
 
     def __enter__(self) -> Self:
         return self
@@ -75,29 +87,96 @@ class StoreCore(ABC):
         """One read snapshot: every query inside sees the same committed state."""
 
     @abstractmethod
-    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    def _fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
         """Every row of ``sql`` (``?`` placeholders; ``= ANY(?)`` takes a list); bytes as bytes."""
+
+    @abstractmethod
+    def _run(self, sql: str, params: Sequence = ()) -> int:
+        """Run one statement; returns how many rows it changed."""
+
+    @abstractmethod
+    def _run_many(self, sql: str, rows: list[Sequence]) -> None:
+        """Run one statement for each of ``rows``."""
+
+    @abstractmethod
+    def _fetch_stream(self, sql: str, size: int) -> Iterator[list[tuple]]:
+        """The rows of ``sql``, ``size`` at a time, in one read snapshot (big tables)."""
+
+    @abstractmethod
+    def _insert_rows(self, table: str, rows: list[dict[str, object]]) -> list[int]:
+        """Insert ``rows`` (column -> value) into ``table``; returns their new ids, never used before."""
+
+    # -- every query passes here: biometric values are sealed on the way in, opened on the way out --
+
+    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        """Every row of ``sql`` (``?`` placeholders; ``= ANY(?)`` takes a list); bytes as bytes, opened."""
+        return self._opened(self._fetch(sql, self._sealed(params)))
 
     def _row(self, sql: str, params: Sequence = ()) -> tuple | None:
         """The first row of ``sql``, or None."""
         rows = self._rows(sql, params)
         return rows[0] if rows else None
 
-    @abstractmethod
     def _execute(self, sql: str, params: Sequence = ()) -> int:
         """Run one statement; returns how many rows it changed."""
+        return self._run(sql, self._sealed(params))
 
-    @abstractmethod
     def _execute_many(self, sql: str, rows: list[Sequence]) -> None:
         """Run one statement for each of ``rows``."""
+        self._run_many(sql, [self._sealed(row) for row in rows] if self._sealer is not None else rows)
 
-    @abstractmethod
     def _stream(self, sql: str, size: int = 500) -> Iterator[list[tuple]]:
-        """The rows of ``sql``, ``size`` at a time, in one read snapshot (big tables)."""
+        """The rows of ``sql``, ``size`` at a time, in one read snapshot (big tables), opened."""
+        for batch in self._fetch_stream(sql, size):
+            yield self._opened(batch)
 
-    @abstractmethod
     def _insert(self, table: str, rows: list[dict[str, object]]) -> list[int]:
-        """Insert ``rows`` (column -> value) into ``table``; returns their new ids, never used before."""
+        """Insert ``rows`` (column -> value) into ``table``; returns their new ids, never used before.
+        Bytes and the SEALED_TEXT_COLUMNS are sealed in an encrypted gallery."""
+        if self._sealer is not None:
+            rows = [{column: self._sealed_value(column, value) for column, value in row.items()} for row in rows]
+        return self._insert_rows(table, rows)
+
+    def _sealed_value(self, column: str | None, value: object) -> object:
+        if isinstance(value, (bytes, bytearray, memoryview)):
+            return self._sealer.seal(value)
+        if column in SEALED_TEXT_COLUMNS and isinstance(value, str):
+            return self._sealer.seal_text(value)
+        return value
+
+    def _sealed(self, params: Sequence) -> Sequence:
+        """Query parameters as stored: every bytes value sealed in an encrypted gallery (bytes are
+        always biometric: crops and embeddings)."""
+        if self._sealer is None:
+            return params
+        return [self._sealed_value(None, value) for value in params]
+
+    def _opened(self, rows: list[tuple]) -> list[tuple]:
+        """Rows as read, their sealed values opened. In a gallery opened without a key, the first
+        bytes value is checked: one that is sealed means another process encrypted the gallery
+        since this one opened it (GalleryKeyError, never sealed bytes taken for data)."""
+        if self._sealer is None:
+            if rows:
+                first = next((value for value in rows[0] if isinstance(value, bytes)), None)
+                if first is not None and first.startswith(SEALED):
+                    raise self._encrypted_meanwhile()
+            return rows
+        opened = self._opened_value
+        return [tuple(opened(value) for value in row) for row in rows]
+
+    def _opened_value(self, value: object) -> object:
+        if isinstance(value, (bytes, memoryview)):
+            return self._sealer.open(value)
+        if isinstance(value, str) and value.startswith(SEALED_TEXT):
+            return self._sealer.open_text(value)
+        return value
+
+    def _encrypted_meanwhile(self) -> GalleryKeyError:
+        return GalleryKeyError(
+            f"{self.location}: the gallery was encrypted or re-keyed by another process since this one opened it; "
+            "open it again with its key (--key-file or $FACESYS_KEY_FILE)",
+            parameter="key_file",
+        )
 
     @abstractmethod
     def _unused_id(self, table: str) -> int:
@@ -121,6 +200,108 @@ class StoreCore(ABC):
     @abstractmethod
     def check(self) -> list[str]:
         """Problems found (empty when healthy): the backend's own, then :meth:`_check_rows`'."""
+
+    # -- encryption at rest --------------------------------------------------------------------------
+
+    @property
+    def encrypted(self) -> bool:
+        """Whether the gallery's biometric data is sealed with a key (facesys/gallery/sealing.py)."""
+        return self._sealer is not None
+
+    @property
+    def sealer(self) -> Sealer | None:
+        """What seals the gallery's biometric data, also in its index files (None: not encrypted)."""
+        return self._sealer
+
+    @property
+    def key(self) -> GalleryKey | None:
+        """The key the gallery was opened with (None: not encrypted)."""
+        return self._sealer.key if self._sealer is not None else None
+
+    def _unlock(self, key: GalleryKey | None) -> None:
+        """On opening, before anything is written: check ``key`` against the gallery. An encrypted
+        gallery needs its key; a key given to a gallery that holds no face yet makes it an
+        encrypted one; a key given to one holding faces in clear is refused (``gallery encrypt``
+        turns it into an encrypted one). GalleryKeyError, nothing written, otherwise."""
+        meta = self.meta()
+        token = meta.get(ENCRYPTION)
+        if token is None and key is not None:
+            if self._holds_faces():
+                raise GalleryKeyError(
+                    f"{self.location}: the gallery is not encrypted, but a key was given ({key.source}); "
+                    f"'facesys gallery encrypt --key-file {key.source}' encrypts it",
+                    parameter="key_file",
+                )
+            if getattr(self, "writable", True):
+                self._unlocked = True
+                with self.transaction():
+                    token = key.sealer(meta["gallery_id"]).key_check()
+                    self._set_meta({ENCRYPTION: token})
+                    self._audit("encrypt", detail={"faces": 0})
+        elif token is not None:
+            if key is None:
+                raise GalleryKeyError(
+                    f"{self.location}: the gallery is encrypted; give its key with --key-file FILE or $FACESYS_KEY_FILE",
+                    parameter="key_file",
+                )
+            if not key.sealer(meta["gallery_id"]).opens(token):
+                raise GalleryKeyError(f"{key.source}: not the key of the encrypted gallery {self.location}", parameter="key_file")
+        if token is not None and key is not None:
+            self._sealer, self._encryption = key.sealer(meta["gallery_id"]), token
+        self._unlocked = True
+
+    def _holds_faces(self) -> bool:
+        """Whether any enrolled or library face is stored."""
+        for table in SEALED_COLUMNS:
+            with contextlib.suppress(GalleryError):  # a gallery older than the photo library has no library_faces
+                if self._fetch(f"SELECT 1 FROM {table} LIMIT 1"):
+                    return True
+        return False
+
+    def _check_sealing(self) -> None:
+        """First thing in every write transaction: GalleryKeyError when another process encrypted,
+        re-keyed or decrypted the gallery since this store opened it (so nothing is ever written
+        in clear into an encrypted gallery, nor sealed with a retired key)."""
+        if self._unlocked:
+            row = self._fetch("SELECT value FROM meta WHERE key = ?", (ENCRYPTION,))
+            if (row[0][0] if row else None) != self._encryption:
+                raise self._encrypted_meanwhile()
+
+    def reseal(self, key: GalleryKey | None) -> int:
+        """Seal every biometric value with ``key`` (encrypt a gallery in clear, or re-key an
+        encrypted one), or with None open them all (decrypt), in ONE transaction: a kill leaves the
+        gallery as it was or as asked, never a mix. Bumps the generation so that no saved index
+        (sealed otherwise) is followed, then erases the freed space that held the old values.
+        Returns how many faces were re-sealed."""
+        if key is None and self._sealer is None:
+            raise GalleryKeyError(f"{self.location}: the gallery is not encrypted", parameter="key_file")
+        action = "encrypt" if self._sealer is None else ("rekey" if key is not None else "decrypt")
+        with self.transaction():
+            new = key.sealer(self.meta()["gallery_id"]) if key is not None else None
+            count = 0
+            for table, columns in SEALED_COLUMNS.items():
+                update = f"UPDATE {table} SET {', '.join(f'{column} = ?' for column in columns)} WHERE id = ?"
+                select = f"SELECT id, {', '.join(columns)} FROM {table} WHERE id > ? ORDER BY id LIMIT ?"
+                last = 0
+                while rows := self._rows(select, (last, RESEAL_BATCH)):
+                    self._run_many(update, [(*map(partial(_resealed, new), columns, row[1:]), row[0]) for row in rows])
+                    last, count = rows[-1][0], count + len(rows)
+            token = new.key_check() if new is not None else None
+            if token is None:
+                self._execute("DELETE FROM meta WHERE key = ?", (ENCRYPTION,))
+            else:
+                self._set_meta({ENCRYPTION: token})
+            self._set_meta({"log_from": self._bump_generation()})  # no saved index, sealed otherwise, is followed
+            self._audit(action, detail={"faces": count})
+            self._erase_later()
+        self._sealer, self._encryption = new, token
+        self._rewrite_tables()
+        return count
+
+    def _rewrite_tables(self) -> None:
+        """After :meth:`reseal`: make the old values unrecoverable from the store's files (by
+        default as a removal does)."""
+        self.erase_freed_pages()
 
     # -- identity, settings, change tracking and the audit log -------------------------------------
 
@@ -521,3 +702,10 @@ class StoreCore(ABC):
             self._execute("DELETE FROM meta WHERE key IN ('verify_threshold', 'identify_threshold')")
             self._set_meta({"log_from": self._bump_generation()})  # every vector changed: no index can follow
             self._audit("replace_embeddings", detail={"model_id": model_id, "faces": len(vectors)})
+
+
+def _resealed(sealer: Sealer | None, column: str, value: object) -> object:
+    """A biometric ``value`` (clear, as read) as stored under ``sealer`` (None: in clear)."""
+    if sealer is None:
+        return value
+    return sealer.seal_text(value) if column in SEALED_TEXT_COLUMNS else sealer.seal(value)

@@ -70,6 +70,7 @@ from facesys.errors import (
     NoGalleryError,
 )
 from facesys.gallery.location import public_url
+from facesys.gallery.sealing import GalleryKey
 from facesys.gallery.store.base import TruthStore
 from facesys.gallery.store.records import ERASE_PENDING
 
@@ -265,10 +266,10 @@ class PostgresStore(TruthStore):
 
     _cursor_names = itertools.count()
 
-    def __init__(self, location: str, create: bool = False):
+    def __init__(self, location: str, create: bool = False, key: GalleryKey | None = None):
         self._connect(location)
         try:
-            self._open(create)
+            self._open(create, key)
         except BaseException:
             self.close()
             raise
@@ -324,14 +325,18 @@ class PostgresStore(TruthStore):
             )
         return meta
 
-    def _open(self, create: bool) -> None:
+    def _open(self, create: bool, key: GalleryKey | None) -> None:
         meta = self._meta_if_gallery()
         if meta is None and not create:
             raise NoGalleryError(self.location)
         version = int(meta.get("schema_version", 0)) if meta else 0
         self._refuse_newer(version, SCHEMA_VERSION)
+        if meta is not None:
+            self._unlock(key)  # before anything is written
         if version < SCHEMA_VERSION:
             meta = self._make_schema()
+        if not self._unlocked:
+            self._unlock(key)  # a new gallery: made encrypted when a key is given
         self._gallery_id = meta["gallery_id"]
 
     def _make_schema(self) -> dict[str, str]:
@@ -399,6 +404,7 @@ class PostgresStore(TruthStore):
         self._changed = False
         with self._errors(), self.conn.transaction():
             self.conn.execute(_LOCK_WRITERS)
+            self._check_sealing()
             yield
             if self._changed:
                 self.conn.execute(_NOTIFY, (CHANNEL,))
@@ -419,19 +425,19 @@ class PostgresStore(TruthStore):
             with contextlib.suppress(psycopg.Error):
                 self.conn.isolation_level, self.conn.read_only = None, None
 
-    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    def _fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._errors(), self.conn.cursor(binary=True) as cursor:
             return cursor.execute(_postgres(sql), params).fetchall()
 
-    def _execute(self, sql: str, params: Sequence = ()) -> int:
+    def _run(self, sql: str, params: Sequence = ()) -> int:
         with self._errors():
             return self.conn.execute(_postgres(sql), params).rowcount
 
-    def _execute_many(self, sql: str, rows: list[Sequence]) -> None:
+    def _run_many(self, sql: str, rows: list[Sequence]) -> None:
         with self._errors(), self.conn.cursor() as cursor:
             cursor.executemany(_postgres(sql), rows)
 
-    def _stream(self, sql: str, size: int = 500) -> Iterator[list[tuple]]:
+    def _fetch_stream(self, sql: str, size: int = 500) -> Iterator[list[tuple]]:
         """From a server-side cursor (binary, so bytea arrives as bytes, not hex), in one read snapshot."""
         name = f"facesys_{next(self._cursor_names)}"
         with self.reading(), self._errors(), self.conn.cursor(name=name, binary=True) as cursor:
@@ -439,7 +445,7 @@ class PostgresStore(TruthStore):
             while batch := cursor.fetchmany(max(size, 1)):
                 yield batch
 
-    def _insert(self, table: str, rows: list[dict[str, object]]) -> list[int]:
+    def _insert_rows(self, table: str, rows: list[dict[str, object]]) -> list[int]:
         """In one pipeline; ids from the identity columns (never reused, even after a rollback)."""
         if not rows:
             return []
@@ -509,12 +515,20 @@ class PostgresStore(TruthStore):
         self._vacuum("faces", "people", "library_faces", "library_photos")
         self._execute("DELETE FROM meta WHERE key = ?", (ERASE_PENDING,))
 
+    def _rewrite_tables(self) -> None:
+        """After re-sealing every face: VACUUM FULL rewrites the tables into new files, so the old
+        values (every row was updated) are in no file of the database any more; they stay in the
+        server's WAL and backups for as long as its retention keeps those."""
+        self._vacuum("faces", "library_faces", full=True)
+        self._execute("DELETE FROM meta WHERE key = ?", (ERASE_PENDING,))
+
     def _erase_old_name(self) -> None:
         self._vacuum("people")  # the old name stays in a dead row until then
 
-    def _vacuum(self, *tables: str) -> None:
+    def _vacuum(self, *tables: str, full: bool = False) -> None:
         try:
-            self.conn.execute(f"VACUUM {', '.join(tables)}")  # the connection is autocommit: VACUUM runs outside a transaction
+            # the connection is autocommit: VACUUM runs outside a transaction
+            self.conn.execute(f"VACUUM {'FULL ' if full else ''}{', '.join(tables)}")
         except psycopg.Error as exc:
             error = self._error(exc)
             if isinstance(error, GalleryUnavailableError):

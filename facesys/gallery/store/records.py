@@ -18,6 +18,7 @@ from facesys.keys import ApiKey
 # meta key set with the first API key, in its transaction: from then on every request needs a key
 # (revoking the last one never opens the service to anonymous callers)
 KEYS_REQUIRED = "keys_required"
+ENCRYPTION = "encryption"  # meta key of an encrypted gallery: its key check (facesys/gallery/sealing.py)
 ERASE_PENDING = "erase_pending"  # meta key: a removal committed, its freed space not yet erased
 MAX_SALVAGE_ID = 2**31  # a row id above this read from a damaged page is taken for garbage
 

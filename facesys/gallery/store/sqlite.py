@@ -49,6 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from facesys.errors import GalleryError, NoGalleryError
+from facesys.gallery.sealing import GalleryKey
 from facesys.gallery.store.base import TruthStore
 from facesys.gallery.store.records import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, salvaged_face
 from facesys.gallery.store.rules import name_key
@@ -177,7 +178,7 @@ class SQLiteStore(TruthStore):
     ``create``: make the folder and database when missing (enrolling does; reading does not).
     """
 
-    def __init__(self, folder: str | Path, create: bool = False):
+    def __init__(self, folder: str | Path, create: bool = False, key: GalleryKey | None = None):
         self.folder = Path(folder)
         self.path = self.folder / DB_NAME
         self.location = str(self.folder)
@@ -195,9 +196,13 @@ class SQLiteStore(TruthStore):
             if self.writable:
                 self.db.execute("PRAGMA synchronous = FULL")
                 self.db.execute("PRAGMA secure_delete = ON")  # deleted rows are overwritten, whatever the build's default
-            self._init_schema()
+            self._init_schema(key)
         except sqlite3.DatabaseError as exc:
+            self._close_quietly()
             raise GalleryError(f"{self.path}: cannot open gallery database ({exc})") from None
+        except BaseException:  # a refused key: the connection goes (and with it the WAL files it made)
+            self._close_quietly()
+            raise
         if self.writable:
             self._finish_erasure()
 
@@ -208,7 +213,7 @@ class SQLiteStore(TruthStore):
     def _has_schema(self) -> bool:
         return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone() is not None
 
-    def _init_schema(self) -> None:
+    def _init_schema(self, key: GalleryKey | None) -> None:
         if not self._has_schema():
             with self.transaction():
                 if not self._has_schema():  # another process may have created it meanwhile
@@ -226,6 +231,7 @@ class SQLiteStore(TruthStore):
                     )
         version = int(self.meta().get("schema_version", 0))
         self._refuse_newer(version, SCHEMA_VERSION)
+        self._unlock(key)  # before anything is written
         if version < SCHEMA_VERSION:
             if not self.writable:
                 raise GalleryError(f"{self.path}: gallery schema version {version} must be upgraded, but it is read-only")
@@ -259,6 +265,11 @@ class SQLiteStore(TruthStore):
     def close(self) -> None:
         self.db.close()
 
+    def _close_quietly(self) -> None:
+        if hasattr(self, "db"):
+            with contextlib.suppress(sqlite3.Error):
+                self.db.close()
+
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE, so writers queue instead of failing).
@@ -272,6 +283,7 @@ class SQLiteStore(TruthStore):
             raise GalleryError(f"{self.path}: cannot write to the gallery ({exc})") from None
         self._raw = True  # errors inside are this transaction's: translated here, as write errors
         try:
+            self._check_sealing()
             yield self.db
             self.db.execute("COMMIT")
         except BaseException as exc:
@@ -317,25 +329,25 @@ class SQLiteStore(TruthStore):
             hint = "" if isinstance(exc, sqlite3.OperationalError) else f"; {DAMAGE_HINT}"
             raise GalleryError(f"{self.path}: cannot read the gallery database ({exc}){hint}") from None
 
-    def _rows(self, sql: str, params: Sequence = ()) -> list[tuple]:
+    def _fetch(self, sql: str, params: Sequence = ()) -> list[tuple]:
         with self._reads():
             return self.db.execute(_sqlite(sql), _params(params)).fetchall()
 
-    def _execute(self, sql: str, params: Sequence = ()) -> int:
+    def _run(self, sql: str, params: Sequence = ()) -> int:
         with self._reads():
             return self.db.execute(_sqlite(sql), _params(params)).rowcount
 
-    def _execute_many(self, sql: str, rows: list[Sequence]) -> None:
+    def _run_many(self, sql: str, rows: list[Sequence]) -> None:
         with self._reads():
             self.db.executemany(_sqlite(sql), rows)
 
-    def _stream(self, sql: str, size: int = 500) -> Iterator[list[tuple]]:
+    def _fetch_stream(self, sql: str, size: int = 500) -> Iterator[list[tuple]]:
         with self._reads():
             cursor = self.db.execute(_sqlite(sql))
             while batch := cursor.fetchmany(max(size, 1)):
                 yield batch
 
-    def _insert(self, table: str, rows: list[dict[str, object]]) -> list[int]:
+    def _insert_rows(self, table: str, rows: list[dict[str, object]]) -> list[int]:
         ids = []
         for row in rows:
             values = ({"id": self._unused_id(table)} if table in _COUNTERS else {}) | row
@@ -428,6 +440,11 @@ class SQLiteStore(TruthStore):
                 failed += 1
                 continue
             if row is None:
+                continue
+            try:
+                row = self._opened([row])[0]
+            except GalleryError:  # a sealed value altered by the damage
+                failed += 1
                 continue
             parsed = salvaged_face((row[0], self._salvaged_name(row[1], names), *row[2:]), dim, model_id)
             if parsed is None:
