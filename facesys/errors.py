@@ -118,5 +118,9 @@ class GalleryKeyError(GalleryError):
     that is not encrypted, or a key file that cannot be read (a service refuses to start)."""
 
 
+class KeyMissingError(GalleryKeyError):
+    """An encrypted gallery opened without a key."""
+
+
 class GalleryUnavailableError(GalleryError):
     """The gallery's database cannot be reached (a service answers 503 and recovers when it can)."""

@@ -122,7 +122,7 @@ def add_global_options(command: click.Command) -> None:
         free = [opt for opt in declarations if opt not in taken]
         if not free:
             continue
-        name = GLOBAL_PREFIX + declarations[-1].lstrip("-")
+        name = GLOBAL_PREFIX + declarations[-1].lstrip("-").replace("-", "_")
         command.params.append(click.Option([*free, name], hidden=True, expose_value=False, callback=_store_global, **shared))
         added.append(free[0])
     if added:

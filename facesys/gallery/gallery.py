@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -24,12 +23,12 @@ from facesys.decide.calibration import Calibration
 from facesys.decide.match import Candidate, OpenSetThreshold, ThresholdPolicy
 from facesys.decide.ranking import Neighbours
 from facesys.decide.scoring import DEFAULT_PERSON_SCORE
-from facesys.errors import GalleryError, NoGalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
+from facesys.errors import GalleryError, KeyMissingError, NoGalleryError, UnknownFaceError, UnknownKeyError, UnknownPersonError
 from facesys.gallery.audit import AuditEvent
 from facesys.gallery.index import DEFAULT_INDEX_BACKEND, VectorIndex, index_class
 from facesys.gallery.index import sync as index_sync
 from facesys.gallery.location import index_folder_of, is_database_url, public_form
-from facesys.gallery.sealing import KEY_FILE_ENV, GalleryKey, key_from
+from facesys.gallery.sealing import GalleryKey, key_from
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
 from facesys.keys import ApiKey, hash_key, new_key
 from facesys.models import ModelInfo, ModelSpec
@@ -67,8 +66,7 @@ class Gallery:
         key_file: str | Path | None = None,
     ):
         address = str(location) if location is not None else default_gallery()
-        self._key_file = key_file  # None: $FACESYS_KEY_FILE, if set (read at the first open)
-        self._key: GalleryKey | None = None
+        self._key = key_from(key_file)  # None: $FACESYS_KEY_FILE, if set; a bad key file fails here
         self._address = address if is_database_url(address) else Path(address)  # what stores are opened with
         self.location = public_form(self._address)
         self.index_backend = index_backend
@@ -111,9 +109,7 @@ class Gallery:
 
     @property
     def key(self) -> GalleryKey | None:
-        """The gallery key given (``key_file``, else ``$FACESYS_KEY_FILE``), read once; None: none."""
-        if self._key is None and (self._key_file is not None or os.environ.get(KEY_FILE_ENV)):
-            self._key = key_from(self._key_file)
+        """The gallery key given (``key_file``, else ``$FACESYS_KEY_FILE``); None: none."""
         return self._key
 
     def reseal(self, new_key: GalleryKey | None, key: GalleryKey | None = None) -> int:
@@ -123,11 +119,20 @@ class Gallery:
         From then on this Gallery opens it with ``new_key``. Returns how many faces were re-sealed."""
         if not self.exists():
             raise NoGalleryError(self.location)
-        with open_store(self._address, key=key) as store:
+        try:
+            store = open_store(self._address, key=key)
+        except KeyMissingError:
+            if new_key is None:
+                raise
+            raise KeyMissingError(
+                f"{self.location}: the gallery is encrypted already; 'facesys gallery rekey' changes its key",
+                parameter="key_file",
+            ) from None
+        with store:
             count = store.reseal(new_key)
             index_sync.erase_removed(store, self.index_folder)
         with self._lock:
-            self._key, self._key_file, self._index = new_key, None, None
+            self._key, self._index = new_key, None
         return count
 
     @property

@@ -23,6 +23,7 @@ from facesys.errors import (
     GalleryError,
     GalleryKeyError,
     GalleryVersionError,
+    KeyMissingError,
     NameConflictError,
     UnknownPersonError,
 )
@@ -240,7 +241,7 @@ class StoreCore(ABC):
                     self._audit("encrypt", detail={"faces": 0})
         elif token is not None:
             if key is None:
-                raise GalleryKeyError(
+                raise KeyMissingError(
                     f"{self.location}: the gallery is encrypted; give its key with --key-file FILE or $FACESYS_KEY_FILE",
                     parameter="key_file",
                 )
