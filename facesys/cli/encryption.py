@@ -39,8 +39,12 @@ def keygen(path: str) -> None:
 def encrypt(settings: Settings, key_file: str) -> None:
     """Encrypt a gallery held in clear, in place (one transaction: a kill leaves it in clear or
     encrypted, never a mix), then erase the freed space and index files that held it in clear."""
-    faces = open_gallery(settings).reseal(_key(key_file))
+    gallery = open_gallery(settings)
+    faces = gallery.reseal(_key(key_file))
     _done(settings, f"encrypted with {key_file}", faces)
+    for copy in gallery.copies_set_aside():  # all of them predate this encryption
+        note = "a copy left by 'gallery repair' before the gallery was encrypted holds faces in clear"
+        click.echo(f"warning: {copy}: {note}; delete it once it is not needed", err=True)
 
 
 @gallery.command()

@@ -135,6 +135,14 @@ class Gallery:
             self._key, self._index = new_key, None
         return count
 
+    def copies_set_aside(self) -> list[Path]:
+        """Files ``repair`` left in a folder gallery (a damaged database moved aside, a salvage
+        export): kept for the user, they hold the faces as the gallery held them then (in clear
+        if it was not encrypted yet). Empty for a database gallery."""
+        if not self.is_folder or not self._address.is_dir():
+            return []
+        return sorted([*self._address.glob("gallery.sqlite3.damaged-*"), *self._address.glob("salvage-*.zip")])
+
     @property
     def index_folder(self) -> Path:
         """Where index files are saved."""

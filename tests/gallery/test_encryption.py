@@ -223,3 +223,22 @@ def test_a_key_file_others_can_read_or_that_is_no_key_is_refused(tmp_path):
         GalleryKey.from_file(bad)
     with pytest.raises(GalleryKeyError, match="exists already"):
         write_new_key(path)
+
+
+def test_repairing_a_damaged_encrypted_gallery_keeps_it_encrypted(tmp_path, key):
+    from tests.gallery.test_damaged_database import faces_pages, overwrite_page
+
+    folder = tmp_path / "g"
+    faces = [face(seed) for seed in range(300)]
+    with open_store(folder, create=True, key=key) as store:
+        store.set_model(MODEL, "test-model", "0" * 64, DIM)
+        store.add_faces([(f"Person {seed % 20}", f) for seed, f in enumerate(faces)], MODEL)
+    overwrite_page(folder / "gallery.sqlite3", faces_pages(folder / "gallery.sqlite3")[2])
+    gallery = Gallery(folder, key_file=key.source)
+    assert gallery.check()
+    gallery.repair()
+    with open_store(folder, key=key) as store:
+        assert store.encrypted and store.check() == []
+        kept = store.face_count()
+    assert 200 < kept < 300
+    assert clear_bytes_found(every_file(folder), faces) == []  # the copy set aside and the salvage too
