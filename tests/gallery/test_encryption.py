@@ -119,6 +119,7 @@ def test_no_biometric_byte_is_stored_in_clear(location, key):
         faces = fill(store)
         store.remove_person("Bob")  # a removal's freed space, too
         store.add_faces([("Cy", face(50))], MODEL)
+        assert clear_bytes_found(all_stored_bytes(location), [*faces, face(50)]) == []  # open: with its WAL
     assert clear_bytes_found(all_stored_bytes(location), [*faces, face(50)]) == []
 
 
