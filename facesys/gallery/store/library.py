@@ -494,16 +494,30 @@ class PhotoLibrary(StoreCore):
     def _erase_library_faces_of(self, person_id: int) -> int:
         """Inside a transaction: delete the library faces of ``person_id`` and those that are one of
         their enrolled faces again, remembering them as :meth:`remove_person` says; returns how many."""
+        rows = self._rows(
+            "DELETE FROM library_faces WHERE person_id = ? OR id = ANY(?) RETURNING id, photo_id, frame, box",
+            (person_id, self._same_library_faces(person_id)),
+        )
+        self._remember_erased(rows)
+        return len(rows)
+
+    def _same_library_faces(self, person_id: int) -> list[int]:
+        """The ids of the library faces that are one of ``person_id``'s enrolled faces again (the
+        same photo sha256, embedding within SAME_FACE_DISTANCE: :func:`same_faces`), ascending."""
         enrolled = self._rows("SELECT image_sha256, embedding FROM faces WHERE person_id = ?", (person_id,))
         same = self._rows(
             "SELECT lf.id, lp.sha256, lf.embedding FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
             "WHERE lp.sha256 = ANY(?)",
             (sorted({sha for sha, _ in enrolled}),),
         )
-        rows = self._rows(
-            "DELETE FROM library_faces WHERE person_id = ? OR id = ANY(?) RETURNING id, photo_id, frame, box",
-            (person_id, sorted(same_faces(enrolled, same))),
-        )
+        return sorted(same_faces(enrolled, same))
+
+    def _remember_erased(self, rows: list[tuple]) -> int:
+        """Inside a transaction: after library faces were deleted (``rows`` of id, photo id, frame,
+        box), remember them as :meth:`remove_person` says (their photo keeps their positions in
+        ``erased``; a photo left without faces goes, its sha256 stays in ``library_erased``);
+        returns how many photos went."""
+        gone = 0
         for photo_id in sorted({row[1] for row in rows}):
             erased = [(frame, box) for _, photo, frame, box in rows if photo == photo_id]
             sha, old, left = self._row(
@@ -521,7 +535,8 @@ class PhotoLibrary(StoreCore):
                     "CASE WHEN excluded.faces > library_erased.faces THEN excluded.faces ELSE library_erased.faces END",
                     (sha, len(erased)),
                 )
-        return len(rows)
+                gone += 1
+        return gone
 
 
 def _same_face(seen: SeenFace, now: LibraryFace) -> bool:

@@ -273,6 +273,7 @@ class SQLiteStore(TruthStore):
         self._raw = True  # errors inside are this transaction's: translated here, as write errors
         try:
             yield self.db
+            self._retain()  # every writer deletes what has expired, in its own transaction (retention.py)
             self.db.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -284,6 +285,7 @@ class SQLiteStore(TruthStore):
             raise
         finally:
             self._raw = False
+        self._erase_retained()
 
     @contextmanager
     def reading(self) -> Iterator[None]:
