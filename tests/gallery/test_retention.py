@@ -237,3 +237,31 @@ def test_a_bad_period_is_one_line_naming_the_option(tmp_path, args, option):
     (line,) = result.stderr.splitlines()
     assert line.startswith(f"facesys: error: Invalid value for '{option}'") and "s, m, h, d, w or y" in line
     assert not (tmp_path / "g").exists()
+
+
+def test_the_periods_travel_in_an_export_into_a_new_gallery(store, second_store, tmp_path):
+    """As the thresholds do: so a gallery rebuilt by repair keeps them."""
+    import zipfile
+
+    from facesys.errors import GalleryError
+    from facesys.gallery.portable import export_gallery, import_gallery
+
+    store.add_face("Ann", face(1), MODEL)
+    store.set_retention({"library": "90d", "audit": "1y"})
+    export_gallery(store, tmp_path / "g.zip")
+    fresh = open_store(tmp_path / "fresh", create=True)
+    try:
+        assert import_gallery(fresh, tmp_path / "g.zip") == (1, 0)
+        assert fresh.retention() == {"library": "90d", "audit": "1y"}
+    finally:
+        fresh.close()
+    with zipfile.ZipFile(tmp_path / "g.zip") as archive:
+        manifest = json.loads(archive.read("manifest.json"))
+        files = {name: archive.read(name) for name in archive.namelist() if name != "manifest.json"}
+    manifest["settings"]["retention_audit"] = "soon"
+    with zipfile.ZipFile(tmp_path / "bad.zip", "w") as archive:
+        archive.writestr("manifest.json", json.dumps(manifest))
+        for name, data in files.items():
+            archive.writestr(name, data)
+    with pytest.raises(GalleryError, match="setting retention_audit must be a period such as 90d or 1y, not 'soon'"):
+        import_gallery(second_store, tmp_path / "bad.zip")
