@@ -15,8 +15,9 @@ Layout (format ``facesys-person-export``, version 1), no pickle:
   embedding ((dim,) float32, saved without pickle), named in the face's ``crop`` and ``embedding``;
 - ``library/<n>.jpg`` and ``library/<n>.npy``: the same for each library face.
 
-The archive is built in memory (:func:`person_export`) and written by :func:`write_export`
-alone, atomically (a temporary file beside it, then replaced): a failure leaves nothing.
+The archive is built in memory (:func:`person_archive`) and written by :func:`write_export`
+alone, atomically (a temporary file beside it, then replaced): a failure leaves nothing. The
+service hands the same bytes to an admin (``GET /v1/export/people/{name}``).
 """
 
 from __future__ import annotations
@@ -91,10 +92,17 @@ def write_export(path: str | Path, data: bytes) -> None:
         raise GalleryError(f"{path}: cannot write the export ({exc.strerror or exc})") from None
 
 
+def person_archive(store: TruthStore, name: str) -> tuple[HeldAbout, bytes]:
+    """Everything ``store`` holds about ``name``, read in one snapshot, and its zip (bytes).
+    UnknownPersonError when nobody has that name."""
+    with store.reading():
+        held, meta = store.held_about(name), store.meta()
+    return held, person_export(held, meta)
+
+
 def export_person(store: TruthStore, name: str, path: str | Path) -> HeldAbout:
     """Write everything ``store`` holds about ``name`` to the zip ``path``; returns what was written.
     UnknownPersonError (nothing written) when nobody has that name."""
-    with store.reading():
-        held, meta = store.held_about(name), store.meta()
-    write_export(path, person_export(held, meta))
+    held, data = person_archive(store, name)
+    write_export(path, data)
     return held

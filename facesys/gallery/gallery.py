@@ -582,12 +582,21 @@ class Gallery:
         """Write everything held about ``name`` to the zip ``path``, for a data subject's access
         request (facesys/gallery/access.py); returns what was written. UnknownPersonError, nothing
         written, when nobody has that name."""
-        from facesys.gallery.access import export_person
+        from facesys.gallery.access import write_export
+
+        held, data = self.person_archive(name)
+        write_export(path, data)
+        return held
+
+    def person_archive(self, name: str) -> tuple[HeldAbout, bytes]:
+        """Everything held about ``name`` and its zip (bytes), as :meth:`export_person` writes it.
+        UnknownPersonError when nobody has that name."""
+        from facesys.gallery.access import person_archive
 
         if not self.exists():
             raise UnknownPersonError(f"no person named {name!r} in {self.location}")
         with self.open() as store:
-            return export_person(store, name, path)
+            return person_archive(store, name)
 
     def retention(self) -> dict[str, str | None]:
         """How long unnamed library faces and audit events are kept: {"library": "90d" or None
