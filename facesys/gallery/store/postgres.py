@@ -499,9 +499,8 @@ class PostgresStore(TruthStore):
 
     def erase_freed_pages(self) -> None:
         """VACUUM the tables that hold personal data (faces with their crops, people, the library)
-        and the audit log (whose old events retention deletes),
-        so the space of deleted rows is marked free and their index entries go; then clear
-        ERASE_PENDING.
+        and the audit log (whose old events retention deletes), so the space of deleted rows is
+        marked free and their index entries go; then clear ERASE_PENDING.
 
         Best effort, unlike SQLite's: PostgreSQL keeps deleted rows in its files until VACUUM, and
         VACUUM does not overwrite them: the bytes stay on disk until new rows reuse the space (a
