@@ -54,11 +54,16 @@ def test_expired_unnamed_faces_and_events_go_and_the_rest_stays(store):
     store.add_face("Ann", face(1), MODEL)
     carry(store, 1, [10, 11], OLD)  # unnamed, old: both go, the photo too (remembered by sha256)
     carry(store, 2, [12], OLD)
-    store.record_photo(photo(2), None, MODEL)  # touched: counted from now again ...
+    touched = photo(2)
+    store.record_photo(type(touched)(touched.path, 5, 6, touched.sha256), None, MODEL)  # a touch: still as old
+    carry(store, 6, [17], OLD)
+    store.move_photo("/library/6.jpg", photo(7, sha=photo(6).sha256))  # a move: still as old
+    carry(store, 8, [18], OLD - 1)
+    store.record_photo(photo(8, sha="e" * 64), [library_face(19)], MODEL)  # new bytes, read now: stays
     carry(store, 3, [13], OLD, "Ann", "auto")  # attached: stays
     carry(store, 4, [14, 15], OLD)
     named = [f.id for f in store.library_faces() if f.path == "/library/4.jpg"][:1]
-    store.name_library_faces(named, "Cy")  # ... named by the user: stays; the other face of that photo goes
+    store.name_library_faces(named, "Cy")  # named by the user: stays; the other face of that photo goes
     carry(store, 5, [16], time.time())  # recent: stays
     old_events(store, OLD, OLD + 1, time.time() - 10 * DAY)
     before = len(store.audit_log(None))
@@ -67,18 +72,18 @@ def test_expired_unnamed_faces_and_events_go_and_the_rest_stays(store):
 
     faces = store.library_faces()
     assert sorted((f.path, f.person) for f in faces) == [
-        ("/library/2.jpg", None),
         ("/library/3.jpg", "Ann"),
         ("/library/4.jpg", "Cy"),
         ("/library/5.jpg", None),
+        ("/library/8.jpg", None),
     ]
     photos = {p.path: p for p in store.library_photos()}
-    assert sorted(photos) == ["/library/2.jpg", "/library/3.jpg", "/library/4.jpg", "/library/5.jpg"]
+    assert sorted(photos) == ["/library/3.jpg", "/library/4.jpg", "/library/5.jpg", "/library/8.jpg"]
     assert photos["/library/4.jpg"].faces == 1 and photos["/library/4.jpg"].erased == [[None, 25.0, 20.0, 110.0, 140.0]]
-    assert store.erased_photos() == {photo(1).sha256}  # a scan leaves those bytes out, as after a removal
+    assert store.erased_photos() == {photo(n).sha256 for n in (1, 2, 6)}  # a scan leaves those bytes out, as after a removal
     assert store.people() == [("Ann", 1), ("Cy", 1)] and store.face_count() == 2
     log = store.audit_log(None)
-    assert log[0].action == "retention" and log[0].detail == {"library_faces": 3, "library_photos": 1, "audit_events": 2}
+    assert log[0].action == "retention" and log[0].detail == {"library_faces": 5, "library_photos": 3, "audit_events": 2}
     assert len(log) == before + 2 - 2 and all(event.at >= time.time() - 31 * DAY for event in log)
     assert ERASE_PENDING not in store.meta() and store.check() == []
 

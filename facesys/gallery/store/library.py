@@ -50,7 +50,8 @@ class PhotoLibrary(StoreCore):
         replacing an earlier record of the same path and its faces (their enrolled copies stay);
         returns the new library face ids. A face's ``person`` attaches it automatically to that
         enrolled person (ignored when nobody has that name now). ``faces=None``: the file's content
-        is unchanged, only its size, modification time and scan time are updated. Freed space is
+        is unchanged, only its size and modification time are updated (its scan time stays: it
+        says when its faces were found, from which retention counts). Freed space is
         erased by the next :meth:`erase_freed_pages`. GalleryError when faces are given and
         ``model_id`` is not the store's model."""
         with self.transaction():
@@ -59,9 +60,8 @@ class PhotoLibrary(StoreCore):
             if faces is None:
                 if row is None:
                     raise GalleryError(f"{photo.path}: not in the library of {self.location}; nothing to update")
-                self._execute(
-                    "UPDATE library_photos SET size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
-                    (photo.size, photo.mtime_ns, now, row[0]),
+                self._execute(  # scanned_at stays: when its faces were found (retention counts from it)
+                    "UPDATE library_photos SET size = ?, mtime_ns = ? WHERE id = ?", (photo.size, photo.mtime_ns, row[0])
                 )
                 return []
             if faces:
@@ -198,9 +198,9 @@ class PhotoLibrary(StoreCore):
             )
             if row is None:
                 return False
-            self._execute(
-                "UPDATE library_photos SET path = ?, size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
-                (photo.path, photo.size, photo.mtime_ns, time.time(), row[0]),
+            self._execute(  # scanned_at stays: when its faces were found (retention counts from it)
+                "UPDATE library_photos SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                (photo.path, photo.size, photo.mtime_ns, row[0]),
             )
             self._execute(  # the enrolled copies of its named faces name the file where it is now
                 "UPDATE faces SET source = ? WHERE id IN (SELECT enrolled_face_id FROM library_faces WHERE photo_id = ?)",

@@ -3,8 +3,9 @@ library faces and the audit log are kept, and the deletion of what is older, by 
 
 Two periods, stored as meta settings (:data:`RETENTION_SETTINGS`, text such as ``90d``; no schema
 change): ``library``, for unnamed library faces (no person: neither named nor attached
-automatically), counted from when their photo was scanned (``library_photos.scanned_at``: set
-when the file is recorded, re-read, touched or moved); and ``audit``, for audit events, counted
+automatically), counted from when their photo was read and they were found
+(``library_photos.scanned_at``: set when the file is recorded or re-read because its bytes
+changed; a touch or a move keeps it, so neither extends their life); and ``audit``, for audit events, counted
 from their time (``audit.at``). Enrolled faces and named or attached library faces are never
 deleted by retention: only by removing them.
 
