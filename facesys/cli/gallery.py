@@ -190,9 +190,30 @@ def repair(settings: Settings) -> None:
 
 @gallery.command("export")
 @click.argument("path", type=click.Path(dir_okay=False))
+@click.option(
+    "--person",
+    metavar="NAME",
+    help="Only everything held about NAME, for an access request: faces, crops, embeddings, library faces, log events.",
+)
+@click.option(
+    "--clear",
+    is_flag=True,
+    help="With --person, from an encrypted gallery: write the file in clear (the copy for the data subject).",
+)
 @click.pass_obj
-def export_command(settings: Settings, path: str) -> None:
-    """Write the whole gallery to PATH: a zip of JSON, embeddings (.npy) and face crops (JPEG)."""
+def export_command(settings: Settings, path: str, person: str | None, clear: bool) -> None:
+    """Write the whole gallery to PATH: a zip of JSON, embeddings (.npy) and face crops (JPEG),
+    sealed with the gallery's key when it is encrypted."""
+    if clear and person is None:
+        raise click.UsageError("--clear: only with --person (a whole gallery's export of an encrypted gallery is always sealed)")
+    if person is not None:
+        held = open_gallery(settings).export_person(person, path, clear=clear)
+        faces, library, events = len(held.faces), len(held.library_faces), len(held.events)
+        click.echo(
+            f"exported everything held about {held.name} to {path}: {faces} enrolled face{'s' if faces != 1 else ''}, "
+            f"{library} library face{'s' if library != 1 else ''}, {events} log event{'s' if events != 1 else ''}"
+        )
+        return
     count, unreadable = open_gallery(settings).export(path)
     click.echo(f"exported {count} face{'s' if count != 1 else ''} to {path}")
     if unreadable:
@@ -241,3 +262,43 @@ def log_command(settings: Settings, limit: int, as_json: bool) -> None:
     for event in events:
         fields = (local_time(event.at), event.actor, event.action, _person_shown(event), _detail_shown(event.detail))
         click.echo("\t".join(fields))
+
+
+class Period(click.ParamType):
+    """A retention period (90d, 1y: facesys/gallery/store/retention.py) or ``off``; converted to
+    the stored form, or None for off."""
+
+    name = "period"
+
+    def convert(self, value, param, ctx):
+        from facesys.gallery.store.retention import parse_period
+
+        if value is None or (isinstance(value, str) and value.strip().lower() == "off"):
+            return None
+        try:
+            return parse_period(value, param.name if param is not None else "period")
+        except FacesysError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@gallery.command("retention")
+@click.option("--library", type=Period(), help="Delete unnamed library faces this long after their photo's scan (off: keep).")
+@click.option("--audit", type=Period(), help="Delete audit log events this old (off: keep).")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def retention_command(ctx: click.Context, library: str | None, audit: str | None, as_json: bool) -> None:
+    """Show or set how long unnamed library faces and the audit log are kept (PERIOD: a whole
+    number and s, m, h, d, w or y, e.g. 90d, 1y; or off). Every write deletes what is older."""
+    given = {what: value for what, value in (("library", library), ("audit", audit)) if _given(ctx, what)}
+    gallery = open_gallery(ctx.obj)
+    periods = gallery.set_retention(given) if given else gallery.retention()
+    if as_json:
+        emit_json({"retention": periods})
+        return
+    for what, period in periods.items():
+        click.echo(f"{what}: {period or 'off'}")
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the option ``name`` was given on the command line."""
+    return ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE

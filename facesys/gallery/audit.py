@@ -45,6 +45,9 @@ ACTIONS = (
     "unname_faces",
     "remove_library_faces",
     "reembed_library_faces",
+    # retention (facesys/gallery/store/retention.py)
+    "set_retention",
+    "retention",
 )
 
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("facesys_actor", default=None)

@@ -30,6 +30,8 @@ from facesys.gallery.index import sync as index_sync
 from facesys.gallery.location import index_folder_of, is_database_url, public_form
 from facesys.gallery.sealing import GalleryKey, key_from
 from facesys.gallery.store import Carried, FaceRecord, NewFace, TruthStore, open_store, store_exists
+from facesys.gallery.store.retention import RETENTION_SETTINGS
+from facesys.gallery.store.subjects import HeldAbout
 from facesys.keys import ApiKey, hash_key, new_key
 from facesys.models import ModelInfo, ModelSpec
 
@@ -622,6 +624,41 @@ class Gallery:
         with self.open() as store:
             written = export_gallery(store, path, on_unreadable=unreadable.append)
         return written, unreadable[0] if unreadable else 0
+
+    def export_person(self, name: str, path: str | Path, clear: bool = False) -> HeldAbout:
+        """Write everything held about ``name`` to the zip ``path``, for a data subject's access
+        request (facesys/gallery/access.py); returns what was written. From an encrypted gallery
+        the file is sealed with its key unless ``clear`` (the copy for the data subject).
+        UnknownPersonError, nothing written, when nobody has that name."""
+        from facesys.gallery.access import write_export
+
+        held, data = self.person_archive(name)
+        write_export(path, data, None if clear else self.key)
+        return held
+
+    def person_archive(self, name: str) -> tuple[HeldAbout, bytes]:
+        """Everything held about ``name`` and its zip (bytes), as :meth:`export_person` writes it.
+        UnknownPersonError when nobody has that name."""
+        from facesys.gallery.access import person_archive
+
+        if not self.exists():
+            raise UnknownPersonError(f"no person named {name!r} in {self.location}")
+        with self.open() as store:
+            return person_archive(store, name)
+
+    def retention(self) -> dict[str, str | None]:
+        """How long unnamed library faces and audit events are kept: {"library": "90d" or None
+        (for ever), "audit": ...} (facesys/gallery/store/retention.py)."""
+        if not self.exists():
+            return dict.fromkeys(RETENTION_SETTINGS)
+        with self.open() as store:
+            return store.retention()
+
+    def set_retention(self, periods: dict[str, str | None]) -> dict[str, str | None]:
+        """Set retention periods ("library", "audit" -> "90d"..., None: for ever; the gallery is
+        created if missing); what has expired goes at once. Returns the periods in force."""
+        with self.open(create=True) as store:
+            return store.set_retention(periods)
 
     def import_(self, path: str | Path) -> tuple[int, int]:
         """Add the faces of an export; returns (added, skipped as already present)."""

@@ -6,7 +6,8 @@ library, still import):
 - ``manifest.json``: format, version, model_id, model_name, weights_sha256, dim, metric,
   exported_at, ``faces``: a list of {person, source, image_sha256, box, landmarks, score,
   crop_origin, created_at, crop} in the row order of the embeddings, the optional
-  ``settings``: {verify_threshold, identify_threshold, index_kind}, those the gallery had set
+  ``settings``: {verify_threshold, identify_threshold, index_kind, retention_library,
+  retention_audit (periods such as "90d")}, those the gallery had set
   (files written before settings were exported simply have none), and ``library`` (version 2):
   {photos: [{path, size, mtime_ns, sha256, faces, error, model_id, scanned_at, erased}],
   faces: [{photo (its number in photos), frame, box, landmarks, score, crop_origin, crop,
@@ -47,6 +48,7 @@ from facesys.errors import GalleryError
 from facesys.gallery.sealing import opened_file, sealed_output
 from facesys.gallery.store import NewFace, TruthStore, name_key, normalize_name
 from facesys.gallery.store.records import CarriedLibrary, CarriedLibraryFace, LibraryPhoto, NewLibraryFace
+from facesys.gallery.store.retention import RETENTION_SETTINGS, parse_period
 
 FORMAT, VERSION = "facesys-gallery-export", 2  # 2: the photo library (version 1 files import, with none)
 METRIC = "euclidean-unit"
@@ -173,7 +175,8 @@ def _library_section(
 def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> int:
     """Write every face of ``store`` to the zip ``path`` (atomically); returns the number of faces.
 
-    The calibrated thresholds and a forced index kind travel in the manifest's ``settings``.
+    The calibrated thresholds, a forced index kind and the retention periods travel in the
+    manifest's ``settings``.
 
     A damaged store (reading the faces fails) is salvaged: its faces are read row by row
     (``store.salvage()``) and those that can be read and that an import would accept are written.
@@ -190,6 +193,9 @@ def export_gallery(store: TruthStore, path: str | Path, on_unreadable=None) -> i
         kind = store.setting(INDEX_KIND_SETTING)
         if kind in _index_kinds():
             settings[INDEX_KIND_SETTING] = kind
+        for what, period in store.retention().items():
+            if period is not None:
+                settings[RETENTION_SETTINGS[what]] = period
         return settings
 
     try:
@@ -427,6 +433,12 @@ def _check_settings(path: Path, manifest: dict) -> dict[str, object]:
         if not isinstance(kind, str) or kind not in _index_kinds():
             raise GalleryError(f"{path}: setting index_kind must be one of {', '.join(_index_kinds())}, not {_shown(kind)}")
         settings[INDEX_KIND_SETTING] = kind
+    for what, key in RETENTION_SETTINGS.items():
+        if raw.get(key) is not None:
+            try:
+                settings[key] = parse_period(raw[key], what)
+            except GalleryError:
+                raise GalleryError(f"{path}: setting {key} must be a period such as 90d or 1y, not {_shown(raw[key])}") from None
     return settings
 
 
@@ -714,7 +726,7 @@ def import_gallery(store: TruthStore, path: str | Path, action: str = "import") 
       holds it, so the file was altered.
     - A name that equals an existing person's ignoring case but is spelled differently is refused.
     - Into a gallery bound to no model yet, the export's model and its settings (calibrated
-      thresholds, forced index kind) are restored; a gallery that has a model keeps its own settings.
+      thresholds, forced index kind, retention periods) are restored; a gallery that has a model keeps its own settings.
       Binding and settings are written just before the faces' transaction and undone (best effort)
       when that transaction fails.
     """
@@ -736,7 +748,7 @@ def import_gallery(store: TruthStore, path: str | Path, action: str = "import") 
                 "rename one of them first"
             )
         new.append((person, face))
-    restorable = (*MODEL_KEYS, *THRESHOLD_SETTINGS, INDEX_KIND_SETTING)
+    restorable = (*MODEL_KEYS, *THRESHOLD_SETTINGS, INDEX_KIND_SETTING, *RETENTION_SETTINGS.values())
     before = {key: store.setting(key) for key in restorable} if bind else {}
     if bind:
         store.set_model(export.model_id, export.model_name, export.weights_sha256, export.dim)

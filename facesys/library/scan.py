@@ -54,7 +54,8 @@ STATUSES = ("new", "changed", "unchanged", "moved", "erased", "error", "forgotte
 class ScanResult:
     """What a scan did with one file: ``status`` is new or changed (read now), unchanged (skipped),
     moved (the bytes of a recorded file whose path is gone: its record, faces and names follow),
-    erased (left out: its faces were erased with a removed person), error (could not be read;
+    erased (left out: its faces were erased with a removed person, or expired: see
+    facesys/gallery/store/retention.py), error (could not be read;
     ``error`` says why) or forgotten (gone from disk); ``faces`` found in
     it (for forgotten: the faces forgotten), ``face_ids`` the new library face ids, ``automatic``:
     person -> faces attached to them automatically, and whether this scan read the file."""

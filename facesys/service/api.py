@@ -266,6 +266,18 @@ def set_thresholds(body: schemas.Thresholds, caller: Admin, service: Ready) -> d
     return service.system.gallery.thresholds()
 
 
+ZIP = {200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}, "description": "A zip"}}
+
+
+@router.get("/export/people/{name:name}", response_class=Response, responses=ZIP, tags=["admin"])
+def export_person(name: PersonPath, caller: Admin, service: Ready) -> Response:
+    """Everything held about one person, for a data subject's access request: the zip that
+    ``facesys gallery export --person`` writes (docs/privacy.md); 404 when nobody has that name."""
+    _, data = service.system.gallery.person_archive(person_name(name))
+    headers = {"Cache-Control": "private, no-store", "Content-Disposition": 'attachment; filename="person.zip"'}
+    return Response(data, media_type="application/zip", headers=headers)
+
+
 @router.get("/log", response_model=schemas.LogAnswer, tags=["admin"])
 def audit_log(caller: Admin, service: Ready, limit: Annotated[int, Query(ge=1, le=10_000)] = LOG_EVENTS) -> dict:
     """The gallery's audit log, newest first: who changed what, when."""

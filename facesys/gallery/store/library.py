@@ -50,7 +50,8 @@ class PhotoLibrary(StoreCore):
         replacing an earlier record of the same path and its faces (their enrolled copies stay);
         returns the new library face ids. A face's ``person`` attaches it automatically to that
         enrolled person (ignored when nobody has that name now). ``faces=None``: the file's content
-        is unchanged, only its size, modification time and scan time are updated. Freed space is
+        is unchanged, only its size and modification time are updated (its scan time stays: it
+        says when its faces were found, from which retention counts). Freed space is
         erased by the next :meth:`erase_freed_pages`. GalleryError when faces are given and
         ``model_id`` is not the store's model."""
         with self.transaction():
@@ -59,9 +60,8 @@ class PhotoLibrary(StoreCore):
             if faces is None:
                 if row is None:
                     raise GalleryError(f"{photo.path}: not in the library of {self.location}; nothing to update")
-                self._execute(
-                    "UPDATE library_photos SET size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
-                    (photo.size, photo.mtime_ns, now, row[0]),
+                self._execute(  # scanned_at stays: when its faces were found (retention counts from it)
+                    "UPDATE library_photos SET size = ?, mtime_ns = ? WHERE id = ?", (photo.size, photo.mtime_ns, row[0])
                 )
                 return []
             if faces:
@@ -198,9 +198,9 @@ class PhotoLibrary(StoreCore):
             )
             if row is None:
                 return False
-            self._execute(
-                "UPDATE library_photos SET path = ?, size = ?, mtime_ns = ?, scanned_at = ? WHERE id = ?",
-                (photo.path, photo.size, photo.mtime_ns, time.time(), row[0]),
+            self._execute(  # scanned_at stays: when its faces were found (retention counts from it)
+                "UPDATE library_photos SET path = ?, size = ?, mtime_ns = ? WHERE id = ?",
+                (photo.path, photo.size, photo.mtime_ns, row[0]),
             )
             self._execute(  # the enrolled copies of its named faces name the file where it is now
                 "UPDATE faces SET source = ? WHERE id IN (SELECT enrolled_face_id FROM library_faces WHERE photo_id = ?)",
@@ -494,16 +494,30 @@ class PhotoLibrary(StoreCore):
     def _erase_library_faces_of(self, person_id: int) -> int:
         """Inside a transaction: delete the library faces of ``person_id`` and those that are one of
         their enrolled faces again, remembering them as :meth:`remove_person` says; returns how many."""
+        rows = self._rows(
+            "DELETE FROM library_faces WHERE person_id = ? OR id = ANY(?) RETURNING id, photo_id, frame, box",
+            (person_id, self._same_library_faces(person_id)),
+        )
+        self._remember_erased(rows)
+        return len(rows)
+
+    def _same_library_faces(self, person_id: int) -> list[int]:
+        """The ids of the library faces that are one of ``person_id``'s enrolled faces again (the
+        same photo sha256, embedding within SAME_FACE_DISTANCE: :func:`same_faces`), ascending."""
         enrolled = self._rows("SELECT image_sha256, embedding FROM faces WHERE person_id = ?", (person_id,))
         same = self._rows(
             "SELECT lf.id, lp.sha256, lf.embedding FROM library_faces lf JOIN library_photos lp ON lp.id = lf.photo_id "
             "WHERE lp.sha256 = ANY(?)",
             (sorted({sha for sha, _ in enrolled}),),
         )
-        rows = self._rows(
-            "DELETE FROM library_faces WHERE person_id = ? OR id = ANY(?) RETURNING id, photo_id, frame, box",
-            (person_id, sorted(same_faces(enrolled, same))),
-        )
+        return sorted(same_faces(enrolled, same))
+
+    def _remember_erased(self, rows: list[tuple]) -> int:
+        """Inside a transaction: after library faces were deleted (``rows`` of id, photo id, frame,
+        box), remember them as :meth:`remove_person` says (their photo keeps their positions in
+        ``erased``; a photo left without faces goes, its sha256 stays in ``library_erased``);
+        returns how many photos went."""
+        gone = 0
         for photo_id in sorted({row[1] for row in rows}):
             erased = [(frame, box) for _, photo, frame, box in rows if photo == photo_id]
             sha, old, left = self._row(
@@ -521,7 +535,8 @@ class PhotoLibrary(StoreCore):
                     "CASE WHEN excluded.faces > library_erased.faces THEN excluded.faces ELSE library_erased.faces END",
                     (sha, len(erased)),
                 )
-        return len(rows)
+                gone += 1
+        return gone
 
 
 def _same_face(seen: SeenFace, now: LibraryFace) -> bool:

@@ -406,8 +406,10 @@ class PostgresStore(TruthStore):
             self.conn.execute(_LOCK_WRITERS)
             self._check_sealing()
             yield
+            self._retain()  # every writer deletes what has expired, in its own transaction (retention.py)
             if self._changed:
                 self.conn.execute(_NOTIFY, (CHANNEL,))
+        self._erase_retained()
 
     @contextmanager
     def reading(self) -> Iterator[None]:
@@ -502,9 +504,9 @@ class PostgresStore(TruthStore):
                 listener.close()
 
     def erase_freed_pages(self) -> None:
-        """VACUUM the tables that hold personal data (faces with their crops, people, the library),
-        so the space of deleted rows is marked free and their index entries go; then clear
-        ERASE_PENDING.
+        """VACUUM the tables that hold personal data (faces with their crops, people, the library)
+        and the audit log (whose old events retention deletes), so the space of deleted rows is
+        marked free and their index entries go; then clear ERASE_PENDING.
 
         Best effort, unlike SQLite's: PostgreSQL keeps deleted rows in its files until VACUUM, and
         VACUUM does not overwrite them: the bytes stay on disk until new rows reuse the space (a
@@ -512,7 +514,7 @@ class PostgresStore(TruthStore):
         blocks instead). Rows a still-open transaction may see are kept until it ends (autovacuum
         gets them later), and copies in the WAL, in replicas and in backups follow the server's
         retention. GalleryError (the change itself is committed) when VACUUM fails."""
-        self._vacuum("faces", "people", "library_faces", "library_photos")
+        self._vacuum("faces", "people", "library_faces", "library_photos", "audit")
         self._execute("DELETE FROM meta WHERE key = ?", (ERASE_PENDING,))
 
     def _rewrite_tables(self) -> None:

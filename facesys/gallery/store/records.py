@@ -72,9 +72,10 @@ class ScannedPhoto:
 @dataclass(frozen=True)
 class LibraryPhoto:
     """A library file as stored: what :class:`ScannedPhoto` holds, its id, how many faces it holds,
-    the model they were embedded with (None when it had none), when (seconds since the epoch) it
-    was scanned, and ``erased``: where the faces erased with a removed person were, as [frame or
-    None, x1, y1, x2, y2] (a scan reading the same bytes again leaves faces there out)."""
+    the model they were embedded with (None when it had none), ``scanned_at``: when (seconds since
+    the epoch) it was read and its faces found (a touch or a move keeps it; retention counts from
+    it), and ``erased``: where the faces erased with a removed person (or expired) were, as [frame
+    or None, x1, y1, x2, y2] (a scan reading the same bytes again leaves faces there out)."""
 
     id: int
     path: str

@@ -285,6 +285,7 @@ class SQLiteStore(TruthStore):
         try:
             self._check_sealing()
             yield self.db
+            self._retain()  # every writer deletes what has expired, in its own transaction (retention.py)
             self.db.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -296,6 +297,7 @@ class SQLiteStore(TruthStore):
             raise
         finally:
             self._raw = False
+        self._erase_retained()
 
     @contextmanager
     def reading(self) -> Iterator[None]:
