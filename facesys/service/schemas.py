@@ -248,6 +248,9 @@ class KeyOut(BaseModel):
     scope: str
     created_at: float
     revoked_at: float | None
+    expires_at: float | None = None
+    last_used_at: float | None = Field(None, description="Recorded at most once a minute per key per server process")
+    rate: str | None = Field(None, description="Requests allowed per period, e.g. 10/second; null: no limit")
 
 
 class KeysAnswer(Versioned):

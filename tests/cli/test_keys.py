@@ -51,8 +51,9 @@ def test_list_shows_no_key_material(gallery):
     assert run(gallery, "keys", "revoke", "ci").exit_code == 0
     listed = run(gallery, "keys", "list")
     lines = listed.stdout.splitlines()
-    assert re.fullmatch(rf"ci\tidentify\tcreated {TIME}\trevoked {TIME}", lines[0]), lines
-    assert re.fullmatch(rf"laptop\tidentify\tcreated {TIME}\tactive", lines[1]), lines
+    unlimited = r"never expires\tnever used\tno rate limit"
+    assert re.fullmatch(rf"ci\tidentify\tcreated {TIME}\trevoked {TIME}\t{unlimited}", lines[0]), lines
+    assert re.fullmatch(rf"laptop\tidentify\tcreated {TIME}\tactive\t{unlimited}", lines[1]), lines
     assert "2 keys, 1 active" in listed.stderr
     document = json.loads(run(gallery, "keys", "list", "--json").stdout)
     assert [(k["name"], k["revoked_at"] is None) for k in document["keys"]] == [("ci", False), ("laptop", True)]
