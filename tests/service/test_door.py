@@ -122,3 +122,19 @@ def test_last_use_is_recorded_without_a_write_per_request(gallery, monkeypatch):
     listed = Gallery(gallery).keys()
     last = {k.name: k.last_used_at for k in listed}
     assert last["idle"] is None and before <= last["used"] <= time.time()
+
+
+def test_keys_made_over_http_carry_a_lifetime_and_a_rate(gallery):
+    admin = Gallery(gallery).create_key("ops", "admin")
+    headers = {"Authorization": f"Bearer {admin}"}
+    with serve(gallery) as client:
+        made = client.post("/v1/keys", json={"name": "cam", "expires": "1w", "rate": "10/s"}, headers=headers)
+        assert made.status_code == 201, made.text
+        assert made.json()["rate"] == "10/second" and made.json()["expires_at"] > time.time() + 6 * 86400
+        listed = {k["name"]: k for k in get_keys(client, admin).json()["keys"]}
+        assert (listed["cam"]["rate"], listed["cam"]["expires_at"]) == ("10/second", made.json()["expires_at"])
+        bad = client.post("/v1/keys", json={"name": "x", "expires": "soon"}, headers=headers)
+        assert "expires 'soon'" in error_of(bad, 400, "bad_request")
+        assert "rate '5/week'" in error_of(client.post("/v1/keys", json={"name": "x", "rate": "5/week"}, headers=headers), 400)
+    stored = Gallery(gallery).keys()
+    assert [k.name for k in stored] == ["ops", "cam"]
