@@ -7,9 +7,6 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import ssl
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -17,11 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from facesys.cli import main
-from tests.service.conftest import create_key, free_port
+from tests.service.conftest import Server, create_key
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
+
+ANSWERING = (200, 503)  # /healthz once listening (503 while the model loads): the door's checks come before readiness
 
 
 def make_certificate(folder: Path, name: str = "server") -> tuple[Path, Path]:
@@ -49,60 +48,23 @@ def make_certificate(folder: Path, name: str = "server") -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-class Door:
-    """``facesys serve`` on 127.0.0.1 with ``options``, answering (ready or not: the door's checks
-    come before readiness) over ``scheme``; its output in ``log``."""
-
-    def __init__(self, gallery: Path, *options: str, scheme: str = "http", verify: object = True):
-        self.port, self.verify = free_port(), verify
-        self.url = f"{scheme}://127.0.0.1:{self.port}"
-        self.log_path = gallery.with_suffix(".door.log")
-        command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "serve", "--port", str(self.port), *options]
-        with open(self.log_path, "w") as log:
-            self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log()
-            try:
-                httpx.get(self.url + "/healthz", verify=verify, timeout=2)  # 200 or 503 (the model loads)
-                return
-            except httpx.TransportError:
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"facesys serve did not answer:\n{self.log()}")
-
-    def get(self, path: str, **options) -> httpx.Response:
-        return httpx.get(self.url + path, verify=self.verify, timeout=30, **options)
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
 def test_serves_https_with_its_certificate_and_not_plain_http(tmp_path):
     cert, key = make_certificate(tmp_path)
     gallery = tmp_path / "gallery"
     api_key = create_key(gallery, "ops", "admin")
-    door = Door(
-        gallery, "--tls-cert", str(cert), "--tls-key", str(key), scheme="https", verify=ssl.create_default_context(cafile=cert)
-    )
+    trusting = ssl.create_default_context(cafile=cert)
+    door = Server(gallery, "--tls-cert", str(cert), "--tls-key", str(key), scheme="https", verify=trusting).wait_ready(ANSWERING)
     try:
-        answer = door.get("/v1/keys", headers={"Authorization": f"Bearer {api_key}"})
-        assert answer.status_code in (200, 503) and answer.json()  # over TLS, checked against the certificate
+        with door.client(api_key) as client:
+            answer = client.get("/v1/keys")
+        assert answer.status_code in ANSWERING and answer.json()  # over TLS, checked against the certificate
         with pytest.raises(httpx.TransportError):
             httpx.get(f"http://127.0.0.1:{door.port}/healthz", timeout=5)
         with pytest.raises(httpx.TransportError):  # a client that does not trust the certificate
             httpx.get(door.url + "/healthz", timeout=5)
     finally:
         door.stop()
-    assert f"https://127.0.0.1:{door.port}/" in door.log()
+    assert f"https://127.0.0.1:{door.port}/" in door.log_path.read_text()
 
 
 def serve_args(gallery: Path, *options: str, monkeypatch) -> tuple[object, list[dict]]:
@@ -161,28 +123,30 @@ def test_what_uvicorn_is_told(tmp_path, monkeypatch):
     assert calls[0]["forwarded_allow_ips"] == "10.0.0.2,10.1.0.0/16"
 
 
-def guess(door: Door, forwarded_for: str) -> int:
+def guess(door: Server, forwarded_for: str) -> int:
     headers = {"Authorization": "Bearer fsk_wrong", "X-Forwarded-For": forwarded_for}
-    return door.get("/v1/keys", headers=headers).status_code
+    with door.client() as client:
+        return client.get("/v1/keys", headers=headers).status_code
 
 
 def test_x_forwarded_for_counts_only_from_the_proxy_given(tmp_path):
     gallery = tmp_path / "gallery"
     create_key(gallery, "ops", "admin")
-    door = Door(gallery)  # no --behind-proxy: every guess is 127.0.0.1's, whatever it claims
+    door = Server(gallery).wait_ready(ANSWERING)  # no --behind-proxy: every guess is 127.0.0.1's, whatever it claims
     try:
         assert [guess(door, f"203.0.113.{i}") for i in range(6)] == [401] * 5 + [429]
     finally:
         door.stop()
-    assert "refused an unknown key from 127.0.0.1" in door.log() and "203.0.113." not in door.log()
-    door = Door(gallery, "--behind-proxy")  # the proxy (127.0.0.1 by default) names the client
+    assert "refused an unknown key from 127.0.0.1" in door.log_path.read_text() and "203.0.113." not in door.log_path.read_text()
+    door = Server(gallery, "--behind-proxy").wait_ready(ANSWERING)  # the proxy (127.0.0.1 by default) names the client
     try:
         assert [guess(door, f"203.0.113.{i}") for i in range(6)] == [401] * 6  # six clients, one guess each
         assert [guess(door, "198.51.100.7") for i in range(6)] == [401] * 5 + [429]
     finally:
         door.stop()
-    assert "refused an unknown key from 203.0.113.5" in door.log() and "from 198.51.100.7" in door.log()
-    door = Door(gallery, "--behind-proxy", "--proxy-address", "10.9.9.9")  # this client is not the proxy: not trusted
+    logged = door.log_path.read_text()
+    assert "refused an unknown key from 203.0.113.5" in logged and "from 198.51.100.7" in logged
+    door = Server(gallery, "--behind-proxy", "--proxy-address", "10.9.9.9").wait_ready(ANSWERING)  # we are not that proxy
     try:
         assert [guess(door, f"203.0.113.{i}") for i in range(6)] == [401] * 5 + [429]
     finally:
