@@ -10,7 +10,10 @@ from facesys.cli import Settings, main
 
 @main.command()
 @click.option(
-    "--host", default=config.SERVICE_HOST, show_default=True, help="Address to listen on (a non-loopback one needs API keys)."
+    "--host",
+    default=config.SERVICE_HOST,
+    show_default=True,
+    help="Address to listen on (a non-loopback one needs API keys, and TLS or --behind-proxy).",
 )
 @click.option("--port", type=click.IntRange(0, 65535), default=config.SERVICE_PORT, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes sharing the gallery.")
@@ -125,6 +128,8 @@ def serve(
         announce = None
     if announce:
         click.echo(f"facesys serve: {announce}", err=True)
+    if trusted and not settings.quiet:
+        click.echo(f"facesys serve: behind a proxy: X-Forwarded-For names the client when sent from {trusted}", err=True)
     service = ServiceSettings(
         gallery=settings.gallery,
         model=settings.model,
