@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
@@ -81,7 +81,7 @@ def identify_caller(
     return Caller(f"key {key.name}", key.scope)
 
 
-def refuse_key(service, address: str, what: str) -> None:
+def refuse_key(service, address: str, what: str) -> NoReturn:
     """Refuse a request with a bad key (``what``: which, for the log only): 429 while ``address``
     is in back-off, else 401, counting the failure."""
     waiting = service.backoff.waiting(address)
