@@ -458,12 +458,13 @@ class Gallery:
 
     # -- API keys and the audit log ---------------------------------------------------------------
 
-    def create_key(self, name: str, scope: str) -> str:
-        """Make an API key (the gallery is created if missing); returns the key itself, which is
-        stored only as its hash: shown once, it cannot be read back."""
+    def create_key(self, name: str, scope: str, expires_at: float | None = None, rate: str | None = None) -> str:
+        """Make an API key (the gallery is created if missing), expiring at ``expires_at`` (None:
+        never), limited to ``rate`` requests (``10/s``; None: no limit); returns the key itself,
+        which is stored only as its hash: shown once, it cannot be read back."""
         key = new_key()
         with self.open(create=True) as store:
-            store.add_api_key(name, scope, hash_key(key))
+            store.add_api_key(name, scope, hash_key(key), expires_at, rate)
         return key
 
     def keys(self) -> list[ApiKey]:
@@ -473,16 +474,23 @@ class Gallery:
         with self.open() as store:
             return store.api_keys()
 
-    def key_for(self, key: str, store: TruthStore | None = None) -> ApiKey | None:
-        """The active API key ``key`` is, or None (one lookup by hash: cheap enough per request)."""
+    def key_for(self, key: str, store: TruthStore | None = None, any_state: bool = False) -> ApiKey | None:
+        """The usable (active, unexpired) API key ``key`` is, or None; with ``any_state``, the key
+        whatever its state (one lookup by hash: cheap enough per request)."""
         if not isinstance(key, str) or not key:
             return None
         if store is None:
             if not self.exists():
                 return None
             with self.open() as opened:
-                return self.key_for(key, opened)
-        return store.api_key_for_hash(hash_key(key))
+                return self.key_for(key, opened, any_state)
+        return store.api_key_for_hash(hash_key(key), any_state)
+
+    def record_key_uses(self, uses: dict[str, float]) -> None:
+        """Record when API keys (by hash, :func:`~facesys.keys.hash_key`) were last used."""
+        if uses and self.exists():
+            with self.open() as store:
+                store.record_key_uses(uses)
 
     def has_keys(self) -> bool:
         """Whether any API key is active."""

@@ -6,6 +6,7 @@ so the gallery's audit log names the key."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import Counter
 from typing import Annotated
 
@@ -13,10 +14,11 @@ from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 
 from facesys.config import CANDIDATE_PHOTOS, LOG_EVENTS, TOP_K
+from facesys.durations import parse_duration
 from facesys.enroll import EnrollReport, enrollment_name
 from facesys.errors import FacesysError, ImageError
 from facesys.gallery.audit import acting_as
-from facesys.keys import allows
+from facesys.keys import allows, parse_rate
 from facesys.service import schemas
 from facesys.service.deps import (
     ERRORS,
@@ -244,9 +246,11 @@ def list_keys(caller: Admin, service: Ready) -> dict:
 @router.post("/keys", status_code=201, response_model=schemas.CreatedKey, tags=["admin"])
 def create_key(body: schemas.NewKey, caller: Admin, service: Ready) -> dict:
     """A new key: shown in this answer only; the gallery keeps its hash."""
+    expires_at = None if body.expires is None else time.time() + parse_duration(body.expires, "expires")
+    rate = None if body.rate is None else parse_rate(body.rate)
     with acting_as(caller.actor):
-        key = service.system.gallery.create_key(body.name, body.scope)
-    return {"name": body.name, "scope": body.scope, "key": key}
+        key = service.system.gallery.create_key(body.name, body.scope, expires_at, rate)
+    return {"name": body.name, "scope": body.scope, "key": key, "expires_at": expires_at, "rate": rate}
 
 
 @router.delete("/keys/{name:name}", response_model=schemas.RevokedAnswer, tags=["admin"])

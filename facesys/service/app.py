@@ -73,6 +73,7 @@ def create_app(settings: ServiceSettings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         service.batcher.start()
+        service.start()
         loading = asyncio.get_running_loop().run_in_executor(None, service.load)
         yield
         await service.batcher.stop()

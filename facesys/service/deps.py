@@ -22,15 +22,18 @@ from facesys.service import schemas
 from facesys.service.auth import Caller, require
 from facesys.service.batching import MicroBatcher
 from facesys.service.errors import ApiError
+from facesys.service.key_use import KeyUses
 from facesys.service.request_store import RequestStore, request_store
 from facesys.service.settings import ServiceSettings
+from facesys.service.throttle import FailureBackoff, KeyRates
 
 T = TypeVar("T")
 log = logging.getLogger("facesys.service")
 
 
 class Service:
-    """What the endpoints share: the settings, the FaceSystem, the micro-batcher and readiness."""
+    """What the endpoints share: the settings, the FaceSystem, the micro-batcher, readiness, and
+    the door's state (bad keys per address, keys' rates and last uses: facesys/service/throttle.py)."""
 
     def __init__(self, settings: ServiceSettings):
         from facesys.gallery import Gallery
@@ -46,6 +49,7 @@ class Service:
         self.ready = False
         self.problem: str | None = None  # why it cannot become ready
         self.stopping = threading.Event()
+        self.backoff, self.rates, self.key_uses = FailureBackoff(), KeyRates(), KeyUses(gallery)
 
     def load(self) -> None:
         """Load the model, open the gallery and load its index (in a worker thread at start-up);
@@ -66,9 +70,16 @@ class Service:
         if not gallery.is_folder:
             threading.Thread(target=gallery.follow, args=(self.stopping,), name="facesys-follow", daemon=True).start()
 
+    def start(self) -> None:
+        """Start recording the keys' last uses (a thread, once a minute)."""
+        threading.Thread(target=self.key_uses.follow, args=(self.stopping,), name="facesys-key-uses", daemon=True).start()
+
     def stop(self) -> None:
-        """Stop following the gallery and save the in-memory index for the next start."""
+        """Stop following the gallery, record the keys' last uses and save the in-memory index for
+        the next start."""
         self.stopping.set()
+        with contextlib.suppress(FacesysError):
+            self.key_uses.write()
         if self.ready:
             with contextlib.suppress(FacesysError):
                 self.system.gallery.save_index()
@@ -106,7 +117,7 @@ def ready(request: Request) -> Service:
     return service
 
 
-ERRORS = {status: {"model": schemas.ErrorAnswer} for status in (400, 401, 403, 404, 409, 413, 415, 422, 503)}
+ERRORS = {status: {"model": schemas.ErrorAnswer} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 Ready = Annotated[Service, Depends(ready)]
 MayIdentify = Annotated[Caller, Depends(require("identify"))]
 MayEnroll = Annotated[Caller, Depends(require("enroll"))]

@@ -33,6 +33,7 @@ log = logging.getLogger("facesys.service")
 
 STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
 STATUS_CODES |= {409: "conflict", 413: "too_large", 415: "not_an_image", 422: "no_face", 503: "not_ready"}
+STATUS_CODES[429] = "too_many_requests"  # with a Retry-After header (facesys/service/throttle.py)
 
 
 class ApiError(Exception):

@@ -248,6 +248,9 @@ class KeyOut(BaseModel):
     scope: str
     created_at: float
     revoked_at: float | None
+    expires_at: float | None = None
+    last_used_at: float | None = Field(None, description="Recorded at most once a minute per key per server process")
+    rate: str | None = Field(None, description="Requests allowed per period, e.g. 10/second; null: no limit")
 
 
 class KeysAnswer(Versioned):
@@ -257,12 +260,16 @@ class KeysAnswer(Versioned):
 class NewKey(BaseModel):
     name: str = Field(min_length=1, max_length=MAX_KEY_NAME_LENGTH, json_schema_extra=KEY_NAME)
     scope: Literal[SCOPES] = "identify"  # type: ignore[valid-type]
+    expires: str | None = Field(None, max_length=20, description="Lifetime, as keys create --expires: 30d (s, m, h, d, w, y)")
+    rate: str | None = Field(None, max_length=20, description="Requests allowed, as keys create --rate: 10/s, 100/min")
 
 
 class CreatedKey(Versioned):
     name: str
     scope: str
     key: str = Field(description="Shown this once; only its hash is stored")
+    expires_at: float | None = None
+    rate: str | None = None
 
 
 class RevokedAnswer(Versioned):

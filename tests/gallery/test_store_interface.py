@@ -4,6 +4,7 @@ people, duplicates, names, models, generations, the change log, settings, API ke
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -402,3 +403,20 @@ def test_keys_and_log_carried_into_a_rebuilt_store_keep_naming_the_right_people(
     assert [e.at for e in old] == [e.at for e in carried.events[::-1] if e.actor == "key old"]
     second_store.restore_keys_and_log(carried, {})  # again: keys already there are not doubled
     assert len(second_store.api_keys()) == 2
+
+
+def test_a_keys_lifetime_last_use_and_rate_are_stored_and_carried_into_a_rebuilt_store(store, second_store):
+    limited, expired = new_key(), new_key()
+    store.add_api_key("limited", "enroll", hash_key(limited), expires_at=time.time() + 3600, rate="10/s")
+    store.add_api_key("expired", "admin", hash_key(expired), expires_at=time.time() - 1)
+    assert store.api_key_for_hash(hash_key(expired)) is None  # an expired key opens nothing
+    assert store.api_key_for_hash(hash_key(expired), any_state=True).refusal() == "expired"
+    assert store.has_api_keys() and [k.rate for k in store.api_keys()] == ["10/second", None]
+    store.record_key_uses({hash_key(limited): 2000.0})
+    store.record_key_uses({hash_key(limited): 1000.0})  # another process's older use: the time never goes back
+    found = store.api_key_for_hash(hash_key(limited))
+    assert (found.last_used_at, found.rate) == (2000.0, "10/second")
+    with pytest.raises(GalleryError, match="rate '5/week'"):
+        store.add_api_key("weekly", "identify", hash_key(new_key()), rate="5/week")
+    second_store.restore_keys_and_log(store.salvage_keys_and_log(), {"faces": 0, "lost": 0})
+    assert second_store.api_keys() == store.api_keys()

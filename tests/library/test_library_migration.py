@@ -82,7 +82,7 @@ def test_a_version_4_sqlite_gallery_is_migrated_keeping_everything(tmp_path):
     db.close()
     assert "library_photos" not in schema(folder / DB_NAME)
     with SQLiteStore(folder) as store:
-        assert int(store.meta()["schema_version"]) == SCHEMA_VERSION == 6
+        assert int(store.meta()["schema_version"]) == SCHEMA_VERSION == 7
         same_data(store, before)
         library_works(store)
     assert schema(folder / DB_NAME) == schema(new_gallery(tmp_path))
@@ -120,7 +120,7 @@ def test_a_version_5_sqlite_library_is_migrated_keeping_its_faces(tmp_path):
     db.close()
     assert "library_erased" not in schema(folder / DB_NAME)
     with SQLiteStore(folder) as store:
-        assert int(store.meta()["schema_version"]) == 6
+        assert int(store.meta()["schema_version"]) == SCHEMA_VERSION
         same_data(store, before)
         erasure_works(store, library)
     assert schema(folder / DB_NAME) == schema(new_gallery(tmp_path))
@@ -135,7 +135,7 @@ def test_a_version_1_postgresql_gallery_is_migrated_keeping_everything(postgres_
         store.conn.execute("ALTER TABLE faces DROP COLUMN from_library")
         store.conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     with open_store(url) as store:
-        assert store.stats()["gallery_schema_version"] == PG_VERSION == 3
+        assert store.stats()["gallery_schema_version"] == PG_VERSION == 4
         same_data(store, before)
         library_works(store)
         tables = {row[0] for row in store.conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
@@ -154,5 +154,5 @@ def test_a_version_2_postgresql_library_is_migrated_keeping_its_faces(postgres_c
         store.conn.execute("ALTER TABLE faces DROP COLUMN from_library")
         store.conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
     with open_store(url) as store:
-        assert store.stats()["gallery_schema_version"] == 3
+        assert store.stats()["gallery_schema_version"] == PG_VERSION
         erasure_works(store, library)

@@ -35,24 +35,26 @@ def facesys(*args: str, gallery: Path | str, check: bool = True) -> subprocess.C
 
 class Server:
     """``facesys serve`` on 127.0.0.1:<free port> over ``gallery`` (a folder or a database URL) with
-    extra ``options``; its output goes to ``log`` (default: beside a folder gallery)."""
+    extra ``options``; its output goes to ``log`` (default: beside a folder gallery). ``scheme``
+    https and ``verify`` (an SSL context trusting its certificate) for one serving TLS."""
 
-    def __init__(self, gallery: Path | str, *options: str, log: Path | None = None):
-        self.gallery, self.port = gallery, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(self, gallery: Path | str, *options: str, log: Path | None = None, scheme: str = "http", verify=True):
+        self.gallery, self.port, self.verify = gallery, free_port(), verify
+        self.url = f"{scheme}://127.0.0.1:{self.port}"
         self.log_path = log or Path(gallery).with_suffix(".serve.log")
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
         command = [sys.executable, "-m", "facesys.cli", "--gallery", str(gallery), "serve", "--port", str(self.port), *options]
         self._log = open(self.log_path, "w")  # noqa: SIM115  (closed in stop)
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT, env=env)
 
-    def wait_ready(self) -> Server:
+    def wait_ready(self, statuses: tuple[int, ...] = (200,)) -> Server:
+        """Once /healthz answers one of ``statuses`` (503 too: listening, the model still loading)."""
         deadline = time.monotonic() + STARTUP_S
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"facesys serve exited ({self.process.returncode}):\n{self.log()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
+                if httpx.get(self.url + "/healthz", timeout=2, verify=self.verify).status_code in statuses:
                     return self
             except httpx.TransportError:
                 pass
@@ -62,7 +64,7 @@ class Server:
 
     def client(self, key: str | None = None, **options) -> httpx.Client:
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 120, **options})
+        return httpx.Client(base_url=self.url, headers=headers, **{"timeout": 120, "verify": self.verify, **options})
 
     def log(self) -> str:
         self._log.flush()

@@ -131,7 +131,7 @@ def test_page_enroll_identify_people_and_errors(people_photos, browser, admin_se
         key_field.send_keys("not-a-key")  # a wrong key is an error
         assert not find(By.ID, "key-note").is_displayed()
         find(By.ID, "enroll-name").click()
-        wait.until(lambda _: "unknown or revoked API key" in text("error"))
+        wait.until(lambda _: "unknown, revoked or expired API key" in text("error"))
         key_field.clear()
         key_field.send_keys(key)
         find(By.ID, "enroll-name").click()  # leaving the field fires "change": the list reloads with the key

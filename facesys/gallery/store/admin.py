@@ -27,9 +27,9 @@ from facesys.gallery.store.records import (
     salvaged_face,
 )
 from facesys.gallery.store.rules import check_key_spelling, check_new_key, key_name
-from facesys.keys import ApiKey
+from facesys.keys import ApiKey, parse_rate
 
-_KEY_COLUMNS = "name, scope, created_at, revoked_at"
+_KEY_COLUMNS = "name, scope, created_at, revoked_at, expires_at, last_used_at, rate"
 
 
 class Administration(StoreCore):
@@ -37,17 +37,22 @@ class Administration(StoreCore):
 
     # -- API keys and what repair carries ----------------------------------------------------------
 
-    def add_api_key(self, name: str, scope: str, key_hash: str) -> None:
-        """Store a new key by its sha256 hash (never the key). GalleryError when an active key has
-        that name already, or the name or scope is refused (:func:`check_new_key`)."""
+    def add_api_key(self, name: str, scope: str, key_hash: str, expires_at: float | None = None, rate: str | None = None) -> None:
+        """Store a new key by its sha256 hash (never the key), expiring at ``expires_at`` (None:
+        never), limited to ``rate`` (:func:`~facesys.keys.parse_rate`; None: no limit).
+        GalleryError when an active key has that name already, or the name, scope or rate is
+        refused (:func:`check_new_key`)."""
         name = check_new_key(name, scope, key_hash)
+        rate = None if rate is None else parse_rate(rate)
+        row = {"name": name, "scope": scope, "key_hash": key_hash, "created_at": time.time()}
+        limits = {"expires_at": None if expires_at is None else float(expires_at), "rate": rate}
         with self.transaction():
             if self._active_key(name) is not None:
                 raise ConflictError(f"an active key named {name!r} exists already in {self.location}; revoke it first")
             check_key_spelling(name, [row[0] for row in self._rows("SELECT DISTINCT name FROM api_keys")], self.location)
-            self._insert("api_keys", [{"name": name, "scope": scope, "key_hash": key_hash, "created_at": time.time()}])
+            self._insert("api_keys", [row | limits])
             self._set_meta({KEYS_REQUIRED: 1})
-            self._audit("key_create", detail={"key": name, "scope": scope})
+            self._audit("key_create", detail={"key": name, "scope": scope} | {k: v for k, v in limits.items() if v is not None})
 
     def _active_key(self, name: str) -> tuple[int, str] | None:
         """(row id, scope) of the active key ``name``, or None."""
@@ -57,14 +62,29 @@ class Administration(StoreCore):
         """Every key, active and revoked, oldest first."""
         return [ApiKey(*row) for row in self._rows(f"SELECT {_KEY_COLUMNS} FROM api_keys ORDER BY created_at, id")]
 
-    def api_key_for_hash(self, key_hash: str) -> ApiKey | None:
-        """The ACTIVE key with this hash, or None (one indexed lookup: called once per request)."""
-        row = self._row(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,))
-        return ApiKey(*row) if row else None
+    def api_key_for_hash(self, key_hash: str, any_state: bool = False) -> ApiKey | None:
+        """The key with this hash that opens the service now (active, not expired), or None; with
+        ``any_state``, the key whatever its state (so the service can log why it refused one).
+        One indexed lookup: called once per request."""
+        row = self._row(f"SELECT {_KEY_COLUMNS} FROM api_keys WHERE key_hash = ?", (key_hash,))
+        key = ApiKey(*row) if row else None
+        return key if key is None or any_state or key.refusal() is None else None
 
     def has_api_keys(self) -> bool:
-        """Whether any key is active."""
-        return bool(self._row("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL")[0])
+        """Whether any key is usable (active and not expired)."""
+        now = time.time()
+        usable = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+        return bool(self._row(f"SELECT COUNT(*) FROM api_keys WHERE {usable}", (now,))[0])
+
+    def record_key_uses(self, uses: dict[str, float]) -> None:
+        """Record when keys (by hash) were last used, in one transaction, never moving a time back
+        (several processes record their own); no audit event: a use changes nothing."""
+        rows = [(at, key_hash, at) for key_hash, at in uses.items()]
+        if rows:
+            with self.transaction():
+                self._execute_many(
+                    "UPDATE api_keys SET last_used_at = ? WHERE key_hash = ? AND (last_used_at IS NULL OR last_used_at < ?)", rows
+                )
 
     def keys_required(self) -> bool:
         """Whether requests must carry a key: the gallery has or ever had one (KEYS_REQUIRED is set
@@ -85,12 +105,14 @@ class Administration(StoreCore):
         """For a damaged store: the API keys and audit events that can still be read (best effort:
         never raises for damage)."""
         keys = []
-        for name, scope, key_hash, created, revoked in self._salvage_rows(
-            "api_keys", "name, scope, key_hash, created_at, revoked_at"
+        for name, scope, key_hash, created, *times, rate in self._salvage_rows(
+            "api_keys", "name, scope, key_hash, created_at, revoked_at, expires_at, last_used_at, rate"
         ):
             with contextlib.suppress(GalleryError, TypeError, ValueError):
                 check_new_key(name, scope, key_hash)
-                keys.append((ApiKey(name, scope, float(created), None if revoked is None else float(revoked)), key_hash))
+                revoked, expires, used = (None if at is None else float(at) for at in times)
+                rate = None if rate is None else parse_rate(rate)
+                keys.append((ApiKey(name, scope, float(created), revoked, expires, used, rate), key_hash))
         names: dict[int, str | None] = {}
         events = []
         for at, actor, action, person_id, detail in self._salvage_rows("audit", "at, actor, action, person_id, detail"):
@@ -143,7 +165,8 @@ class Administration(StoreCore):
                 if taken or (key.active and self._active_key(key.name) is not None):
                     continue
                 row = {"name": key.name, "scope": key.scope, "key_hash": key_hash, "created_at": key.created_at}
-                self._insert("api_keys", [row | {"revoked_at": key.revoked_at}])
+                times = {"revoked_at": key.revoked_at, "expires_at": key.expires_at, "last_used_at": key.last_used_at}
+                self._insert("api_keys", [row | times | {"rate": key.rate}])
                 self._set_meta({KEYS_REQUIRED: 1})
             new_ids: dict[int, int] = {}
             for event in carried.events:

@@ -4,7 +4,7 @@ The location is a URL, ``postgresql://USER[:PASS]@HOST[:PORT]/DB`` (or ``postgre
 password is used to connect and nowhere else: ``location``, every message and every error show
 the URL without it (:func:`facesys.gallery.location.public_url`).
 
-Tables (schema version 3 of this backend, in the connection's search_path, usually ``public``)
+Tables (schema version 4 of this backend, in the connection's search_path, usually ``public``)
 hold what SQLite's do (see sqlite.py), with the rules as constraints, so that any number of
 servers cannot break them:
 
@@ -20,7 +20,8 @@ servers cannot break them:
 - ``audit(id, at, actor, action, person_id, detail)``: person ids, never names, paths or hashes.
 - ``library_photos`` and ``library_faces`` (v2): the photo library, as SQLite's (see sqlite.py);
   a removal VACUUMs them too. v3: ``library_photos.erased`` and ``library_erased``, what a removed
-  person's erased library faces leave behind, and ``faces.from_library``, as SQLite's v6.
+  person's erased library faces leave behind, and ``faces.from_library``, as SQLite's v6. v4:
+  ``api_keys.expires_at``, ``last_used_at`` and ``rate``, as SQLite's v7.
 
 Face and person ids are identity columns (GENERATED ALWAYS): never reused, even after a rollback.
 
@@ -74,7 +75,7 @@ from facesys.gallery.sealing import GalleryKey
 from facesys.gallery.store.base import TruthStore
 from facesys.gallery.store.records import ERASE_PENDING
 
-SCHEMA_VERSION = 3  # this backend's own numbering (v2: the photo library; v3: erased library faces remembered)
+SCHEMA_VERSION = 4  # this backend's own numbering (v2: the photo library; v3: erased library faces remembered; v4: key limits)
 SCHEMES = ("postgresql", "postgres")
 CHANNEL = "facesys_changes"  # NOTIFY channel; payload "<gallery id>:<generation>"
 POOL_SIZE = 8  # connections per URL per process, at most
@@ -135,9 +136,15 @@ _ERASED = [
     "ALTER TABLE faces ADD COLUMN from_library BOOLEAN",  # true: a copy made by naming a library face
     "UPDATE faces SET from_library = true WHERE id IN (SELECT enrolled_face_id FROM library_faces)",
 ]
-_SCHEMA += _LIBRARY + _ERASED
+# v4: a key's lifetime, last use and request rate (facesys/keys.py).
+_KEY_LIMITS = [
+    "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS expires_at DOUBLE PRECISION",
+    "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS last_used_at DOUBLE PRECISION",
+    "ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS rate TEXT",
+]
+_SCHEMA += _LIBRARY + _ERASED + _KEY_LIMITS
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
-_MIGRATIONS: dict[int, list[str]] = {1: _LIBRARY, 2: _ERASED}
+_MIGRATIONS: dict[int, list[str]] = {1: _LIBRARY, 2: _ERASED, 3: _KEY_LIMITS}
 
 _LOCK_WRITERS = "SELECT value FROM meta WHERE key = 'generation' FOR UPDATE"
 _NOTIFY = (

@@ -1,6 +1,6 @@
 """The SQLite truth store: one database (WAL mode) in the gallery folder.
 
-Tables (schema version 6; older galleries are migrated when opened):
+Tables (schema version 7; older galleries are migrated when opened):
 
 - ``meta(key, value)``: schema_version, gallery_id (random, made at creation), model_id
   (``name@sha256[:16]``), model_name, weights_sha256, dim, metric, generation (bumped by every
@@ -27,6 +27,8 @@ Tables (schema version 6; older galleries are migrated when opened):
   content hash only, so a scan does not bring their faces back (see ``TruthStore.remove_person``).
   ``faces.from_library`` (1: a copy made by naming a library face; a file forgotten and found
   again links its face to that copy again, named by the user).
+- v7: ``api_keys.expires_at`` (None: never), ``api_keys.last_used_at`` (recorded by the service
+  at most once a minute per key per process) and ``api_keys.rate`` (``10/second``; None: no limit).
 
 Every change is one transaction; nothing here imports torch. A database on a read-only volume
 is opened read-only (immutable when even that fails), so it can still be read. A read that meets
@@ -54,7 +56,7 @@ from facesys.gallery.store.base import TruthStore
 from facesys.gallery.store.records import ERASE_PENDING, MAX_SALVAGE_ID, FaceRecord, salvaged_face
 from facesys.gallery.store.rules import name_key
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 DB_NAME = "gallery.sqlite3"
 BUSY_TIMEOUT_S = 60.0
 DAMAGE_HINT = "'facesys gallery export' salvages the readable rows; 'facesys gallery repair' rebuilds the database from them"
@@ -95,6 +97,13 @@ _ERASED = [
     "UPDATE faces SET from_library = 1 WHERE id IN (SELECT enrolled_face_id FROM library_faces)",
 ]
 
+# v7: a key's lifetime, last use and request rate (facesys/keys.py).
+_KEY_LIMITS = [
+    "ALTER TABLE api_keys ADD COLUMN expires_at REAL",
+    "ALTER TABLE api_keys ADD COLUMN last_used_at REAL",
+    "ALTER TABLE api_keys ADD COLUMN rate TEXT",
+]
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS people (
@@ -122,7 +131,7 @@ CREATE TABLE IF NOT EXISTS faces (
 CREATE INDEX IF NOT EXISTS faces_person ON faces(person_id);
 CREATE TABLE IF NOT EXISTS changes (generation INTEGER NOT NULL, face_id INTEGER NOT NULL, added INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS changes_generation ON changes(generation);
-""" + ";\n".join(_KEYS_AND_AUDIT + _LIBRARY + _ERASED)
+""" + ";\n".join(_KEYS_AND_AUDIT + _LIBRARY + _ERASED + _KEY_LIMITS)
 # Statements that bring a gallery from version N to N + 1; applied in one transaction on open.
 _MIGRATIONS: dict[int, list[str]] = {
     1: ["ALTER TABLE faces ADD COLUMN sharpness REAL"],  # v2: the enrollment photo's sharpness
@@ -135,6 +144,7 @@ _MIGRATIONS: dict[int, list[str]] = {
     3: _KEYS_AND_AUDIT,  # v4: API keys and the audit log
     4: _LIBRARY,  # v5: the photo library
     5: _ERASED,  # v6: erased library faces remembered without their data
+    6: _KEY_LIMITS,  # v7: keys' expiry, last use and rate
 }
 
 
