@@ -240,7 +240,7 @@ def test_a_bad_period_is_one_line_naming_the_option(tmp_path, args, option):
     result = run(tmp_path / "g", *args)
     assert result.exit_code == 2 and result.stdout == ""
     (line,) = result.stderr.splitlines()
-    assert line.startswith(f"facesys: error: Invalid value for '{option}'") and "s, m, h, d, w or y" in line
+    assert line.startswith(f"facesys: error: Invalid value for '{option}'") and "(s, m, h, d, w, y)" in line
     assert not (tmp_path / "g").exists()
 
 

@@ -32,39 +32,34 @@ change is a new photo, and its faces are found again.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
 
+from facesys.durations import UNITS, parse_duration
 from facesys.errors import GalleryError, InvalidValueError
 from facesys.gallery.store.core import StoreCore
 
 RETENTION_SETTINGS = {"library": "retention_library", "audit": "retention_audit"}  # what -> meta key
-UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 MAX_PERIOD_S = 1000 * UNITS["y"]
 CHECK_INTERVAL_S = 60.0  # a gallery is checked at most this often by one process
-_PERIOD = re.compile(r"([0-9]{1,9})([smhdwy])")
 _due: dict[str, float] = {}  # gallery location -> monotonic time of its next check in this process
 
 
 def parse_period(value: object, what: str) -> str:
     """``value`` ("90d", " 1Y ") as a stored period ("90d", "1y"): a whole number above 0 and a unit
-    (s, m, h, d, w, y = 365 d), at most 1000 years. InvalidValueError naming ``what`` otherwise."""
-    text = value.strip().lower() if isinstance(value, str) else ""
-    match = _PERIOD.fullmatch(text)
-    if match is None or int(match[1]) == 0 or int(match[1]) * UNITS[match[2]] > MAX_PERIOD_S:
-        raise InvalidValueError(
-            f"{what} retention {value!r}: use a whole number above 0 and a unit, s, m, h, d, w or y "
-            "(e.g. 90d, 1y; at most 1000y), or off",
-            parameter=what,
-        )
-    return f"{int(match[1])}{match[2]}"
+    (facesys/durations.py), at most 1000 years. InvalidValueError naming ``what`` otherwise."""
+    try:
+        parse_duration(value, f"{what} retention", at_most_s=MAX_PERIOD_S)
+    except InvalidValueError as exc:
+        raise InvalidValueError(f"{exc}, or off", parameter=what) from None
+    text = value.strip()  # type: ignore[union-attr]  (a str: parse_duration accepted it)
+    return f"{int(text[:-1])}{text[-1].lower()}"
 
 
 def period_seconds(period: str) -> float:
     """The seconds of a stored period (:func:`parse_period`'s form)."""
-    return float(int(period[:-1]) * UNITS[period[-1]])
+    return parse_duration(period)
 
 
 def now() -> float:
