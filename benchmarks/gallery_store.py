@@ -5,7 +5,7 @@ identify runs again when the number of people changes by a tenth. Everything run
 gallery in clear and on an encrypted one (facesys/gallery/sealing.py), in the same run: the table
 shows both and their ratio.
 
-    python benchmarks/gallery_store.py                 # 1M faces, ~6 min on 2 cores, ~1.5 GB of disk
+    python benchmarks/gallery_store.py                 # 1M faces, ~12 min on 2 cores, ~1.5 GB of disk
     python benchmarks/gallery_store.py --faces 100000
 
 Faces are random unit vectors (search quality is benchmarks/gallery_search.py's business), four per

@@ -243,3 +243,25 @@ def test_repairing_a_damaged_encrypted_gallery_keeps_it_encrypted(tmp_path, key)
         kept = store.face_count()
     assert 200 < kept < 300
     assert clear_bytes_found(every_file(folder), faces) == []  # the copy set aside and the salvage too
+
+
+def test_a_persons_export_from_an_encrypted_gallery_is_sealed_unless_asked_in_clear(tmp_path, key):
+    import io
+    import zipfile
+
+    from facesys.gallery.sealing import opened_file
+
+    folder = tmp_path / "g"
+    with open_store(folder, create=True, key=key) as store:
+        faces = fill(store)
+    gallery = Gallery(folder, key_file=key.source)
+    sealed, clear = tmp_path / "ann.sealed", tmp_path / "ann.zip"
+    assert len(gallery.export_person("Ann", sealed).faces) == 2
+    gallery.export_person("Ann", clear, clear=True)
+    assert clear_bytes_found(sealed.read_bytes(), faces) == []
+    ann = [faces[1], faces[3]]
+    assert set(clear_bytes_found(clear.read_bytes(), ann)) >= {"crop", "JPEG marker"}
+    opened = opened_file(sealed, key)
+    assert isinstance(opened, io.BytesIO)
+    with zipfile.ZipFile(opened) as archive, zipfile.ZipFile(clear) as plain:
+        assert archive.read("faces/0.jpg") == plain.read("faces/0.jpg") == ann[0].crop_jpeg
