@@ -48,6 +48,10 @@ ACTIONS = (
     # retention (facesys/gallery/store/retention.py)
     "set_retention",
     "retention",
+    # encryption at rest (facesys/gallery/sealing.py): detail {"faces": re-sealed}
+    "encrypt",
+    "rekey",
+    "decrypt",
 )
 
 _actor: contextvars.ContextVar[str | None] = contextvars.ContextVar("facesys_actor", default=None)

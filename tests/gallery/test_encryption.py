@@ -174,9 +174,9 @@ def test_a_process_that_opened_the_gallery_before_it_was_encrypted_neither_reads
         faces = fill(stale)
         with open_store(location) as other:
             other.reseal(key)
-        with pytest.raises(GalleryKeyError, match="encrypted or re-keyed by another process"):
+        with pytest.raises(GalleryKeyError, match="encrypted, re-keyed or decrypted by another process"):
             stale.embeddings()
-        with pytest.raises(GalleryKeyError, match="encrypted or re-keyed by another process"):
+        with pytest.raises(GalleryKeyError, match="encrypted, re-keyed or decrypted by another process"):
             stale.add_faces([("Cy", face(60))], MODEL)
     assert clear_bytes_found(all_stored_bytes(location), [*faces, face(60)]) == []
 

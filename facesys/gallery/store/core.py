@@ -135,22 +135,15 @@ class StoreCore(ABC):
         """Insert ``rows`` (column -> value) into ``table``; returns their new ids, never used before.
         Bytes and the SEALED_TEXT_COLUMNS are sealed in an encrypted gallery."""
         if self._sealer is not None:
-            rows = [{column: self._sealed_value(column, value) for column, value in row.items()} for row in rows]
+            rows = [{column: sealed_value(self._sealer, column, value) for column, value in row.items()} for row in rows]
         return self._insert_rows(table, rows)
-
-    def _sealed_value(self, column: str | None, value: object) -> object:
-        if isinstance(value, (bytes, bytearray, memoryview)):
-            return self._sealer.seal(value)
-        if column in SEALED_TEXT_COLUMNS and isinstance(value, str):
-            return self._sealer.seal_text(value)
-        return value
 
     def _sealed(self, params: Sequence) -> Sequence:
         """Query parameters as stored: every bytes value sealed in an encrypted gallery (bytes are
         always biometric: crops and embeddings)."""
         if self._sealer is None:
             return params
-        return [self._sealed_value(None, value) for value in params]
+        return [sealed_value(self._sealer, None, value) for value in params]
 
     def _opened(self, rows: list[tuple]) -> list[tuple]:
         """Rows as read, their sealed values opened. In a gallery opened without a key, the first
@@ -174,7 +167,7 @@ class StoreCore(ABC):
 
     def _encrypted_meanwhile(self) -> GalleryKeyError:
         return GalleryKeyError(
-            f"{self.location}: the gallery was encrypted or re-keyed by another process since this one opened it; "
+            f"{self.location}: the gallery was encrypted, re-keyed or decrypted by another process since this one opened it; "
             "open it again with its key (--key-file or $FACESYS_KEY_FILE)",
             parameter="key_file",
         )
@@ -285,7 +278,7 @@ class StoreCore(ABC):
                 select = f"SELECT id, {', '.join(columns)} FROM {table} WHERE id > ? ORDER BY id LIMIT ?"
                 last = 0
                 while rows := self._rows(select, (last, RESEAL_BATCH)):
-                    self._run_many(update, [(*map(partial(_resealed, new), columns, row[1:]), row[0]) for row in rows])
+                    self._run_many(update, [(*map(partial(sealed_value, new), columns, row[1:]), row[0]) for row in rows])
                     last, count = rows[-1][0], count + len(rows)
             token = new.key_check() if new is not None else None
             if token is None:
@@ -705,8 +698,13 @@ class StoreCore(ABC):
             self._audit("replace_embeddings", detail={"model_id": model_id, "faces": len(vectors)})
 
 
-def _resealed(sealer: Sealer | None, column: str, value: object) -> object:
-    """A biometric ``value`` (clear, as read) as stored under ``sealer`` (None: in clear)."""
+def sealed_value(sealer: Sealer | None, column: str | None, value: object) -> object:
+    """``value`` as stored under ``sealer`` (None: in clear): bytes (crops, embeddings) and the text
+    of SEALED_TEXT_COLUMNS sealed, anything else as it is. ``column``: None for a query parameter."""
     if sealer is None:
         return value
-    return sealer.seal_text(value) if column in SEALED_TEXT_COLUMNS else sealer.seal(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return sealer.seal(value)
+    if column in SEALED_TEXT_COLUMNS and isinstance(value, str):
+        return sealer.seal_text(value)
+    return value
