@@ -80,8 +80,32 @@ class StoreCore(ABC):
     def close(self) -> None: ...
 
     @abstractmethod
-    def transaction(self) -> AbstractContextManager:
-        """One write transaction: writers queue; committed on leaving, rolled back on an exception."""
+    def _write_transaction(self) -> AbstractContextManager:
+        """The backend's write transaction: writers queue; committed on leaving, rolled back on an
+        exception (:meth:`transaction` is what the rules use)."""
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One write transaction: writers queue; committed on leaving, rolled back on an exception.
+        What every writer does, written once here for every backend: it first checks that the
+        gallery's encryption is still what this store opened (:meth:`_check_sealing`), deletes
+        what has expired just before it commits (:meth:`_retain`) and erases that after
+        (:meth:`_erase_retained`)."""
+        with self._write_transaction():
+            self._check_sealing()
+            yield
+            self._retain()
+        self._erase_retained()
+
+    @abstractmethod
+    def _retain(self) -> None:
+        """Inside a write transaction, before it commits: delete what has expired; provided by
+        :class:`~facesys.gallery.store.retention.Retention`."""
+
+    @abstractmethod
+    def _erase_retained(self) -> None:
+        """After a write transaction committed: erase what :meth:`_retain` deleted; provided by
+        :class:`~facesys.gallery.store.retention.Retention`."""
 
     @abstractmethod
     def reading(self) -> AbstractContextManager[None]:

@@ -404,19 +404,16 @@ class PostgresStore(TruthStore):
             raise self._error(exc) from None
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
+    def _write_transaction(self) -> Iterator[None]:
         """One write transaction. It first locks meta's generation row, so writers queue; it sends
         the change notification when it wrote an audit event. Any failure rolls everything back
         (the connection stays usable) and psycopg errors become one GalleryError."""
         self._changed = False
         with self._errors(), self.conn.transaction():
             self.conn.execute(_LOCK_WRITERS)
-            self._check_sealing()
             yield
-            self._retain()  # every writer deletes what has expired, in its own transaction (retention.py)
             if self._changed:
                 self.conn.execute(_NOTIFY, (CHANNEL,))
-        self._erase_retained()
 
     @contextmanager
     def reading(self) -> Iterator[None]:

@@ -104,8 +104,8 @@ class Retention(StoreCore):
         return self.retention()
 
     def _retain(self) -> None:
-        """Inside every write transaction, just before it commits (called by the backend's
-        ``transaction()``): delete the unnamed library faces and audit events older than their
+        """Inside every write transaction, just before it commits (called by
+        ``StoreCore.transaction()``): delete the unnamed library faces and audit events older than their
         periods, at most once per CHECK_INTERVAL_S per gallery in this process."""
         self._retained = False
         if time.monotonic() < _due.get(self.location, 0.0):
@@ -131,7 +131,7 @@ class Retention(StoreCore):
             self._retained = True
 
     def _erase_retained(self) -> None:
-        """After a write transaction committed (called by the backend's ``transaction()``): erase
+        """After a write transaction committed (called by ``StoreCore.transaction()``): erase
         the space freed by what :meth:`_retain` deleted. A failure leaves ERASE_PENDING set, for
         the next open for writing or ``gallery repair``: the write itself succeeded."""
         if self._retained:

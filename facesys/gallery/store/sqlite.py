@@ -281,7 +281,7 @@ class SQLiteStore(TruthStore):
                 self.db.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def _write_transaction(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE, so writers queue instead of failing).
 
         Any SQLite failure (read-only or full disk, I/O error, constraint) rolls everything back
@@ -293,9 +293,7 @@ class SQLiteStore(TruthStore):
             raise GalleryError(f"{self.path}: cannot write to the gallery ({exc})") from None
         self._raw = True  # errors inside are this transaction's: translated here, as write errors
         try:
-            self._check_sealing()
             yield self.db
-            self._retain()  # every writer deletes what has expired, in its own transaction (retention.py)
             self.db.execute("COMMIT")
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
@@ -307,7 +305,6 @@ class SQLiteStore(TruthStore):
             raise
         finally:
             self._raw = False
-        self._erase_retained()
 
     @contextmanager
     def reading(self) -> Iterator[None]:
