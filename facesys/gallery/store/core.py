@@ -388,15 +388,17 @@ class StoreCore(ABC):
         )
         self._changed = True
 
-    def audit_log(self, limit: int | None = 100) -> list[AuditEvent]:
+    def audit_log(self, limit: int | None = 100, person_id: int | None = None) -> list[AuditEvent]:
         """The latest ``limit`` events (None: all), newest first: in the order written (the audit
-        id), not by their clock time, so a writer whose clock is behind hides nothing."""
+        id), not by their clock time, so a writer whose clock is behind hides nothing.
+        ``person_id``: only the events about that person."""
         if limit is not None and limit < 0:
             raise GalleryError(f"log limit {limit}: must be 0 or more")
+        about = "" if person_id is None else " WHERE a.person_id = ?"
         rows = self._rows(
             "SELECT a.at, a.actor, a.action, p.name, a.detail, a.person_id FROM audit a "
-            "LEFT JOIN people p ON p.id = a.person_id ORDER BY a.id DESC" + ("" if limit is None else " LIMIT ?"),
-            () if limit is None else (limit,),
+            f"LEFT JOIN people p ON p.id = a.person_id{about} ORDER BY a.id DESC" + ("" if limit is None else " LIMIT ?"),
+            tuple(value for value in (person_id, limit) if value is not None),
         )
         return [
             AuditEvent(at, actor, action, person, json.loads(detail), person_id)

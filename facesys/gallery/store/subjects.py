@@ -87,5 +87,5 @@ class DataSubjects(StoreCore):
             for face in library:  # "same_face": not theirs by name, but one of their enrolled faces again
                 how = "attached" if face["assigned"] == "auto" else "named"
                 face["how"] = how if face.pop("person_id") == person_id else "same_face"
-            events = [event for event in reversed(self.audit_log(None)) if event.person_id == person_id]
+            events = list(reversed(self.audit_log(None, person_id=person_id)))
         return HeldAbout(stored, person_id, float(created_at), faces, library, events)
