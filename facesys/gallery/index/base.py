@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from facesys.errors import GalleryKeyError
-from facesys.gallery.sealing import Sealer
+from facesys.gallery.sealing import SEALED, Sealer
 
 MAGIC = b"FACESYS-INDEX\n"
 TEMPORARY_PREFIX = ".index-"  # temporary files: .index-<pid>-<random>.tmp
@@ -143,7 +143,7 @@ class VectorIndex(ABC):
                 payload = sealer.open(payload)
             except GalleryKeyError:
                 return None
-        elif bytes(payload[:4]) == b"FSE1":  # sealed, and no key: rebuilt from the store (which needs one)
+        elif bytes(payload[: len(SEALED)]) == SEALED:  # sealed, and no key: rebuilt from the store (which needs one)
             return None
         try:
             index = cls.from_bytes(payload)
