@@ -220,15 +220,24 @@ class FaceSystem:
         on_result: Callable | None = None,
         force: bool = False,
         on_start: Callable[[int], None] | None = None,
+        ray: str | None = None,
     ):
         """Store every face of the photos (and every ``every``-th video frame) under ``paths`` as
         unnamed library faces, incrementally; faces matching an enrolled person are attached to them
-        automatically. Returns a ScanReport; see facesys/library/scan.py."""
-        from facesys.library.scan import scan
+        automatically. ``ray``: read the photos on Ray (``local``: a Ray started here; ``auto``, or
+        ``host:port``: a running cluster; facesys/distributed/), written here all the same.
+        Returns a ScanReport; see facesys/library/scan.py."""
+        from facesys.library.scan import read_here, scan
 
         if self.requested_model is not None:  # a model asked for must be the gallery's before anything changes
             self.gallery.require_model(self.embedder.model_id)
-        return scan(self.gallery, paths, lambda: self.embedder, self.identifying, every, on_result, force, on_start)
+        options = (every, on_result, force, on_start)
+        if ray is None:
+            return scan(self.gallery, paths, lambda: self.embedder, self.identifying, *options, read_here)
+        from facesys.distributed.pipeline import reading_at
+
+        with reading_at(ray) as reading:  # joined before anything changes: a bad address changes nothing
+            return scan(self.gallery, paths, lambda: self.embedder, self.identifying, *options, reading)
 
     def cluster(self, threshold: float | None = None):
         """Group the unnamed library faces (clusters that persist keep their ids); returns a ClusterRun."""

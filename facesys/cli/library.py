@@ -30,8 +30,16 @@ def _plural(count: int, word: str) -> str:
     help="Forget the photos of a folder that holds none now, or of a sub-folder that is gone (refused otherwise: unmounted?).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file read, failed or forgotten, then a summary.")
+@click.option(
+    "--ray",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS|auto]",
+    help="Read the photos on Ray: alone, a Ray started here (loopback only); auto or host:port, a running cluster.",
+)
 @click.pass_obj
-def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force: bool, as_json: bool) -> None:
+def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force: bool, as_json: bool, ray: str | None) -> None:
     """Find every face in the photos under FOLDERS (recursively) and store them, unnamed.
 
     Incremental and safe to kill: a re-run reads only new or changed files, keeps the faces and
@@ -63,7 +71,7 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
             click.echo(f"  {_plural(count, 'face')} attached to {person} automatically")
 
     try:
-        summary = system.scan(list(folders), every=every, on_result=report, force=force, on_start=start)
+        summary = system.scan(list(folders), every=every, on_result=report, force=force, on_start=start, ray=ray)
     finally:
         if progress is not None:
             progress.close()

@@ -78,7 +78,8 @@ class ImageFaces:
 class Embedder:
     """Detect, align and embed faces with one registered model (or checkpoint).
 
-    ``model``: a name from ``facesys.models.list_models()`` or a checkpoint path; ``weights``: an
+    ``model``: a name from ``facesys.models.list_models()``, a checkpoint path or an EmbeddingModel
+    already built (``create_model``'s); ``weights``: an
     optional local weights file; ``flip``: add the embedding of the mirrored chip (test-time
     augmentation) before re-normalising; ``batch_size``: chips per network forward pass (default:
     CHIP_BATCH on a GPU, CPU_CHIP_BATCH on the CPU); ``precision``: fp32, bf16, fp16 or auto (see
@@ -101,8 +102,9 @@ class Embedder:
 
         self.device = check_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.source = model  # the name or checkpoint path it was created from
-        self.model = create_model(model, weights=weights, device=device)
+        built = not isinstance(model, str)  # an EmbeddingModel already built (a Ray actor's, facesys/distributed/)
+        self.source = model.spec.name if built else model  # the name or checkpoint path it was created from
+        self.model = model.to(device).eval() if built else create_model(model, weights=weights, device=device)
         import torch
 
         self.model.to(memory_format=torch.channels_last)
