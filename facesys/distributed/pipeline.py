@@ -18,6 +18,7 @@ from types import ModuleType
 import numpy as np
 
 from facesys.config import PHOTO_BATCH
+from facesys.errors import FacesysError
 from facesys.library.scan import Reader, Seen
 from facesys.vision.embed import Face, ImageFaces
 
@@ -118,9 +119,20 @@ def _read(ray: ModuleType, pool: list, files: Iterable[tuple[int, Path]], batch:
         waiting.append(pool[turn % len(pool)].read_batch.remote(chunk))
         turn += 1
         if len(waiting) >= IN_FLIGHT * len(pool):
-            yield [from_wire(item) for item in ray.get(waiting.popleft())]
+            yield _answer(ray, waiting.popleft())
     while waiting:
-        yield [from_wire(item) for item in ray.get(waiting.popleft())]
+        yield _answer(ray, waiting.popleft())
+
+
+def _answer(ray: ModuleType, ref) -> list[Seen]:
+    """One batch's answer; FacesysError (one line) when Ray could not give it: an actor that cannot
+    start (facesys or its model missing on a node) or died more often than RETRIES."""
+    try:
+        return [from_wire(item) for item in ray.get(ref)]
+    except ray.exceptions.RayError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        cause = next((line for line in reversed(lines) if "Error" in line), lines[-1] if lines else type(exc).__name__)
+        raise FacesysError(f"ray: the pipeline actors failed ({cause})", parameter="ray") from None
 
 
 @contextlib.contextmanager
