@@ -38,13 +38,10 @@ class PipelineActor:
         self.read = read_files(unpack(shipped, weights, device), every)
 
     def read_batch(self, files: list[tuple[int, str]]) -> list[dict]:
-        """The files' photos and frames through the pipeline, as :func:`to_wire` dicts; a failure
-        of the whole batch is each file's error (never fatal for the scan)."""
-        try:
-            return [to_wire(seen) for batch in self.read((index, Path(path)) for index, path in files) for seen in batch]
-        except Exception as exc:  # a library bug or an odd file must not stop the scan
-            why = f"could not be read ({type(exc).__name__}: {exc})"
-            return [to_wire(Seen(i, None, ImageFaces(path, [], [], error=f"{path}: {why}"), [])) for i, path in files]
+        """The files' photos and frames through the pipeline, as :func:`to_wire` dicts: a photo
+        that cannot be read is its own error (as in one process); anything else raised stops the
+        scan (as in one process) rather than be recorded as the files' error."""
+        return [to_wire(seen) for batch in self.read((index, Path(path)) for index, path in files) for seen in batch]
 
 
 def to_wire(seen: Seen) -> dict:
@@ -126,7 +123,7 @@ def _read(ray: ModuleType, pool: list, files: Iterable[tuple[int, Path]], batch:
 
 def _answer(ray: ModuleType, ref) -> list[Seen]:
     """One batch's answer; FacesysError (one line) when Ray could not give it: an actor that cannot
-    start (facesys or its model missing on a node) or died more often than RETRIES."""
+    start (facesys or its model missing on a node), that raised, or died more often than RETRIES."""
     try:
         return [from_wire(item) for item in ray.get(ref)]
     except ray.exceptions.RayError as exc:
