@@ -61,11 +61,13 @@ def prepare_environment() -> None:
     # was imported already (a test module importing ray first), correct and reload them.
     if "ray" in sys.modules:
         from ray._private import ray_constants
-        from ray._raylet import AuthenticationTokenLoader, Config
 
         ray_constants.ENABLE_RAY_CLUSTER = False
-        Config.initialize("")
-        AuthenticationTokenLoader.instance().reset_cache()
+        with contextlib.suppress(ImportError):  # token authentication: recent Rays only
+            from ray._raylet import AuthenticationTokenLoader, Config
+
+            Config.initialize("")
+            AuthenticationTokenLoader.instance().reset_cache()
 
 
 @contextlib.contextmanager
@@ -186,7 +188,8 @@ def non_loopback_listeners() -> list[str]:
     found = []
     for process in ray_processes():
         try:
-            connections = process.net_connections(kind="inet")
+            # psutil 6 renamed connections() (older Rays vendor psutil 5)
+            connections = (getattr(process, "net_connections", None) or process.connections)(kind="inet")
             name = process.name()
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
@@ -206,7 +209,7 @@ def listeners() -> list[str]:
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             found += [
                 f"{process.name()}[{process.pid}] {c.laddr.ip}:{c.laddr.port}"
-                for c in process.net_connections(kind="tcp")
+                for c in (getattr(process, "net_connections", None) or process.connections)(kind="tcp")
                 if c.status == psutil.CONN_LISTEN
             ]
     return found
