@@ -68,9 +68,19 @@ def drive_batches(
                 summary.resubmitted += 1
                 flight[submit(batch)] = (batch, attempt + 1)
             else:
-                summary.failed.append((batch, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
+                summary.failed.append((batch, one_line(exc)))
         else:
             write(batch, result)
             summary.written += 1
         fill()
     return summary
+
+
+def one_line(exc: BaseException) -> str:
+    """A failed task's error in one line: the task's own exception (a RayTaskError's ``cause``,
+    not Ray's traceback), or Ray's first line (a worker or node that died)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        return f"{type(cause).__name__}: {cause}"
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
