@@ -24,6 +24,7 @@ Writes benchmarks/results/scale_out.json (``--json``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -94,8 +95,10 @@ class EmbedActor:
         self.embedder = Embedder(model)
         embed_paths(self.embedder, [warmup])  # as the single process does
 
-    def embed(self, paths: list[str]) -> Embeddings:
-        return embed_paths(self.embedder, paths)
+    def embed(self, paths: list[str]) -> tuple[Embeddings, float]:
+        """The batch's embeddings and the seconds the actor spent on it."""
+        start = time.perf_counter()
+        return embed_paths(self.embedder, paths), time.perf_counter() - start
 
 
 def work_ray(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddings, float]:
@@ -114,12 +117,19 @@ def work_ray(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddin
     setup = time.perf_counter() - start
     turn = iter(range(10**12))
     found: Embeddings = {}
+    busy = []
+
+    def gather(_batch: list[str], result: tuple[Embeddings, float]) -> None:
+        found.update(result[0])
+        busy.append(result[1])
+
     summary = drive_batches(
         lambda batch: pool[next(turn) % count].embed.remote(batch),
         batches_of(photos, args.batch),
-        lambda _batch, result: found.update(result),
+        gather,
         window=2 * count,
     )
+    print(f"  actors busy {sum(busy):.2f} s in all ({count} actors)", file=sys.stderr)
     if summary.failed:
         raise SystemExit(f"{len(summary.failed)} batches failed: {summary.failed[0][1]}")
     for member in pool:
@@ -127,41 +137,43 @@ def work_ray(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddin
     return found, setup
 
 
-def run(name: str, photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddings, dict]:
-    """One configuration: its cluster started (timed apart), the work timed."""
+def cluster_for(name: str, cores: int) -> contextlib.AbstractContextManager:
+    """The Ray a configuration runs on (connected for the block); none for ``single``."""
     from tests.distributed import cluster
 
-    cores = args.cores
-    start = time.perf_counter()
-    if name == "single":
-        begin = time.perf_counter()
-        found, setup = work_single(photos, args)
-    elif name == "ray-1-node":
-        with cluster.local_ray(num_cpus=cores):
-            begin = time.perf_counter()
-            found, setup = work_ray(photos, args)
-    elif name == "ray-2-nodes":
+    if name == "ray-1-node":
+        return cluster.local_ray(num_cpus=cores)
+    if name == "ray-2-nodes":
         head = max(1, cores // 2)
-        with cluster.two_node_cluster(head_cpus=head, worker_cpus=max(1, cores - head)):
-            begin = time.perf_counter()
-            found, setup = work_ray(photos, args)
-    else:
-        raise SystemExit(f"--configs: unknown configuration {name!r} (choose from {', '.join(CONFIGURATIONS)})")
-    seconds = time.perf_counter() - begin
-    faces = sum(len(v) for v in found.values())
+        return cluster.two_node_cluster(head_cpus=head, worker_cpus=max(1, cores - head))
+    return contextlib.nullcontext()
+
+
+# configuration -> its work (the plug for the real scan)
+CONFIGURATIONS: dict[str, Callable[[Sequence[Path], argparse.Namespace], tuple[Embeddings, float]]] = {
+    "single": work_single,
+    "ray-1-node": work_ray,
+    "ray-2-nodes": work_ray,
+}
+
+
+def run(name: str, photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddings, dict]:
+    """One configuration: its cluster started (timed apart), the work timed."""
+    start = time.perf_counter()
+    with cluster_for(name, args.cores):
+        begin = time.perf_counter()
+        found, setup = CONFIGURATIONS[name](photos, args)
+        seconds = time.perf_counter() - begin
     return found, {
         "config": name,
         "photos": len(found),
-        "faces": faces,
+        "faces": sum(len(v) for v in found.values()),
         "cluster_start_s": round(begin - start, 2),
         "seconds": round(seconds, 2),
         "setup_s": round(setup, 2),
         "photos_per_s": round(len(found) / seconds, 2),
         "steady_photos_per_s": round(len(found) / (seconds - setup), 2),
     }
-
-
-CONFIGURATIONS: dict[str, Callable] = {"single": work_single, "ray-1-node": work_ray, "ray-2-nodes": work_ray}
 
 
 def compare(found: Embeddings, reference: Embeddings) -> dict:
@@ -179,18 +191,25 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores given to each configuration")
     parser.add_argument("--threads", type=int, default=None, help="threads of the single process (default: --cores)")
     parser.add_argument("--configs", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; each configuration's best steady rate is reported")
     parser.add_argument("--json", type=Path, default=RESULTS / "scale_out.json")
     args = parser.parse_args()
     args.threads = args.threads or args.cores
     photos = lfw_photos(args.photos)
 
-    rows, reference = [], None
-    for name in args.configs:
-        found, row = run(name, photos, args)
-        reference = reference if reference is not None else found
-        row |= compare(found, reference)
-        rows.append(row)
-        print(f"{name}: {row['seconds']} s, {row['photos_per_s']} photos/s", file=sys.stderr)
+    # configuration -> its round of the best steady rate (the machine is shared: noise only slows; the
+    # single process keeps its loaded model after round 1, so only "steady" compares later rounds)
+    best: dict[str, dict] = {}
+    reference = None
+    for round_ in range(args.repeat):
+        for name in args.configs:  # rounds interleave the configurations, so load hits them alike
+            found, row = run(name, photos, args)
+            reference = reference if reference is not None else found
+            row |= compare(found, reference)
+            print(f"round {round_ + 1} {name}: {row['seconds']} s, {row['photos_per_s']} photos/s", file=sys.stderr)
+            if name not in best or row["steady_photos_per_s"] > best[name]["steady_photos_per_s"]:
+                best[name] = row
+    rows = [best[name] for name in args.configs]
     base = rows[0]["seconds"]
     steady = rows[0]["steady_photos_per_s"]
     for row in rows:
@@ -214,6 +233,7 @@ def main() -> None:
                 "photos": len(photos),
                 "model": args.model,
                 "batch": args.batch,
+                "repeat": args.repeat,
                 "cores": args.cores,
                 "single_threads": args.threads,
                 "ray": ray.__version__,
