@@ -8,7 +8,9 @@ Configurations (every Ray process on 127.0.0.1 only; tests/distributed/cluster.p
 - ``single``: one process, facesys's threads over all cores (``--threads``, default the core count);
 - ``ray-1-node``: a local Ray (``num_cpus`` = cores), one actor per core, one thread each;
 - ``ray-2-nodes``: a head and a worker node on this machine splitting the cores, one actor per
-  core spread over both nodes; the photos are read from the same disk (a shared folder).
+  core spread over both nodes; the photos are read from the same disk (a shared folder);
+- on a GPU machine, apart: ``single-gpu`` (one process on ``cuda``) and ``ray-1-gpu`` (a local
+  Ray with one GPU, one actor holding it), ``--configs single-gpu ray-1-gpu --batch 64``.
 On one machine the cores are shared, so the figure is the overhead of Ray (parity expected, the
 issue's bar: under 15%), not a speed-up.
 
@@ -77,7 +79,7 @@ def work_single(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embed
 
     start = time.perf_counter()
     threads.configure(args.threads)
-    embedder = Embedder(args.model)
+    embedder = Embedder(args.model, device="cuda" if args.gpu else "cpu")
     embed_paths(embedder, [str(photos[0])])  # warm-up: the first forward passes build the kernels
     setup = time.perf_counter() - start
     found: Embeddings = {}
@@ -87,14 +89,14 @@ def work_single(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embed
 
 
 class EmbedActor:
-    """A pool member: one Embedder (model loaded once), one thread."""
+    """A pool member: one Embedder (model loaded once), one thread (on a GPU: ``threads``)."""
 
-    def __init__(self, model: str, warmup: str):
-        from facesys import threads
+    def __init__(self, model: str, warmup: str, device: str = "cpu", threads: int = 1):
+        from facesys import threads as facesys_threads
         from facesys.vision.embed import Embedder
 
-        threads.configure(1)
-        self.embedder = Embedder(model)
+        facesys_threads.configure(threads)
+        self.embedder = Embedder(model, device=device)
         embed_paths(self.embedder, [warmup])  # as the single process does
 
     def embed(self, paths: list[str]) -> tuple[Embeddings, float]:
@@ -112,9 +114,14 @@ def work_ray(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddin
     from tests.distributed.batches import drive_batches
 
     start = time.perf_counter()
-    count = int(ray.cluster_resources()["CPU"])
-    actor = ray.remote(num_cpus=1, max_restarts=1, max_task_retries=1)(EmbedActor)
-    pool = [actor.options(scheduling_strategy="SPREAD").remote(args.model, str(photos[0])) for _ in range(count)]
+    actor = ray.remote(max_restarts=1, max_task_retries=1)(EmbedActor)
+    gpus = int(ray.cluster_resources().get("GPU", 0))
+    if gpus:  # one actor per GPU, the cores for its decoding and detection
+        count, options, where = gpus, {"num_gpus": 1, "num_cpus": max(1, args.cores // gpus)}, ("cuda", args.cores // gpus)
+    else:  # one actor per core
+        count, options, where = int(ray.cluster_resources()["CPU"]), {"num_cpus": 1}, ("cpu", 1)
+    options["scheduling_strategy"] = "SPREAD"
+    pool = [actor.options(**options).remote(args.model, str(photos[0]), *where) for _ in range(count)]
     ray.get([member.__ray_ready__.remote() for member in pool])
     setup = time.perf_counter() - start
     turn = iter(range(10**12))
@@ -145,6 +152,8 @@ def cluster_for(name: str, cores: int) -> contextlib.AbstractContextManager:
 
     if name == "ray-1-node":
         return cluster.local_ray(num_cpus=cores)
+    if name == "ray-1-gpu":
+        return cluster.local_ray(num_cpus=cores, num_gpus=1)
     if name == "ray-2-nodes":
         head = max(1, cores // 2)
         return cluster.two_node_cluster(head_cpus=head, worker_cpus=max(1, cores - head))
@@ -156,7 +165,10 @@ CONFIGURATIONS: dict[str, Callable[[Sequence[Path], argparse.Namespace], tuple[E
     "single": work_single,
     "ray-1-node": work_ray,
     "ray-2-nodes": work_ray,
+    "single-gpu": work_single,  # GPU configurations: only where a GPU is (--configs single-gpu ray-1-gpu)
+    "ray-1-gpu": work_ray,
 }
+CPU_CONFIGURATIONS = ["single", "ray-1-node", "ray-2-nodes"]
 
 
 def run(name: str, photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddings, dict]:
@@ -192,11 +204,19 @@ def main() -> None:
     parser.add_argument("--model", default="dlib-resnet")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores given to each configuration")
     parser.add_argument("--threads", type=int, default=None, help="threads of the single process (default: --cores)")
-    parser.add_argument("--configs", nargs="+", default=list(CONFIGURATIONS), choices=list(CONFIGURATIONS))
+    parser.add_argument("--configs", nargs="+", default=CPU_CONFIGURATIONS, choices=list(CONFIGURATIONS))
     parser.add_argument("--repeat", type=int, default=1, help="rounds; each configuration's best steady rate is reported")
     parser.add_argument("--json", type=Path, default=RESULTS / "scale_out.json")
     args = parser.parse_args()
     args.threads = args.threads or args.cores
+    args.gpu = any(name.endswith("-gpu") for name in args.configs)
+    if args.gpu and not set(args.configs) <= {"single-gpu", "ray-1-gpu"}:
+        raise SystemExit("--configs: GPU configurations (single-gpu, ray-1-gpu) run apart from the CPU ones")
+    if args.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SystemExit("--configs single-gpu/ray-1-gpu: no CUDA GPU on this machine")
     photos = lfw_photos(args.photos)
 
     # configuration -> its round of the best steady rate (the machine is shared: noise only slows; the

@@ -86,15 +86,16 @@ def _init_args() -> dict:
 
 
 @contextlib.contextmanager
-def local_ray(num_cpus: int = 2, system_config: dict | None = None) -> Iterator[str]:
-    """A one-node Ray on loopback for the duration of the block, connected; yields its address."""
+def local_ray(num_cpus: int = 2, num_gpus: int = 0, system_config: dict | None = None) -> Iterator[str]:
+    """A one-node Ray on loopback for the duration of the block, connected; yields its address.
+    ``num_gpus``: GPUs it may hand to tasks and actors (0: none, even on a GPU machine)."""
     prepare_environment()
     import ray
 
     with _session_folder() as folder:
         info = ray.init(
             num_cpus=num_cpus,
-            num_gpus=0,
+            num_gpus=num_gpus,
             object_store_memory=OBJECT_STORE_BYTES,
             _node_ip_address=LOOPBACK,
             _temp_dir=folder,
