@@ -42,11 +42,11 @@ def drive_batches(
     """Run ``submit(batch)`` (returns an ObjectRef) for every batch, at most ``window`` in flight,
     and ``write(batch, result)`` on the driver as each finishes. A batch whose ref raises a
     ``ray.exceptions.RayError`` is submitted again, ``attempts`` times in all."""
+    if window < 1 or attempts < 1:
+        raise ValueError(f"window ({window}) and attempts ({attempts}) must be at least 1")
     import ray
     from ray.exceptions import RayError
 
-    if window < 1 or attempts < 1:
-        raise ValueError(f"window ({window}) and attempts ({attempts}) must be at least 1")
     summary = DriveSummary()
     pending = iter(batches)
     flight: dict[Any, tuple[Sequence[Any], int]] = {}  # ref -> (batch, attempt number)

@@ -18,6 +18,7 @@ creating ``~/.ray/auth_token``.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import logging
@@ -74,6 +75,7 @@ def prepare_environment() -> None:
 def _session_folder() -> Iterator[str]:
     """A new short temporary folder for Ray's session (logs, sockets, spilled objects), removed after."""
     folder = tempfile.mkdtemp(prefix="fray-", dir="/tmp")
+    atexit.register(shutil.rmtree, folder, True)  # again at exit: seen recreated (empty) after a node kill
     try:
         yield folder
     finally:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.distributed.batches import drive_batches
-from tests.distributed.toy_scan import GalleryWriter, attempts_by_batch, embed_batch, faces_of, write_photos
+from tests.distributed.toy_scan import GalleryWriter, ToyEmbedActor, attempts_by_batch, embed_batch, faces_of, write_photos
 from tests.gallery.conftest import MODEL, STORE_FACTORIES
 
 PHOTOS, BATCH, DELAY = 40, 4, 0.15  # 10 batches of 0.6 s on two 1-CPU nodes
@@ -36,20 +36,34 @@ def kill_when_running(nodes, attempts: Path, deadline: float = 30.0) -> threadin
     return thread
 
 
-@pytest.mark.parametrize("backend", sorted(STORE_FACTORIES))
-def test_a_node_killed_mid_scan_leaves_every_photo_once(two_nodes, tmp_path, backend):
+def submitter(shape: str, attempts: Path, delay: float):
+    """``submit(batch)`` for a pool of the given shape: plain tasks (Ray retries them on another
+    node) or two actors spread over the nodes (restarted on the head, their calls retried)."""
+    import itertools
+
     import ray
 
+    if shape == "tasks":
+        task = ray.remote(num_cpus=1, max_retries=3)(embed_batch)
+        return lambda batch: task.remote(batch, str(attempts), delay)
+    # half a CPU each: the actor of the dead node restarts beside the other one on the 1-CPU head
+    actor = ray.remote(num_cpus=0.5, max_restarts=-1, max_task_retries=-1)(ToyEmbedActor)
+    pool = [actor.options(scheduling_strategy="SPREAD").remote() for _ in range(2)]
+    turn = itertools.cycle(pool)
+    return lambda batch: next(turn).embed.remote(batch, str(attempts), delay)
+
+
+@pytest.mark.parametrize(("backend", "shape"), [("sqlite", "tasks"), ("postgresql", "tasks"), ("sqlite", "actors")])
+def test_a_node_killed_mid_scan_leaves_every_photo_once(two_nodes, tmp_path, backend, shape):
     paths = [str(p) for p in write_photos(tmp_path / "photos", PHOTOS)]
     batches = [paths[i : i + BATCH] for i in range(0, PHOTOS, BATCH)]
     attempts = tmp_path / "attempts"
     attempts.mkdir()
-    task = ray.remote(num_cpus=1, max_retries=3)(embed_batch)
     with STORE_FACTORIES[backend](tmp_path) as store:
         store.set_model(MODEL, "test-model", "0123456789abcdef" * 4, 8)
         writer = GalleryWriter(store)
         killer = kill_when_running(two_nodes, attempts)
-        summary = drive_batches(lambda batch: task.remote(batch, str(attempts), DELAY), batches, writer, window=4)
+        summary = drive_batches(submitter(shape, attempts, DELAY), batches, writer, window=4)
         killer.join()
 
         # The kill cut a batch short on the worker node, and Ray ran it again on the head.
@@ -69,6 +83,6 @@ def test_a_node_killed_mid_scan_leaves_every_photo_once(two_nodes, tmp_path, bac
 
         # A re-run (a driver killed after the last write) recomputes and re-writes nothing.
         again = GalleryWriter(store)
-        drive_batches(lambda batch: task.remote(batch, str(attempts), 0.0), batches, again, window=4)
+        drive_batches(submitter(shape, attempts, 0.0), batches, again, window=4)
         assert (again.written, again.skipped) == (0, PHOTOS)
         assert store.library_photos() == photos

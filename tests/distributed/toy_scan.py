@@ -62,6 +62,13 @@ def embed_batch(paths: Sequence[str], attempts: str, delay: float) -> list[tuple
     return out
 
 
+class ToyEmbedActor:
+    """A pool member (as the real scan's pipeline actors): :func:`embed_batch` per call."""
+
+    def embed(self, paths: Sequence[str], attempts: str, delay: float) -> list[tuple[str, int, int, str, list[NewLibraryFace]]]:
+        return embed_batch(paths, attempts, delay)
+
+
 class GalleryWriter:
     """The driver's side: records each photo of a result once by its content hash; a photo already
     recorded with the same path and sha256 is left alone (a recomputed batch re-writes nothing)."""
