@@ -1,6 +1,10 @@
-"""Fixtures of the Ray tests: one local Ray for the session (2 CPUs, every process on 127.0.0.1,
-no dashboard; started once: a start costs seconds) and a small folder of real LFW photos. The
-tests skip where Ray is not installed."""
+"""Fixtures of the Ray tests (skipped where Ray is not installed: pip install "facesys[ray]"), every
+process on 127.0.0.1, no dashboard: ``scan_ray``, facesys's own local Ray for a module of scan
+tests; ``local_ray`` and ``two_nodes`` (tests/distributed/cluster.py), a one-node Ray and a
+two-node cluster for one test each; and a small folder of real LFW photos.
+
+Next session: two ways of starting a loopback Ray exist (facesys/distributed/cluster.py and
+tests/distributed/cluster.py); keep one."""
 
 from __future__ import annotations
 
@@ -21,10 +25,11 @@ PEOPLE = {
 ENROLLED = "Colin Powell"
 
 
-@pytest.fixture(scope="session")
-def local_ray():
-    """The ray module, joined to a local Ray of 2 CPUs for the whole session (facesys's own start:
-    loopback only)."""
+@pytest.fixture(scope="module")
+def scan_ray():
+    """The ray module, joined to a local Ray of 2 CPUs for a whole test module (facesys's own start:
+    loopback only; module-scoped so that it never overlaps the per-test Rays below: a process holds
+    one Ray connection at a time)."""
     pytest.importorskip("ray")
     from facesys.distributed.cluster import connected
 
@@ -48,3 +53,25 @@ def photos(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def enrolled_photo() -> Path:
     return data_path("lfw", "Colin_Powell", "Colin_Powell_0001.jpg")
+
+
+@pytest.fixture()
+def local_ray():
+    """A one-node Ray (``num_cpus=2``) on loopback for one test (a process holds one Ray connection
+    at a time, so it cannot outlive the test next to a ``two_nodes`` one); yields its address."""
+    pytest.importorskip("ray", reason='Ray not installed (pip install "facesys[ray]")')
+    from tests.distributed.cluster import local_ray
+
+    with local_ray(num_cpus=2) as address:
+        yield address
+
+
+@pytest.fixture()
+def two_nodes():
+    """A head and a worker node (1 CPU each) on loopback, the driver connected; the test may kill
+    the worker (``two_nodes.kill_worker()``). Failed nodes are declared dead within ~2 s."""
+    pytest.importorskip("ray", reason='Ray not installed (pip install "facesys[ray]")')
+    from tests.distributed.cluster import FAST_FAILURE_CONFIG, two_node_cluster
+
+    with two_node_cluster(system_config=FAST_FAILURE_CONFIG) as nodes:
+        yield nodes

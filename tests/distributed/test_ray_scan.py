@@ -43,7 +43,7 @@ def scanned(tmp_path, photos, enrolled_photo, name: str, ray: str | None):
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory, local_ray, photos, enrolled_photo):
+def both(tmp_path_factory, scan_ray, photos, enrolled_photo):
     """The same folder scanned in one process and on the session's local Ray."""
     tmp = tmp_path_factory.mktemp("ray-scan")
     here = scanned(tmp, photos, enrolled_photo, "here", None)
@@ -97,7 +97,7 @@ def test_a_touched_photo_is_known_by_its_content_and_nothing_is_written(both, ph
     assert state(copy)[2] == faces  # the same faces, none written again
 
 
-def test_the_cli_scans_on_ray_and_says_what_it_read(local_ray, photos, tmp_path):
+def test_the_cli_scans_on_ray_and_says_what_it_read(scan_ray, photos, tmp_path):
     folder = tmp_path / "two"
     folder.mkdir()
     for photo in sorted(photos.glob("Gerhard_Schroeder/*.jpg"))[:2]:
@@ -124,7 +124,7 @@ def test_without_ray_installed_a_ray_scan_is_one_line(tmp_path, photos, monkeypa
     assert len(lines) == 1 and 'Ray is not installed: pip install "facesys[ray]"' in lines[0], result.output
 
 
-def test_ctrl_c_stops_a_ray_scan_its_actors_go_and_a_rerun_completes_it(local_ray, photos, enrolled_photo, tmp_path):
+def test_ctrl_c_stops_a_ray_scan_its_actors_go_and_a_rerun_completes_it(scan_ray, photos, enrolled_photo, tmp_path):
     system = FaceSystem(tmp_path / "g")
     seen = []
 
@@ -136,9 +136,9 @@ def test_ctrl_c_stops_a_ray_scan_its_actors_go_and_a_rerun_completes_it(local_ra
     with pytest.raises(KeyboardInterrupt):
         system.scan([photos], on_result=interrupt, ray="local")
     deadline = time.monotonic() + 30
-    while local_ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
+    while scan_ray.available_resources().get("CPU", 0) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)  # the killed actors give their CPUs back
-    assert local_ray.available_resources().get("CPU", 0) == 2
+    assert scan_ray.available_resources().get("CPU", 0) == 2
     with Gallery(tmp_path / "g").open() as store:
         recorded = {photo.path for photo in store.library_photos()}
     assert recorded and len(recorded) < 21  # stopped part-way; what was recorded is whole
@@ -146,7 +146,7 @@ def test_ctrl_c_stops_a_ray_scan_its_actors_go_and_a_rerun_completes_it(local_ra
     assert rest.files["new"] + rest.files["error"] == 21 - len(recorded) and rest.files["unchanged"] == len(recorded)
 
 
-def test_every_ray_process_listens_on_the_loopback_address_only(local_ray):
+def test_every_ray_process_listens_on_the_loopback_address_only(scan_ray):
     ss = shutil.which("ss")
     if ss is None:
         pytest.skip("ss (iproute2) is not installed")
@@ -167,14 +167,14 @@ def test_nothing_answering_at_a_ray_address_is_one_line_within_seconds(tmp_path,
     assert not (tmp_path / "g").exists()
 
 
-def test_another_address_than_the_ray_this_process_joined_is_one_line(local_ray, tmp_path, photos):
+def test_another_address_than_the_ray_this_process_joined_is_one_line(scan_ray, tmp_path, photos):
     result = CliRunner().invoke(main, ["--gallery", str(tmp_path / "g"), "scan", str(photos), "--ray", "127.0.0.1:1"])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "ray address 127.0.0.1:1: this process has already joined the Ray at 127.0.0.1:" in lines[0]
 
 
-def test_pipeline_actors_that_cannot_start_stop_the_scan_with_one_line(local_ray, photos, tmp_path, monkeypatch):
+def test_pipeline_actors_that_cannot_start_stop_the_scan_with_one_line(scan_ray, photos, tmp_path, monkeypatch):
     from facesys.distributed import shipping
 
     packed = shipping.pack
