@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from facesys.cli import EXIT_OK, EXIT_REJECTED, FacesysGroup, Settings, emit_json, error_line, main
+from facesys.cli import EXIT_OK, EXIT_REJECTED, FacesysGroup, Settings, emit_json, error_line, main, ray_option
 from facesys.errors import MAX_ID
 
 FACE_ID = click.IntRange(1, MAX_ID)  # what a gallery can store: larger ids would overflow its integers
@@ -30,14 +30,7 @@ def _plural(count: int, word: str) -> str:
     help="Forget the photos of a folder that holds none now, or of a sub-folder that is gone (refused otherwise: unmounted?).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file read, failed or forgotten, then a summary.")
-@click.option(
-    "--ray",
-    is_flag=False,
-    flag_value="local",
-    default=None,
-    metavar="[ADDRESS|auto]",
-    help="Read the photos on Ray: alone, a Ray started here (loopback only); auto or host:port, a running cluster.",
-)
+@ray_option
 @click.pass_obj
 def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force: bool, as_json: bool, ray: str | None) -> None:
     """Find every face in the photos under FOLDERS (recursively) and store them, unnamed.

@@ -22,16 +22,14 @@ being enrolled: a wrong automatic match never changes who identify finds, and ``
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facesys.config import FRAME_STEP
-from facesys.enroll import face_crop
 from facesys.errors import FacesysError
 from facesys.gallery.store import TruthStore
 from facesys.gallery.store.records import LibraryPhoto, NewLibraryFace, ScannedPhoto
@@ -115,44 +113,6 @@ class ScanReport:
         }
 
 
-@dataclass(frozen=True)
-class Seen:
-    """One photo or video frame of a file to read, through the pipeline: ``index`` of its file in
-    what the reader was given, ``frame`` (None: a photo), ``result`` (ImageFaces; its pixels and
-    detections may be dropped) and ``crops``: (JPEG, origin (x0, y0, scale)) of each face of it."""
-
-    index: int
-    frame: int | None
-    result: ImageFaces
-    crops: list[tuple[bytes, tuple[float, float, float]]]
-
-
-# Reads (index, path) files through the pipeline: batches of what it saw, in the files' order.
-Reader = Callable[[Iterable[tuple[int, Path]]], Iterator[list[Seen]]]
-# Gives the Reader of a scan (the pipeline and frame step it uses) while the scan reads files.
-Reading = Callable[["Embedder", "int | None"], "AbstractContextManager[Reader]"]
-
-
-def read_files(embedder: Embedder, every: int | None) -> Reader:
-    """The Reader that runs ``embedder`` here (every photo, and every ``every``-th video frame) and
-    makes each face's crop; a Ray actor runs this same reader (facesys/distributed/)."""
-
-    def read(files: Iterable[tuple[int, Path]]) -> Iterator[list[Seen]]:
-        media = (((index, ref), image) for index, path in files for ref, image in media_items([path], every or FRAME_STEP))
-        for batch in embedder.face_batches(media, select="all", errors="collect"):
-            yield [
-                Seen(index, ref.frame, replace(result, image=None), [face_crop(result.image, face.box) for face in result.faces])
-                for (index, ref), result in batch
-            ]
-
-    return read
-
-
-def read_here(embedder: Embedder, every: int | None) -> AbstractContextManager[Reader]:
-    """The default Reading: :func:`read_files` in this process."""
-    return contextlib.nullcontext(read_files(embedder, every))
-
-
 @dataclass
 class _Reading:
     """A file being processed: its items' faces so far, and their errors."""
@@ -174,7 +134,6 @@ def scan(
     on_result: Callable[[ScanResult], None] | None = None,
     force: bool = False,
     on_start: Callable[[int], None] | None = None,
-    reading: Reading = read_here,
 ) -> ScanReport:
     """Scan ``paths`` (folders, recursively, or files) into ``gallery``; see the module docstring.
     ``embedder``: gives the pipeline (asked only when a file is read); ``identifying``: the identify
@@ -182,8 +141,7 @@ def scan(
     Nth frame (None: videos are skipped); ``on_result`` hears of every file (after it is recorded);
     ``force``: forget the photos of a folder that now holds none, or of a sub-folder that is gone
     (refused otherwise: an unmounted disk looks like that); ``on_start`` hears how many results will
-    follow (for a progress bar), once the folders are walked; ``reading``: where the files are read
-    (default: here; facesys/distributed/ reads them on a Ray cluster). Returns the counts."""
+    follow (for a progress bar), once the folders are walked. Returns the counts."""
     if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
         raise FacesysError(f"every={every!r}: a frame step must be a whole number >= 1", parameter="every")
     roots = resolved_roots(paths)
@@ -228,7 +186,7 @@ def scan(
             else:
                 todo.append((file, old))
         if todo:
-            _process(embedder(), identifying, store, todo, every, emit, hashes, erased, pipeline=reading)
+            _process(embedder(), identifying, store, todo, every, emit, hashes, erased)
     return report
 
 
@@ -320,11 +278,9 @@ def _process(
     emit: Callable[[ScanResult], None],
     hashes: dict[Path, str],
     erased: set[str],
-    pipeline: Reading,
 ) -> None:
-    """Read the files of ``todo`` through the ``pipeline`` and record each one with its
-    faces, here; the sha256 of ``hashes`` are not read again; files whose sha256 is ``erased`` are
-    left out."""
+    """Read the files of ``todo`` through the pipeline and record each one with its faces; the
+    sha256 of ``hashes`` are not read again; files whose sha256 is ``erased`` are left out."""
     if store.model_id is None:
         model = embedder.model_info
         store.set_model(model.model_id, model.name, model.weights_sha256, model.dim)
@@ -333,7 +289,7 @@ def _process(
     settled: list[ScanResult] = []  # files done while items were drawn (touched only, unreadable)
     replaced = False
 
-    def files() -> Iterator[tuple[int, Path]]:
+    def items() -> Iterator[tuple[tuple[int, object], object]]:
         for index, (file, old) in enumerate(todo):
             try:
                 sha = hashes.get(file.path) or file_sha256(file.path)
@@ -350,7 +306,8 @@ def _process(
                 settled.append(ScanResult(str(file.path), "erased"))
                 continue
             reading[index] = _Reading(file, old, sha)
-            yield index, file.path
+            for ref, image in media_items([file.path], every or FRAME_STEP):
+                yield (index, ref), image
 
     def finish(index: int) -> None:
         nonlocal replaced
@@ -367,14 +324,14 @@ def _process(
         emit(ScanResult(photo.path, status, len(ids), ids, dict(automatic), error, processed=True))
 
     current: int | None = None
-    with identifying(top_k=1, store=store) as identify, pipeline(embedder, every) as read:  # GalleryError: another model
-        for batch in read(files()):
-            answers = identify([seen.result for seen in batch])
-            for seen, named in zip(batch, answers, strict=True):
-                if current is not None and seen.index != current:
+    with identifying(top_k=1, store=store) as identify:  # GalleryError when it holds another model
+        for batch in embedder.face_batches(items(), select="all", errors="collect", crops=True):
+            answers = identify([result for _, result in batch])
+            for ((index, ref), result), named in zip(batch, answers, strict=True):
+                if current is not None and index != current:
                     finish(current)
-                current = seen.index
-                _add(reading[seen.index], seen, named)
+                current = index
+                _add(reading[index], ref, result, named)
             while settled:
                 emit(settled.pop(0))
     if current is not None:
@@ -401,13 +358,14 @@ def _erased(face: NewLibraryFace, erased: list[list[float | None]]) -> bool:
     return False
 
 
-def _add(reading: _Reading, seen: Seen, named) -> None:
+def _add(reading: _Reading, ref, result, named) -> None:
     """One photo or video frame through the pipeline, into the faces of its file."""
     reading.items += 1
-    if seen.result.error:
-        reading.errors.append(seen.result.error)
+    if result.error:
+        reading.errors.append(result.error)
         return
-    for face, (crop, origin), identification in zip(seen.result.faces, seen.crops, named, strict=True):
+    for face, identification in zip(result.faces, named, strict=True):
+        crop, origin = face.crop
         reading.faces.append(
-            NewLibraryFace(face.box, face.landmarks, face.score, crop, origin, face.embedding, seen.frame, identification.name)
+            NewLibraryFace(face.box, face.landmarks, face.score, crop, origin, face.embedding, ref.frame, identification.name)
         )

@@ -22,6 +22,7 @@ from facesys.config import BATCH_BYTES, CHIP_BATCH, CPU_CHIP_BATCH, DEFAULT_MODE
 from facesys.errors import FacesysError, ImageError
 from facesys.models import ModelInfo
 from facesys.vision.align import align_faces
+from facesys.vision.crop import Crop, face_crop
 from facesys.vision.detect import Detection, Detector, create_detector, pick_faces
 from facesys.vision.images import ImageInput, describe, load_image
 from facesys.vision.quality import sharpness
@@ -37,7 +38,8 @@ class Face:
     """A detected face: ``box`` (4,) x1, y1, x2, y2 pixels; ``landmarks`` (5, 2) x, y pixels;
     ``score`` the detector's score (its own scale: facesys/vision/quality.py); ``embedding`` (D,) float32 with unit L2 norm (None
     when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for; ``sharpness`` of the
-    chip (variance of its Laplacian, facesys/vision/quality.py).
+    chip (variance of its Laplacian, facesys/vision/quality.py); ``crop`` the JPEG crop a gallery
+    stores and its origin (facesys/vision/crop.py) when asked for.
     """
 
     box: np.ndarray
@@ -46,6 +48,7 @@ class Face:
     embedding: np.ndarray | None
     chip: np.ndarray | None = field(default=None, repr=False, compare=False)
     sharpness: float | None = None
+    crop: Crop | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """JSON-ready: box and landmarks rounded to 0.1 pixel, embedding as a list of floats."""
@@ -176,11 +179,7 @@ class Embedder:
         batch_size: int = PHOTO_BATCH,
     ) -> list[ImageFaces]:
         """Each image through the pipeline, in order (see :meth:`face_batches` for the options)."""
-        return [
-            result
-            for batch in self.face_batches(((None, i) for i in images), select, errors, keep_chips, embed, batch_size)
-            for _, result in batch
-        ]
+        return faces_of(self, images, select, errors, keep_chips, embed, batch_size)
 
     def face_batches(
         self,
@@ -190,6 +189,7 @@ class Embedder:
         keep_chips: bool = False,
         embed: bool = True,
         batch_size: int = PHOTO_BATCH,
+        crops: bool = False,
     ) -> Iterator[list[tuple[Tag, ImageFaces]]]:
         """(tag, image) items -> batches of (tag, ImageFaces), in input order.
 
@@ -197,16 +197,15 @@ class Embedder:
         ``BATCH_BYTES``): one batched detection and one network pass per batch. ``select``:
         ``all`` faces, the ``largest``, or the one nearest the ``center``; ``errors``: ``raise``
         the ImageError of an unusable image, or ``collect`` it in ``ImageFaces.error`` and go on;
-        ``keep_chips`` keeps each face's aligned chip; ``embed=False`` stops at the chips.
+        ``keep_chips`` keeps each face's aligned chip; ``embed=False`` stops at the chips; ``crops``
+        makes each face's stored crop (``Face.crop``).
 
         On the CPU with several photo workers (facesys/threads.py) a batch of several photos is
         split between them, each part on one thread, and the next batch starts while this one is
         handed out.
         """
-        pick_faces([], (), select)  # an unknown ``select`` fails here, before any image is decoded
-        if errors not in ERROR_POLICIES:
-            raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
-        options = (select, errors, keep_chips, embed)
+        check_options(select, errors)
+        options = (select, errors, keep_chips, embed, crops)
         workers = threads.photo_workers() if self.device == "cpu" else 1
         if workers == 1:
             for pending in self._decoded(items, errors, batch_size):
@@ -231,7 +230,7 @@ class Embedder:
         pending: list[tuple[Tag, str, np.ndarray | None, str | None]] = []
         size = 0
         for tag, source in items:
-            name = str(source) if callable(source) else describe(source)
+            name = source_name(source)
             image, error = None, None
             try:
                 image = source() if callable(source) else load_image(source)
@@ -247,7 +246,7 @@ class Embedder:
         if pending:
             yield pending
 
-    def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool) -> list[tuple]:
+    def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool, crops: bool) -> list[tuple]:
         """One batch: detect, select, align, embed (detection and the network each adapt the thread count)."""
         decoded = [i for i, (_, _, image, _) in enumerate(pending) if image is not None]
         found = dict(
@@ -273,7 +272,8 @@ class Embedder:
             for d in chosen.get(i, []):
                 vector = None if vectors is None else vectors[offset]
                 chip = chips[offset]
-                faces.append(Face(d.box, d.landmarks, d.score, vector, chip if keep_chips else None, sharpness(chip)))
+                crop = face_crop(image, d.box) if crops else None
+                faces.append(Face(d.box, d.landmarks, d.score, vector, chip if keep_chips else None, sharpness(chip), crop))
                 offset += 1
             out.append((tag, ImageFaces(name, faces, detections if error is None else [], image, error)))
         return out
@@ -304,3 +304,21 @@ class Embedder:
         if not isinstance(images, (list, tuple)):
             images = [images]
         return [result.faces for result in self.faces(images)]
+
+
+def check_options(select: str, errors: str) -> None:
+    """FacesysError for an unknown face ``select`` or ``errors`` policy (before any image is decoded)."""
+    pick_faces([], (), select)
+    if errors not in ERROR_POLICIES:
+        raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
+
+
+def faces_of(embedder, images: Iterable[ImageSource], *options) -> list[ImageFaces]:
+    """``embedder.face_batches`` of untagged images, flattened in order (``Embedder.faces``; a Ray
+    embedder's too, facesys/distributed/)."""
+    return [result for batch in embedder.face_batches(((None, i) for i in images), *options) for _, result in batch]
+
+
+def source_name(source: ImageSource) -> str:
+    """The name of an image source in results and messages (``ImageFaces.source``)."""
+    return str(source) if callable(source) else describe(source)
