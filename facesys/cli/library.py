@@ -45,6 +45,7 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
     """
     system = settings.system()
     progress = None
+    seen = {"faces": 0, "errors": 0}  # shown beside the bar's files/s and ETA
 
     def start(total: int) -> None:
         nonlocal progress
@@ -52,6 +53,9 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
 
     def report(result) -> None:
         if progress is not None:
+            seen["faces"] += result.faces
+            seen["errors"] += result.status == "error"
+            progress.set_postfix(seen, refresh=False)
             progress.update(1)
         if as_json:
             if result.status != "unchanged":
