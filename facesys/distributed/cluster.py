@@ -116,6 +116,7 @@ def local_ray(
     with local_environment(), session_folder() as folder:
         try:
             info = ray.init(
+                address=LOCAL,  # always a new Ray, never a running one (nor RAY_ADDRESS's)
                 num_cpus=cpus,
                 num_gpus=gpus,
                 object_store_memory=object_store_bytes,
@@ -123,7 +124,7 @@ def local_ray(
                 _temp_dir=folder,
                 _system_config=system_config,
                 **QUIET,
-            )  # no address: always a new Ray, never a running one
+            )
         except Exception as exc:
             ray.shutdown()
             raise FacesysError(f"a local Ray cannot start ({_first_line(exc)})", parameter="ray") from None

@@ -46,6 +46,7 @@ def test_a_local_ray_started_by_facesys_is_loopback_only_private_and_leaves_noth
     for name in RAY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # a cluster of the user's, elsewhere: not joined
     with connected("local", cpus=2) as ray:
         assert ray.get(ray.remote(lambda: 1).remote()) == 1  # a worker up: its servers listen too
         found, outside = listeners(), non_loopback_listeners()
