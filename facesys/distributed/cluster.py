@@ -11,14 +11,29 @@ Ray turns a loopback address into the machine's network address unless its no-cl
 (ray._private.services.resolve_ip_for_localhost reads ray_constants.ENABLE_RAY_CLUSTER, set from
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when ray is imported): that mode is on while a local Ray starts or
 a loopback address is joined, so nothing is sent anywhere but 127.0.0.1 (checked after the start).
+
+A local Ray (:func:`local_ray`, what ``connected`` starts, and the test clusters build on it) also
+gets, for its whole life, :func:`local_environment` (inherited by every Ray process it starts): the
+loopback mode above, usage statistics off (Ray would send them to the internet), token
+authentication with a token of its own in the environment (Ray would otherwise write one to
+``~/.ray/auth_token``) and quiet logs; its files go to a fresh short ``/tmp/fray-*`` folder
+(:func:`session_folder`, removed after; Ray's default ``/tmp/ray`` is shared by every Ray of the
+machine, and its Unix socket paths may not exceed 107 bytes), its object store is bounded
+(``LOCAL_OBJECT_STORE_BYTES``; Ray's default takes 30% of the memory) and it has no dashboard.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
+import os
 import re
+import secrets
+import shutil
 import socket
+import sys
+import tempfile
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -29,6 +44,13 @@ LOOPBACK = "127.0.0.1"
 REACH_TIMEOUT_S = 5.0  # how long a host:port may take to accept a connection
 _ADDRESS = re.compile(r"^(?:ray://)?(?P<host>[A-Za-z0-9.\-_]+|\[[0-9A-Fa-f:]+\]):(?P<port>\d{1,5})$")
 _LOOPBACK_HOSTS = ("localhost", "::1", "[::1]")
+TEMP_ROOT = "/tmp"  # short: Ray's Unix sockets live in the session folder (107 bytes at most)
+# The shipped model (~100 MB of weights, once per node) and the batches in flight fit; beyond it Ray
+# spills to the session folder. Ray's own minimum is 75 MiB.
+LOCAL_OBJECT_STORE_BYTES = 512 * 2**20
+# ray.init arguments of every driver here: no dashboard, no worker output forwarded, warnings only.
+QUIET = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING}
+_AUTH_MODE, _AUTH_TOKEN, _AUTH_TOKEN_PATH = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 
 
 def check_address(address: str | None) -> str:
@@ -62,26 +84,126 @@ def connected(address: str | None = None, cpus: int | None = None) -> Iterator[M
         _same_ray(ray, address)
         yield ray
         return
-    options = {"include_dashboard": False, "logging_level": logging.WARNING, "log_to_driver": False}
     if address == LOCAL:
-        options.update(num_cpus=cpus, _node_ip_address=LOOPBACK)
-    else:
-        _reachable(address)
-        _token_if_any()
+        with local_ray(cpus):
+            yield ray
+        return
+    _reachable(address)
+    _token_if_any()
     try:
-        with _loopback_kept(ray, address == LOCAL or _is_loopback(address)):
-            ray.init(address=address, **options)  # "local": always a new Ray, never a running one
+        with _loopback_kept(ray, _is_loopback(address)):
+            ray.init(address=address, **QUIET)
     except Exception as exc:  # ConnectionError, RuntimeError, ValueError... from a bad or dead address
         ray.shutdown()
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise FacesysError(f"ray address {address}: cannot join ({first})", parameter="ray") from None
-    if address == LOCAL and ray.util.get_node_ip_address() != LOOPBACK:
-        ray.shutdown()
-        raise FacesysError(f"a local Ray would not bind {LOOPBACK} only (this Ray version resolves it otherwise)", "ray")
+        raise FacesysError(f"ray address {address}: cannot join ({_first_line(exc)})", parameter="ray") from None
     try:
         yield ray
     finally:
         ray.shutdown()
+
+
+@contextlib.contextmanager
+def local_ray(
+    cpus: int | None = None,
+    gpus: int | None = None,
+    object_store_bytes: int = LOCAL_OBJECT_STORE_BYTES,
+    system_config: dict | None = None,
+) -> Iterator[str]:
+    """A new one-node Ray on this machine, joined for the ``with`` block and stopped after (see the
+    module docstring); yields its address (``127.0.0.1:PORT``). ``cpus``/``gpus``: what it may hand
+    out (None: what the machine has). FacesysError when it cannot start on the loopback address."""
+    ray = import_ray()
+    with local_environment(), session_folder() as folder:
+        try:
+            info = ray.init(
+                address=LOCAL,  # always a new Ray, never a running one (nor RAY_ADDRESS's)
+                num_cpus=cpus,
+                num_gpus=gpus,
+                object_store_memory=object_store_bytes,
+                _node_ip_address=LOOPBACK,
+                _temp_dir=folder,
+                _system_config=system_config,
+                **QUIET,
+            )
+        except Exception as exc:
+            ray.shutdown()
+            raise FacesysError(f"a local Ray cannot start ({_first_line(exc)})", parameter="ray") from None
+        try:
+            if ray.util.get_node_ip_address() != LOOPBACK:
+                raise FacesysError(f"a local Ray would not bind {LOOPBACK} only (this Ray version resolves it otherwise)", "ray")
+            yield info.address_info["gcs_address"]
+        finally:
+            ray.shutdown()
+
+
+def local_variables(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment variables every process of a local Ray gets (see the module docstring). A
+    user's own authentication mode or token (RAY_AUTH_MODE, RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH in
+    ``environ``, default this process's) is kept; otherwise a new token, only in the environment."""
+    environ = os.environ if environ is None else environ
+    variables = {
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # 127.0.0.1 stays 127.0.0.1 in every Ray process
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_DISABLE_DOCKER_CPU_WARNING": "1",
+        "RAY_SCHEDULER_EVENTS": "0",  # no scheduler event messages on the driver
+        "RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "0",  # silences a FutureWarning per worker without GPUs
+        _AUTH_MODE: environ.get(_AUTH_MODE, "token"),
+    }
+    if variables[_AUTH_MODE].lower() == "token" and not (environ.get(_AUTH_TOKEN) or environ.get(_AUTH_TOKEN_PATH)):
+        variables[_AUTH_TOKEN] = secrets.token_hex(16)
+    return variables
+
+
+@contextlib.contextmanager
+def local_environment() -> Iterator[None]:
+    """:func:`local_variables` in this process's environment for the ``with`` block (the Ray
+    processes started in it inherit them), the previous values back after; Ray's settings read at
+    import or cached (the loopback mode, its configuration, the token) follow both ways."""
+    variables = local_variables()
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    _reload_ray_settings()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        _reload_ray_settings()
+
+
+def _reload_ray_settings() -> None:
+    """Ray's copies of the environment, read again where ray is imported (a later import reads it)."""
+    if "ray" not in sys.modules:
+        return
+    from ray._private import ray_constants
+
+    name, default = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR, not ray_constants.IS_WINDOWS_OR_OSX
+    ray_constants.ENABLE_RAY_CLUSTER = ray_constants.env_bool(name, default)  # as at import
+    with contextlib.suppress(ImportError):  # token authentication: recent Rays only
+        from ray._raylet import AuthenticationTokenLoader, Config
+
+        Config.initialize("")  # the configuration first: a draining thread may reload the token
+        AuthenticationTokenLoader.instance().reset_cache()
+
+
+@contextlib.contextmanager
+def session_folder() -> Iterator[str]:
+    """A new short folder under TEMP_ROOT for one Ray's session (logs, sockets, spilled objects),
+    removed after the block (and again at exit: Ray was seen to recreate it, empty, after a node died)."""
+    folder = tempfile.mkdtemp(prefix="fray-", dir=TEMP_ROOT if os.path.isdir(TEMP_ROOT) else None)
+    atexit.register(shutil.rmtree, folder, True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _host_port(address: str) -> tuple[str, int] | None:

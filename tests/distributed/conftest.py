@@ -1,10 +1,8 @@
 """Fixtures of the Ray tests (skipped where Ray is not installed: pip install "facesys[ray]"), every
 process on 127.0.0.1, no dashboard: ``scan_ray``, facesys's own local Ray for a module of scan
 tests; ``local_ray`` and ``two_nodes`` (tests/distributed/cluster.py), a one-node Ray and a
-two-node cluster for one test each; and a small folder of real LFW photos.
-
-Next session: two ways of starting a loopback Ray exist (facesys/distributed/cluster.py and
-tests/distributed/cluster.py); keep one."""
+two-node cluster for one test each (built on facesys's own start: one place sets Ray's environment
+and arguments); and a small folder of real LFW photos."""
 
 from __future__ import annotations
 
