@@ -25,7 +25,7 @@ from facesys.distributed import cluster as facesys_ray
 
 LOOPBACK = facesys_ray.LOOPBACK
 ROOT = Path(__file__).resolve().parent.parent.parent
-# The smallest object store Ray 2.60 accepts is 75 MiB; the toy job and 100 LFW photos per batch fit in this.
+# The smallest object store Ray 2.60 accepts is 75 MiB; the test jobs fit in this.
 OBJECT_STORE_BYTES = 128 * 2**20
 # A dead node is declared after period x threshold (defaults 3 s x 5 = 15 s): a kill test waits less.
 FAST_FAILURE_CONFIG = {"health_check_period_ms": 500, "health_check_failure_threshold": 4}
