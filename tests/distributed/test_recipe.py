@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,15 +36,17 @@ SCANNED = {"Colin_Powell": range(2, 7), "Tony_Blair": range(1, 6)}
 START_TIMEOUT_S = 90  # a 2-core machine shared with other sessions: the head takes 4-6 s when quiet
 
 
-def ray_environment() -> dict[str, str]:
-    """The environment of every command of the recipe here: loopback only, no usage statistics, a
-    token of this test (Ray 2.60's token authentication; ``ray start`` would otherwise write
-    ~/.ray/auth_token), no RAY_ADDRESS from outside."""
+def ray_environment(token_file: Path) -> dict[str, str]:
+    """The environment of every command of the recipe here: loopback only, no usage statistics, the
+    token in ``token_file`` (as ~/.ray/auth_token would be: RAY_AUTH_MODE unset, so ``ray start``
+    turns token authentication on because it finds one), no RAY_ADDRESS from outside."""
     prepare_environment()
     environment = dict(os.environ)
-    environment.pop("RAY_ADDRESS", None)
-    environment["FACESYS_THREADS"] = "1"
-    return environment
+    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
+        environment.pop(name, None)
+    token_file.write_text(uuid.uuid4().hex + "\n")
+    token_file.chmod(0o600)
+    return environment | {"RAY_AUTH_TOKEN_PATH": str(token_file), "FACESYS_THREADS": "1"}
 
 
 def processes_of(folder: str) -> list:
@@ -117,7 +120,7 @@ def test_the_recipe_scans_into_postgresql_on_a_ray_start_head(postgres_cluster, 
             shutil.copy(lfw / person / f"{person}_{n:04d}.jpg", photos / person)
     name, folder, number = ENROLLED
     url = postgres_cluster.create_database()
-    environment = ray_environment()
+    environment = ray_environment(tmp_path / "auth_token")
 
     with ray_head(environment) as (address, session):
         drivers = lambda: len(list(session.glob("session_latest/logs/python-core-driver-*")))  # noqa: E731
@@ -135,6 +138,12 @@ def test_the_recipe_scans_into_postgresql_on_a_ray_start_head(postgres_cluster, 
         assert again.returncode == 0, again.stdout + again.stderr
         assert "nothing new or changed: 10 unchanged" in again.stdout, again.stdout
         assert drivers() == before + 2, "--ray auto did not join the head"
+        # a machine without the token is refused (after ~20 s of Ray retrying): a one-line error last, nothing written
+        stranger = {k: v for k, v in environment.items() if k != "RAY_AUTH_TOKEN_PATH"} | {"HOME": str(tmp_path)}
+        refused = facesys("--gallery", str(tmp_path / "g"), "scan", str(photos), "--ray", address, environment=stranger)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert f"ray address {address}: cannot join" in refused.stderr.strip().splitlines()[-1], refused.stderr
+        assert not (tmp_path / "g").exists()
 
     assert not processes_of(str(session)), "a process of the head outlived ray_head"
     with Gallery(url).open() as store:
