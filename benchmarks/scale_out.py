@@ -23,7 +23,8 @@ issue's bar: under 15%), not a speed-up.
 Timed per run: the scan's wall seconds, cold (a new FaceSystem: the driver's model load, and on
 Ray the actors' start and model load, included; the cluster's own start apart: "start s"), and
 the steady rate (files per second over the last 3/4 of the files recorded: what a long scan
-sees). Over ``--repeat`` rounds (the configurations interleaved, so load hits them alike) each
+sees), and the CPU seconds of this process ("cpu s": on Ray, what the driver spends listing,
+hashing, naming and recording). Over ``--repeat`` rounds (the configurations interleaved, so load hits them alike) each
 configuration's fastest round is kept; "x" is its ratio to the first configuration (above 1:
 Ray's overhead). Checked against the first configuration's gallery: the same photos, the same
 faces per photo, the largest embedding difference, the same automatic names per face.
@@ -159,10 +160,10 @@ def run(name: str, job: Job, args: argparse.Namespace, workdir: Path, round_: in
     recorded: list[float] = []
     start = time.perf_counter()
     with cluster_for(name, args.cores) as address:
-        begin = time.perf_counter()
+        begin, cpu = time.perf_counter(), time.process_time()
         system = FaceSystem(gallery, model=args.model, device=device)
         report = system.scan([job.folder], on_result=lambda _: recorded.append(time.perf_counter()), ray=address)
-        seconds = time.perf_counter() - begin
+        seconds, cpu = time.perf_counter() - begin, time.process_time() - cpu
     found = library(gallery)
     shutil.rmtree(gallery, ignore_errors=True)
     files = sum(report.files.values())
@@ -176,6 +177,7 @@ def run(name: str, job: Job, args: argparse.Namespace, workdir: Path, round_: in
         "named": report.automatic,
         "cluster_start_s": round(begin - start, 2),
         "seconds": round(seconds, 2),
+        "driver_cpu_s": round(cpu, 2),  # this process's CPU seconds (every thread): on Ray, the driver's share
         "first_result_s": round(recorded[0] - begin, 2) if recorded else None,
         "photos_per_s": round(files / seconds, 2),
         "steady_photos_per_s": round(steady, 2),
@@ -202,12 +204,12 @@ def table(rows: Sequence[dict], job: Job, args: argparse.Namespace) -> None:
         f" best of {args.repeat} round(s)"
     )
     head = ("config", "photos", "faces", "named", "start s", "cold s", "x", "photos/s", "steady/s", "steady x")
-    head += ("same", "max diff")
+    head += ("cpu s", "same", "max diff")
     print(f"{head[0]:<12}" + "".join(f" {h:>9}" for h in head[1:]))
     for row in rows:
         same = row["same_photos"] and row["same_faces"] and row["same_names"]
         cells = (row["photos"], row["faces"], row["named"], row["cluster_start_s"], row["seconds"], row["ratio"])
-        cells += (row["photos_per_s"], row["steady_photos_per_s"], row["steady_ratio"], str(same))
+        cells += (row["photos_per_s"], row["steady_photos_per_s"], row["steady_ratio"], row["driver_cpu_s"], str(same))
         cells += (f"{row['max_embedding_diff']:.2g}",)
         print(f"{row['config']:<12}" + "".join(f" {c!s:>9}" for c in cells))
 
