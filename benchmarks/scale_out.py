@@ -21,12 +21,13 @@ On one machine the cores are shared, so the figure is the overhead of Ray (parit
 issue's bar: under 15%), not a speed-up.
 
 Timed per run: the scan's wall seconds, cold (a new FaceSystem: the driver's model load, and on
-Ray the actors' start and model load, included; the cluster's own start apart: "start s"), and
-the steady rate (files per second over the last 3/4 of the files recorded: what a long scan
-sees), and the CPU seconds of this process ("cpu s": on Ray, what the driver spends listing,
-hashing, naming and recording). Over ``--repeat`` rounds (the configurations interleaved, so load hits them alike) each
-configuration's fastest round is kept; "x" is its ratio to the first configuration (above 1:
-Ray's overhead). Checked against the first configuration's gallery: the same photos, the same
+Ray the actors' start and model load, included; the cluster's own start apart: "start s"); the
+steady rate (files per second over the last 3/4 of the files recorded: what a long scan sees);
+the CPU seconds of this process ("cpu s": on Ray, what the driver spends listing, hashing, naming
+and recording) and with every Ray process's added ("all cpu s", the cluster's start and stop
+included: the cost that the load of other programs does not change). Over ``--repeat`` rounds (the
+configurations interleaved, so load hits them alike) each configuration's fastest round is kept;
+"x" is its ratio to the first configuration (above 1: Ray's overhead). Checked against the first configuration's gallery: the same photos, the same
 faces per photo, the largest embedding difference, the same automatic names per face.
 Writes benchmarks/results/scale_out_<photos>.json (``--json``).
 """
@@ -41,6 +42,7 @@ import platform
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -142,6 +144,40 @@ CPU_CONFIGURATIONS = CONFIGURATIONS[:3]
 GPU_CONFIGURATIONS = CONFIGURATIONS[3:]
 
 
+class ChildrenCpu:
+    """CPU seconds of this process's descendants (every process of a Ray started here), sampled
+    every ``period`` seconds while the block runs: a process that ends counts with its last
+    sample (the workers of a local Ray are not reaped by this process, so getrusage misses them)."""
+
+    def __init__(self, period: float = 0.25):
+        self.period, self.seen, self.done = period, {}, threading.Event()
+
+    def sample(self) -> None:
+        import psutil  # importable after ``import ray`` (ray/thirdparty_files)
+
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                self.seen[(child.pid, child.create_time())] = times.user + times.system
+
+    def __enter__(self) -> ChildrenCpu:
+        def loop() -> None:
+            while not self.done.wait(self.period):
+                self.sample()
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+
 def steady_rate(recorded: Sequence[float]) -> float:
     """Files per second over the last 3/4 of the files recorded: the actors (or the single
     process) are warm by then, and on Ray the first batches, answered together, are left out."""
@@ -159,7 +195,7 @@ def run(name: str, job: Job, args: argparse.Namespace, workdir: Path, round_: in
     device = "cuda" if name.endswith("-gpu") else "cpu"
     recorded: list[float] = []
     start = time.perf_counter()
-    with cluster_for(name, args.cores) as address:
+    with ChildrenCpu() as children, cluster_for(name, args.cores) as address:
         begin, cpu = time.perf_counter(), time.process_time()
         system = FaceSystem(gallery, model=args.model, device=device)
         report = system.scan([job.folder], on_result=lambda _: recorded.append(time.perf_counter()), ray=address)
@@ -178,6 +214,7 @@ def run(name: str, job: Job, args: argparse.Namespace, workdir: Path, round_: in
         "cluster_start_s": round(begin - start, 2),
         "seconds": round(seconds, 2),
         "driver_cpu_s": round(cpu, 2),  # this process's CPU seconds (every thread): on Ray, the driver's share
+        "all_cpu_s": round(cpu + children.seconds, 2),  # and every Ray process's, the cluster's start and stop included
         "first_result_s": round(recorded[0] - begin, 2) if recorded else None,
         "photos_per_s": round(files / seconds, 2),
         "steady_photos_per_s": round(steady, 2),
@@ -204,12 +241,13 @@ def table(rows: Sequence[dict], job: Job, args: argparse.Namespace) -> None:
         f" best of {args.repeat} round(s)"
     )
     head = ("config", "photos", "faces", "named", "start s", "cold s", "x", "photos/s", "steady/s", "steady x")
-    head += ("cpu s", "same", "max diff")
+    head += ("cpu s", "all cpu s", "same", "max diff")
     print(f"{head[0]:<12}" + "".join(f" {h:>9}" for h in head[1:]))
     for row in rows:
         same = row["same_photos"] and row["same_faces"] and row["same_names"]
         cells = (row["photos"], row["faces"], row["named"], row["cluster_start_s"], row["seconds"], row["ratio"])
-        cells += (row["photos_per_s"], row["steady_photos_per_s"], row["steady_ratio"], row["driver_cpu_s"], str(same))
+        cells += (row["photos_per_s"], row["steady_photos_per_s"], row["steady_ratio"], row["driver_cpu_s"])
+        cells += (row["all_cpu_s"], str(same))
         cells += (f"{row['max_embedding_diff']:.2g}",)
         print(f"{row['config']:<12}" + "".join(f" {c!s:>9}" for c in cells))
 
@@ -234,6 +272,8 @@ def main() -> None:
 
         if not torch.cuda.is_available():
             raise SystemExit("--configs single-gpu/ray-1-gpu: no CUDA GPU on this machine")
+    import ray  # first: its psutil serves ChildrenCpu
+
     from facesys import threads
 
     threads.configure(args.threads)  # the single process's threads (Ray's actors take one each)
@@ -264,8 +304,6 @@ def main() -> None:
         steady = row["steady_photos_per_s"]
         row["steady_ratio"] = round(rows[0]["steady_photos_per_s"] / steady, 3) if steady else None
     table(rows, job, args)
-    import ray
-
     args.json.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "photos": len(job.photos),
