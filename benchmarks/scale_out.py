@@ -27,8 +27,9 @@ the CPU seconds of this process ("cpu s": on Ray, what the driver spends listing
 and recording) and with every Ray process's added ("all cpu s", the cluster's start and stop
 included: the cost that the load of other programs does not change). Over ``--repeat`` rounds (the
 configurations interleaved, so load hits them alike) each configuration's fastest round is kept;
-"x" is its ratio to the first configuration (above 1: Ray's overhead). Checked against the first configuration's gallery: the same photos, the same
-faces per photo, the largest embedding difference, the same automatic names per face.
+"x" is its ratio to the first configuration (above 1: Ray's overhead). Checked against the first
+configuration's gallery: the same photos, the same faces per photo, the largest embedding
+difference, the same automatic names per face.
 Writes benchmarks/results/scale_out_<photos>.json (``--json``).
 """
 
