@@ -278,7 +278,7 @@ def main() -> None:
     from facesys import threads
 
     threads.configure(args.threads)  # the single process's threads (Ray's actors take one each)
-    load = os.getloadavg()[0]  # the machine is shared: the load before, in the result
+    load = round(os.getloadavg()[0], 2)  # the machine is shared: the load before, in the result
 
     workdir = Path(tempfile.mkdtemp(prefix="scale-out-"))
     try:
