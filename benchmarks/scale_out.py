@@ -1,28 +1,36 @@
-"""Scale-out overhead: the same work on the same LFW photos, single-process vs Ray with one node vs
-Ray with two nodes on this machine, ratios in one run (issue 27).
+"""Scale-out overhead: the real ``scan`` of the same LFW photos, single-process vs Ray with one node
+vs Ray with two nodes on this machine, ratios in one run (issue 27).
 
     python benchmarks/scale_out.py                     # 2,000 photos
     python benchmarks/scale_out.py --photos 100 --configs single ray-1-node
 
+Every run is ``FaceSystem(gallery=<a fresh folder gallery>).scan([folder], ray=...)``, the public
+API, over ``--photos`` LFW photos copied into a temporary folder (the first photos by person then
+file name, the same every time), into a gallery where the two people with the most photos among
+them are enrolled (from their first photo, which is not scanned), so automatic naming runs too.
+
 Configurations (every Ray process on 127.0.0.1 only; tests/distributed/cluster.py):
-- ``single``: one process, facesys's threads over all cores (``--threads``, default the core count);
-- ``ray-1-node``: a local Ray (``num_cpus`` = cores), one actor per core, one thread each;
-- ``ray-2-nodes``: a head and a worker node on this machine splitting the cores, one actor per
-  core spread over both nodes; the photos are read from the same disk (a shared folder);
+- ``single``: ``ray=None``, one process, facesys's threads over all cores (``--threads``, default
+  the core count);
+- ``ray-1-node``: a local one-node Ray (``num_cpus`` = cores), the scan joining it by address;
+- ``ray-2-nodes``: a head and a worker node on this machine (``ray.cluster_utils.Cluster``)
+  splitting the cores; the photos are read from the same disk (a shared folder);
 - on a GPU machine, apart: ``single-gpu`` (one process on ``cuda``) and ``ray-1-gpu`` (a local
-  Ray with one GPU, one actor holding it), ``--configs single-gpu ray-1-gpu --batch 64``.
+  Ray with one GPU), ``--configs single-gpu ray-1-gpu``.
 On one machine the cores are shared, so the figure is the overhead of Ray (parity expected, the
 issue's bar: under 15%), not a speed-up.
 
-The work per configuration is :func:`work_single` and :func:`work_ray` (Ray connected); today a
-placeholder: detect and embed each photo with ``facesys.vision.embed.Embedder`` (one per actor,
-batches of ``--batch`` photos driven by tests/distributed/batches.py), nothing written. ``scan
---ray`` plugs in there. Timed: the work with actor start and model loading, in round 1
-("cold s", "cold x": the ratio to the first configuration); the cluster's start apart ("start s");
-and over ``--repeat`` rounds the best rate with model loading ("setup s") left out ("steady/s",
-"steady x": what a long scan sees). A ratio above 1 is Ray's overhead. Faces and embeddings are
-compared with the single-process run.
-Writes benchmarks/results/scale_out.json (``--json``).
+Timed per run: the scan's wall seconds, cold (a new FaceSystem: the driver's model load, and on
+Ray the actors' start and model load, included; the cluster's own start apart: "start s"); the
+steady rate (files per second over the last 3/4 of the files recorded: what a long scan sees);
+the CPU seconds of this process ("cpu s": on Ray, what the driver spends listing, hashing, naming
+and recording) and with every Ray process's added ("all cpu s", the cluster's start and stop
+included: the cost that the load of other programs does not change). Over ``--repeat`` rounds (the
+configurations interleaved, so load hits them alike) each configuration's fastest round is kept;
+"x" is its ratio to the first configuration (above 1: Ray's overhead). Checked against the first
+configuration's gallery: the same photos, the same faces per photo, the largest embedding
+difference, the same automatic names per face.
+Writes benchmarks/results/scale_out_<photos>.json (``--json``).
 """
 
 from __future__ import annotations
@@ -32,9 +40,14 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,111 +56,72 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DATA, RESULTS, ROOT
 
 from facesys.datasets import people_in
+from facesys.gallery.gallery import Gallery
+from facesys.system import FaceSystem
 
-# path -> (faces, dim) float32 embeddings of a run
-Embeddings = dict[str, np.ndarray]
+ENROLLED_PEOPLE = 2  # people enrolled before the scan (their first photo), so automatic naming runs
 
 
-def lfw_photos(count: int) -> list[Path]:
-    """The first ``count`` LFW photos, by person then file name."""
+@dataclass
+class Job:
+    """What every run scans: a folder of photos, and a gallery with people enrolled to copy from."""
+
+    folder: Path
+    photos: list[Path]  # inside ``folder``
+    gallery: Path  # the template gallery (never scanned into: each run scans into a copy)
+    enrolled: list[str]
+
+
+def choose_photos(count: int) -> tuple[list[Path], dict[str, Path]]:
+    """The first ``count`` LFW photos by person then file name, but for the first photo of each of
+    the ENROLLED_PEOPLE people with the most photos among them (enrolled from it, not scanned)."""
     people = people_in(DATA / "lfw")
-    photos = [path for person in sorted(people) for path in sorted(people[person])]
-    if len(photos) < count:
-        raise SystemExit(f"{DATA / 'lfw'}: {len(photos)} photos, fewer than --photos {count}")
-    return photos[:count]
+    ordered = [(person, path) for person in sorted(people) for path in sorted(people[person])]
+    if len(ordered) < count + ENROLLED_PEOPLE:
+        raise SystemExit(f"{DATA / 'lfw'}: {len(ordered)} photos, fewer than --photos {count} + {ENROLLED_PEOPLE}")
+    most = Counter(person for person, _ in ordered[:count]).most_common(ENROLLED_PEOPLE)
+    enrolled = {person: sorted(people[person])[0] for person, _ in most}
+    scanned = [path for _, path in ordered if path not in enrolled.values()][:count]
+    return scanned, enrolled
 
 
-def batches_of(photos: Sequence[Path], size: int) -> list[list[str]]:
-    return [[str(p) for p in photos[i : i + size]] for i in range(0, len(photos), size)]
+def prepare(count: int, model: str, workdir: Path) -> Job:
+    """The photos copied into ``workdir``/photos (one folder per person) and the template gallery."""
+    scanned, enrolled = choose_photos(count)
+    folder = workdir / "photos"
+    copies = []
+    for path in scanned:
+        (folder / path.parent.name).mkdir(parents=True, exist_ok=True)
+        copies.append(Path(shutil.copy(path, folder / path.parent.name / path.name)))
+    gallery = workdir / "enrolled"
+    system = FaceSystem(gallery, model=model)
+    names = []
+    for person, photo in enrolled.items():
+        name = person.replace("_", " ")
+        if system.enroll(name, [photo]).count("enrolled") != 1:
+            raise SystemExit(f"{photo}: could not be enrolled")
+        names.append(name)
+    return Job(folder, copies, gallery, names)
 
 
-def embed_paths(embedder, paths: Sequence[str]) -> Embeddings:
-    """Embeddings of every face of each photo (a photo that cannot be read has none)."""
-    dim = embedder.spec.embedding_dim
-    out = {}
-    for path, result in zip(paths, embedder.faces(list(paths)), strict=True):
-        faces = [face.embedding for face in result.faces]
-        out[path] = np.asarray(faces, np.float32).reshape(len(faces), dim)
-    return out
+# photo path -> its faces in stored order as (embedding, person or None)
+Library = dict[str, list[tuple[np.ndarray, str | None]]]
 
 
-def work_single(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddings, float]:
-    """The single-process work (placeholder for ``scan``): one Embedder, batches in turn; returns
-    the embeddings and the seconds spent setting up (the model loaded, one photo embedded)."""
-    from facesys import threads
-    from facesys.vision.embed import Embedder
-
-    start = time.perf_counter()
-    threads.configure(args.threads)
-    embedder = Embedder(args.model, device="cuda" if args.gpu else "cpu")
-    embed_paths(embedder, [str(photos[0])])  # warm-up: the first forward passes build the kernels
-    setup = time.perf_counter() - start
-    found: Embeddings = {}
-    for batch in batches_of(photos, args.batch):
-        found.update(embed_paths(embedder, batch))
-    return found, setup
-
-
-class EmbedActor:
-    """A pool member: one Embedder (model loaded once), one thread (on a GPU: ``threads``)."""
-
-    def __init__(self, model: str, warmup: str, device: str = "cpu", threads: int = 1):
-        from facesys import threads as facesys_threads
-        from facesys.vision.embed import Embedder
-
-        facesys_threads.configure(threads)
-        self.embedder = Embedder(model, device=device)
-        embed_paths(self.embedder, [warmup])  # as the single process does
-
-    def embed(self, paths: list[str]) -> tuple[Embeddings, float]:
-        """The batch's embeddings and the seconds the actor spent on it."""
-        start = time.perf_counter()
-        return embed_paths(self.embedder, paths), time.perf_counter() - start
-
-
-def work_ray(photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddings, float]:
-    """The work on the connected Ray (placeholder for ``scan --ray``): one actor per CPU of the
-    cluster, spread over its nodes, batches driven with retries, results gathered on the driver;
-    returns the embeddings and the seconds until every actor had its model loaded and warm."""
-    import ray
-
-    from tests.distributed.batches import drive_batches
-
-    start = time.perf_counter()
-    actor = ray.remote(max_restarts=1, max_task_retries=1)(EmbedActor)
-    gpus = int(ray.cluster_resources().get("GPU", 0))
-    if gpus:  # one actor per GPU, the cores for its decoding and detection
-        count, options, where = gpus, {"num_gpus": 1, "num_cpus": max(1, args.cores // gpus)}, ("cuda", args.cores // gpus)
-    else:  # one actor per core
-        count, options, where = int(ray.cluster_resources()["CPU"]), {"num_cpus": 1}, ("cpu", 1)
-    options["scheduling_strategy"] = "SPREAD"
-    pool = [actor.options(**options).remote(args.model, str(photos[0]), *where) for _ in range(count)]
-    ray.get([member.__ray_ready__.remote() for member in pool])
-    setup = time.perf_counter() - start
-    turn = iter(range(10**12))
-    found: Embeddings = {}
-    busy = []
-
-    def gather(_batch: list[str], result: tuple[Embeddings, float]) -> None:
-        found.update(result[0])
-        busy.append(result[1])
-
-    summary = drive_batches(
-        lambda batch: pool[next(turn) % count].embed.remote(batch),
-        batches_of(photos, args.batch),
-        gather,
-        window=2 * count,
-    )
-    print(f"  actors busy {sum(busy):.2f} s in all ({count} actors)", file=sys.stderr)
-    if summary.failed:
-        raise SystemExit(f"{len(summary.failed)} batches failed: {summary.failed[0][1]}")
-    for member in pool:
-        ray.kill(member)
-    return found, setup
+def library(location: Path) -> Library:
+    """What a scan stored: every photo and its faces, as they are in the gallery."""
+    with Gallery(location).open() as store:
+        faces = store.library_faces()
+        vectors = store.library_vectors([face.id for face in faces]) if faces else []
+        out: Library = {photo.path: [] for photo in store.library_photos()}
+        for face, vector in zip(faces, vectors, strict=True):
+            out[face.path].append((np.asarray(vector, np.float32), face.person))
+        return out
 
 
 def cluster_for(name: str, cores: int) -> contextlib.AbstractContextManager:
-    """The Ray a configuration runs on (connected for the block); none for ``single``."""
+    """The Ray a configuration runs on (connected for the block; yields its address); none for the
+    single-process ones."""
     from tests.distributed import cluster
 
     if name == "ray-1-node":
@@ -156,120 +130,198 @@ def cluster_for(name: str, cores: int) -> contextlib.AbstractContextManager:
         return cluster.local_ray(num_cpus=cores, num_gpus=1)
     if name == "ray-2-nodes":
         head = max(1, cores // 2)
-        return cluster.two_node_cluster(head_cpus=head, worker_cpus=max(1, cores - head))
+
+        @contextlib.contextmanager
+        def two_nodes():
+            with cluster.two_node_cluster(head_cpus=head, worker_cpus=max(1, cores - head)) as nodes:
+                yield nodes.address
+
+        return two_nodes()
     return contextlib.nullcontext()
 
 
-# configuration -> its work (the plug for the real scan)
-CONFIGURATIONS: dict[str, Callable[[Sequence[Path], argparse.Namespace], tuple[Embeddings, float]]] = {
-    "single": work_single,
-    "ray-1-node": work_ray,
-    "ray-2-nodes": work_ray,
-    "single-gpu": work_single,  # GPU configurations: only where a GPU is (--configs single-gpu ray-1-gpu)
-    "ray-1-gpu": work_ray,
-}
-CPU_CONFIGURATIONS = ["single", "ray-1-node", "ray-2-nodes"]
+CONFIGURATIONS = ["single", "ray-1-node", "ray-2-nodes", "single-gpu", "ray-1-gpu"]
+CPU_CONFIGURATIONS = CONFIGURATIONS[:3]
+GPU_CONFIGURATIONS = CONFIGURATIONS[3:]
 
 
-def run(name: str, photos: Sequence[Path], args: argparse.Namespace) -> tuple[Embeddings, dict]:
-    """One configuration: its cluster started (timed apart), the work timed."""
+class ChildrenCpu:
+    """CPU seconds of this process's descendants (every process of a Ray started here), sampled
+    every ``period`` seconds while the block runs: a process that ends counts with its last
+    sample (the workers of a local Ray are not reaped by this process, so getrusage misses them)."""
+
+    def __init__(self, period: float = 0.25):
+        self.period, self.seen, self.done = period, {}, threading.Event()
+
+    def sample(self) -> None:
+        import psutil  # importable after ``import ray`` (ray/thirdparty_files)
+
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                times = child.cpu_times()
+                self.seen[(child.pid, child.create_time())] = times.user + times.system
+
+    def __enter__(self) -> ChildrenCpu:
+        def loop() -> None:
+            while not self.done.wait(self.period):
+                self.sample()
+
+        self.thread = threading.Thread(target=loop, daemon=True)
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.done.set()
+        self.thread.join()
+
+    @property
+    def seconds(self) -> float:
+        return sum(self.seen.values())
+
+
+def steady_rate(recorded: Sequence[float]) -> float:
+    """Files per second over the last 3/4 of the files recorded: the actors (or the single
+    process) are warm by then, and on Ray the first batches, answered together, are left out."""
+    first = len(recorded) // 4
+    if len(recorded) - first < 2 or recorded[-1] <= recorded[first]:
+        return 0.0
+    return (len(recorded) - 1 - first) / (recorded[-1] - recorded[first])
+
+
+def run(name: str, job: Job, args: argparse.Namespace, workdir: Path, round_: int) -> tuple[Library, dict]:
+    """One configuration: its cluster started (timed apart), then the scan into a fresh copy of the
+    template gallery, timed from the FaceSystem's creation (nothing loaded) to the report."""
+    gallery = workdir / f"{name}-{round_}"
+    shutil.copytree(job.gallery, gallery)
+    device = "cuda" if name.endswith("-gpu") else "cpu"
+    recorded: list[float] = []
     start = time.perf_counter()
-    with cluster_for(name, args.cores):
-        begin = time.perf_counter()
-        found, setup = CONFIGURATIONS[name](photos, args)
-        seconds = time.perf_counter() - begin
+    with ChildrenCpu() as children, cluster_for(name, args.cores) as address:
+        begin, cpu = time.perf_counter(), time.process_time()
+        system = FaceSystem(gallery, model=args.model, device=device)
+        report = system.scan([job.folder], on_result=lambda _: recorded.append(time.perf_counter()), ray=address)
+        seconds, cpu = time.perf_counter() - begin, time.process_time() - cpu
+    found = library(gallery)
+    shutil.rmtree(gallery, ignore_errors=True)
+    files = sum(report.files.values())
+    steady = steady_rate(recorded)
     return found, {
         "config": name,
         "photos": len(found),
-        "faces": sum(len(v) for v in found.values()),
+        "files": files,
+        "errors": report.files.get("error", 0),
+        "faces": report.faces,
+        "named": report.automatic,
         "cluster_start_s": round(begin - start, 2),
         "seconds": round(seconds, 2),
-        "setup_s": round(setup, 2),
-        "photos_per_s": round(len(found) / seconds, 2),
-        "steady_photos_per_s": round(len(found) / (seconds - setup), 2),
+        "driver_cpu_s": round(cpu, 2),  # this process's CPU seconds (every thread): on Ray, the driver's share
+        "all_cpu_s": round(cpu + children.seconds, 2),  # and every Ray process's, the cluster's start and stop included
+        "first_result_s": round(recorded[0] - begin, 2) if recorded else None,
+        "photos_per_s": round(files / seconds, 2),
+        "steady_photos_per_s": round(steady, 2),
     }
 
 
-def compare(found: Embeddings, reference: Embeddings) -> dict:
-    """Same faces per photo as the reference run, and the largest embedding difference."""
-    same = all(found[p].shape == reference[p].shape for p in reference) and set(found) == set(reference)
-    worst = max((float(np.abs(found[p] - reference[p]).max()) for p in reference if found[p].size), default=0.0)
-    return {"same_faces": same, "max_embedding_diff": worst}
+def compare(found: Library, reference: Library) -> dict:
+    """Against the reference run's gallery: the same photos, the same faces per photo, the largest
+    embedding difference (faces paired in stored order) and the same automatic names."""
+    same_photos = set(found) == set(reference)
+    common = [path for path in reference if path in found]
+    same_faces = same_photos and all(len(found[p]) == len(reference[p]) for p in common)
+    worst, same_names = 0.0, same_faces
+    for path in common:
+        for (vector, person), (vector2, person2) in zip(found[path], reference[path], strict=False):
+            worst = max(worst, float(np.abs(vector - vector2).max()))
+            same_names = same_names and person == person2
+    return {"same_photos": same_photos, "same_faces": same_faces, "same_names": same_names, "max_embedding_diff": worst}
+
+
+def table(rows: Sequence[dict], job: Job, args: argparse.Namespace) -> None:
+    print(
+        f"\n{len(job.photos)} LFW photos, {args.model}, {args.cores} cores, enrolled: {', '.join(job.enrolled)};"
+        f" best of {args.repeat} round(s)"
+    )
+    head = ("config", "photos", "faces", "named", "start s", "cold s", "x", "photos/s", "steady/s", "steady x")
+    head += ("cpu s", "all cpu s", "same", "max diff")
+    print(f"{head[0]:<12}" + "".join(f" {h:>9}" for h in head[1:]))
+    for row in rows:
+        same = row["same_photos"] and row["same_faces"] and row["same_names"]
+        cells = (row["photos"], row["faces"], row["named"], row["cluster_start_s"], row["seconds"], row["ratio"])
+        cells += (row["photos_per_s"], row["steady_photos_per_s"], row["steady_ratio"], row["driver_cpu_s"])
+        cells += (row["all_cpu_s"], str(same))
+        cells += (f"{row['max_embedding_diff']:.2g}",)
+        print(f"{row['config']:<12}" + "".join(f" {c!s:>9}" for c in cells))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=16, help="photos per batch (per actor call)")
     parser.add_argument("--model", default="dlib-resnet")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="cores given to each configuration")
     parser.add_argument("--threads", type=int, default=None, help="threads of the single process (default: --cores)")
-    parser.add_argument("--configs", nargs="+", default=CPU_CONFIGURATIONS, choices=list(CONFIGURATIONS))
-    parser.add_argument("--repeat", type=int, default=1, help="rounds; each configuration's best steady rate is reported")
-    parser.add_argument("--json", type=Path, default=RESULTS / "scale_out.json")
+    parser.add_argument("--configs", nargs="+", default=CPU_CONFIGURATIONS, choices=CONFIGURATIONS)
+    parser.add_argument("--repeat", type=int, default=1, help="rounds; each configuration's fastest is reported")
+    parser.add_argument("--json", type=Path, default=None, help="default: benchmarks/results/scale_out_<photos>.json")
     args = parser.parse_args()
     args.threads = args.threads or args.cores
-    args.gpu = any(name.endswith("-gpu") for name in args.configs)
-    if args.gpu and not set(args.configs) <= {"single-gpu", "ray-1-gpu"}:
+    args.json = args.json or RESULTS / f"scale_out_{args.photos}.json"
+    gpu = [name for name in args.configs if name in GPU_CONFIGURATIONS]
+    if gpu and len(gpu) != len(args.configs):
         raise SystemExit("--configs: GPU configurations (single-gpu, ray-1-gpu) run apart from the CPU ones")
-    if args.gpu:
+    if gpu:
         import torch
 
         if not torch.cuda.is_available():
             raise SystemExit("--configs single-gpu/ray-1-gpu: no CUDA GPU on this machine")
-    photos = lfw_photos(args.photos)
+    import ray  # first: its psutil serves ChildrenCpu
 
-    # configuration -> its round of the best steady rate (the machine is shared: noise only slows; the
-    # single process keeps its loaded model after round 1, so only "steady" compares later rounds)
-    best: dict[str, dict] = {}
-    cold: dict[str, float] = {}  # configuration -> work seconds of round 1 (every model loaded anew)
-    reference = None
-    for round_ in range(args.repeat):
-        for name in args.configs:  # rounds interleave the configurations, so load hits them alike
-            found, row = run(name, photos, args)
-            reference = reference if reference is not None else found
-            row |= compare(found, reference)
-            print(f"round {round_ + 1} {name}: {row['seconds']} s, {row['photos_per_s']} photos/s", file=sys.stderr)
-            if name not in best or row["steady_photos_per_s"] > best[name]["steady_photos_per_s"]:
-                best[name] = row
-            if round_ == 0:
-                cold[name] = row["seconds"]
-    rows = [best[name] | {"cold_seconds": cold[name]} for name in args.configs]
-    for row in rows:  # work time relative to the first configuration: round 1 (models loaded), best steady rate
-        row["cold_ratio"] = round(row["cold_seconds"] / rows[0]["cold_seconds"], 3)
-        row["steady_ratio"] = round(rows[0]["steady_photos_per_s"] / row["steady_photos_per_s"], 3)
+    from facesys import threads
 
-    print(f"\n{len(photos)} LFW photos, {args.model}, batches of {args.batch}, {args.cores} cores")
-    head = ("config", "photos", "faces", "start s", "cold s", "cold x", "setup s", "steady/s", "steady x", "same", "max diff")
-    print(f"{head[0]:<12}" + "".join(f" {h:>9}" for h in head[1:]))
-    for row in rows:
-        cells = (row["photos"], row["faces"], row["cluster_start_s"], row["cold_seconds"], row["cold_ratio"], row["setup_s"])
-        cells += (row["steady_photos_per_s"], row["steady_ratio"])
-        cells += (str(row["same_faces"]), f"{row['max_embedding_diff']:.2g}")
-        print(f"{row['config']:<12}" + "".join(f" {c!s:>9}" for c in cells))
-    import ray
+    threads.configure(args.threads)  # the single process's threads (Ray's actors take one each)
+    load = round(os.getloadavg()[0], 2)  # the machine is shared: the load before, in the result
 
+    workdir = Path(tempfile.mkdtemp(prefix="scale-out-"))
+    try:
+        job = prepare(args.photos, args.model, workdir)
+        best: dict[str, dict] = {}  # configuration -> its fastest round
+        reference = None
+        for round_ in range(args.repeat):
+            for name in args.configs:
+                found, row = run(name, job, args, workdir, round_)
+                reference = reference if reference is not None else found
+                row |= compare(found, reference)
+                print(
+                    f"round {round_ + 1} {name}: {row['seconds']} s, {row['photos_per_s']} photos/s,"
+                    f" steady {row['steady_photos_per_s']}/s, start {row['cluster_start_s']} s",
+                    file=sys.stderr,
+                )
+                if name not in best or row["seconds"] < best[name]["seconds"]:
+                    best[name] = row
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    rows = [best[name] for name in args.configs]
+    for row in rows:  # relative to the first configuration, measured in this run
+        row["ratio"] = round(row["seconds"] / rows[0]["seconds"], 3)
+        steady = row["steady_photos_per_s"]
+        row["steady_ratio"] = round(rows[0]["steady_photos_per_s"] / steady, 3) if steady else None
+    table(rows, job, args)
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "photos": len(photos),
-                "model": args.model,
-                "batch": args.batch,
-                "repeat": args.repeat,
-                "cores": args.cores,
-                "single_threads": args.threads,
-                "ray": ray.__version__,
-                "machine": platform.processor() or platform.machine(),
-                "cpus": os.cpu_count(),
-                "ratio_to": rows[0]["config"],
-                "rows": rows,
-                "command": " ".join(["python", "benchmarks/scale_out.py", *sys.argv[1:]]),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+    result = {
+        "photos": len(job.photos),
+        "model": args.model,
+        "enrolled": job.enrolled,
+        "repeat": args.repeat,
+        "cores": args.cores,
+        "single_threads": args.threads,
+        "ray": ray.__version__,
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "load_before": load,
+        "ratio_to": rows[0]["config"],
+        "rows": rows,
+        "command": " ".join(["python", "benchmarks/scale_out.py", *sys.argv[1:]]),
+    }
+    args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.json.relative_to(ROOT) if args.json.is_relative_to(ROOT) else args.json}")
 
 
