@@ -83,8 +83,11 @@ class FaceSystem:
     def embedder(self):
         """The Embedder, created on first use with the requested model or the gallery's (inside
         :meth:`on_ray`, the same run by Ray actors)."""
-        local = self._embedder_of(None)
-        return local if self._on_actors is None else self._on_actors(local)
+        return self._placed(self._embedder_of(None))
+
+    def _placed(self, embedder):
+        """``embedder``, or inside :meth:`on_ray` the same run by the block's Ray actors."""
+        return embedder if self._on_actors is None else self._on_actors(embedder)
 
     @contextlib.contextmanager
     def on_ray(self, address: str | None = "local") -> Iterator[FaceSystem]:
@@ -150,7 +153,7 @@ class FaceSystem:
         ray: str | None = None,
     ) -> EnrollReport:
         """Enroll (name, photo) pairs; see :meth:`enroll`."""
-        self.gallery.require_model(self._embedder_of(None).model_id)
+        self.gallery.require_model(self.embedder.model_id)
         with self._ray(ray):
             return Enrollment(self.embedder, self.gallery, self.quality, self.policy().verify()[0]).run(items, on_result)
 
@@ -242,8 +245,7 @@ class FaceSystem:
 
         embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
         with self._ray(ray):
-            network = embedder if self._on_actors is None else self._on_actors(embedder)
-            done = self.gallery.reembed(embedder.model_info, network.embed_crops)
+            done = self.gallery.reembed(embedder.model_info, self._placed(embedder).embed_crops)
         with self._lock:
             self._embedder = embedder
         return done
@@ -265,7 +267,7 @@ class FaceSystem:
         from facesys.library.scan import scan
 
         if self.requested_model is not None:  # a model asked for must be the gallery's before anything changes
-            self.gallery.require_model(self._embedder_of(None).model_id)
+            self.gallery.require_model(self.embedder.model_id)
         with self._ray(ray):  # joined before anything changes: a bad address changes nothing
             return scan(self.gallery, paths, lambda: self.embedder, self.identifying, every, on_result, force, on_start)
 

@@ -39,7 +39,7 @@ class RayEmbedder:
             self._pool = ActorPool(self.ray, self.local, self.count)
         return self._pool
 
-    faces = Embedder.faces
+    faces = Embedder.faces  # through this class's face_batches
 
     def face_batches(
         self,

@@ -87,10 +87,7 @@ def faces_to_wire(result: ImageFaces) -> dict:
     faces, found = result.faces, result.detections
     return {
         "error": result.error,
-        "faces": [
-            (f.box, f.landmarks, float(f.score), f.embedding, f.chip, f.sharpness, f.crop and (f.crop[0], tuple(f.crop[1])))
-            for f in faces
-        ],
+        "faces": [(f.box, f.landmarks, float(f.score), f.embedding, f.chip, f.sharpness, f.crop) for f in faces],
         "detections": [(d.box, float(d.score), d.landmarks) for d in found],
     }
 

@@ -179,7 +179,11 @@ class Embedder:
         batch_size: int = PHOTO_BATCH,
     ) -> list[ImageFaces]:
         """Each image through the pipeline, in order (see :meth:`face_batches` for the options)."""
-        return faces_of(self, images, select, errors, keep_chips, embed, batch_size)
+        return [
+            result
+            for batch in self.face_batches(((None, i) for i in images), select, errors, keep_chips, embed, batch_size)
+            for _, result in batch
+        ]
 
     def face_batches(
         self,
@@ -311,12 +315,6 @@ def check_options(select: str, errors: str) -> None:
     pick_faces([], (), select)
     if errors not in ERROR_POLICIES:
         raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
-
-
-def faces_of(embedder, images: Iterable[ImageSource], *options) -> list[ImageFaces]:
-    """``embedder.face_batches`` of untagged images, flattened in order (``Embedder.faces``; a Ray
-    embedder's too, facesys/distributed/)."""
-    return [result for batch in embedder.face_batches(((None, i) for i in images), *options) for _, result in batch]
 
 
 def source_name(source: ImageSource) -> str:
