@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facesys.config import CONFUSION_NEIGHBOURS, CROP_FACE_PX, CROP_MARGIN, CROP_QUALITY
+from facesys.config import CONFUSION_NEIGHBOURS
 from facesys.datasets import images_in, people_in
 from facesys.decide.match import confused_with
 from facesys.errors import (
@@ -139,26 +139,6 @@ def image_sha256(source: ImageInput) -> str:
     return hashlib.sha256(np.ascontiguousarray(load_image(source)).tobytes()).hexdigest()
 
 
-def face_crop(image: np.ndarray, box: np.ndarray) -> tuple[bytes, tuple[float, float, float]]:
-    """A model-independent JPEG crop around ``box`` and its origin (x0, y0, scale)."""
-    import cv2
-
-    x1, y1, x2, y2 = (float(v) for v in box)
-    size = max(x2 - x1, y2 - y1)
-    x0, y0 = max(0, int(x1 - CROP_MARGIN * size)), max(0, int(y1 - CROP_MARGIN * size))
-    xe, ye = min(image.shape[1], int(x2 + CROP_MARGIN * size) + 1), min(image.shape[0], int(y2 + CROP_MARGIN * size) + 1)
-    crop = image[y0:ye, x0:xe]
-    scale = min(1.0, CROP_FACE_PX / max(size, 1.0))
-    if scale < 1.0:
-        crop = cv2.resize(
-            crop, (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale))), interpolation=cv2.INTER_AREA
-        )
-    ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, CROP_QUALITY])
-    if not ok:
-        raise FacesysError("could not encode the face crop")
-    return encoded.tobytes(), (float(x0), float(y0), scale)
-
-
 @dataclass(frozen=True)
 class _Photo:
     """A photo that passed the checks made before decoding."""
@@ -213,7 +193,7 @@ class Enrollment:
         answered = 0  # len(report.results) before it
         try:
             for batch in self.embedder.face_batches(
-                taken(self._checked(remaining, record)), select="largest", errors="collect", keep_chips=True
+                taken(self._checked(remaining, record)), select="largest", errors="collect", keep_chips=True, crops=True
             ):
                 for photo, result in batch:
                     current, answered = photo, len(report.results)
@@ -295,7 +275,7 @@ class Enrollment:
         if reason := check_chip(face.chip, self.quality):
             return EnrollResult(source, photo.name, "rejected", reason)
         warning = self._confusion_warning(photo.name, face.embedding)
-        crop, origin = face_crop(result.image, face.box)
+        crop, origin = face.crop
         new = NewFace(
             source, photo.sha256, face.box, face.landmarks, face.score, crop, origin, face.embedding, sharpness(face.chip)
         )

@@ -40,6 +40,9 @@ class FaceSystem:
     enrollment's gates; ``probe_rules``: when identify answers "unknown (low quality)" (both default
     to the detector's score limits, facesys/vision/quality.py).
 
+    Batch jobs (scan, enroll, identify, reindex) run their pipeline on a Ray cluster inside
+    :meth:`on_ray` (or with their ``ray`` argument); the gallery is written here all the same.
+
     Thread-safe: the embedder is created once under a lock and holds no per-call state; every
     call opens its own store connection (one per identify call, :meth:`identifying`); the gallery
     guards its shared in-memory index.
@@ -74,11 +77,36 @@ class FaceSystem:
         self.target_fpir = target_fpir
         self._embedder = embedder
         self._lock = threading.Lock()
+        self._on_actors: Callable | None = None  # inside on_ray: an Embedder -> its Ray actors' embedder
 
     @property
     def embedder(self):
-        """The Embedder, created on first use with the requested model or the gallery's."""
-        return self._embedder_of(None)
+        """The Embedder, created on first use with the requested model or the gallery's (inside
+        :meth:`on_ray`, the same run by Ray actors)."""
+        return self._placed(self._embedder_of(None))
+
+    def _placed(self, embedder):
+        """``embedder``, or inside :meth:`on_ray` the same run by the block's Ray actors."""
+        return embedder if self._on_actors is None else self._on_actors(embedder)
+
+    @contextlib.contextmanager
+    def on_ray(self, address: str | None = "local") -> Iterator[FaceSystem]:
+        """Every job in the block reads, detects and embeds on Ray: ``local`` (or None) starts a
+        Ray here for the block (loopback only), ``auto`` or ``host:port`` joins a running cluster
+        (facesys/distributed/). FacesysError naming the address, before anything changes, when it
+        cannot be joined."""
+        from facesys.distributed.embedder import on_ray
+
+        with on_ray(address) as on_actors:
+            before, self._on_actors = self._on_actors, on_actors
+            try:
+                yield self
+            finally:
+                self._on_actors = before
+
+    def _ray(self, address: str | None) -> contextlib.AbstractContextManager:
+        """:meth:`on_ray` at ``address``, or nothing when it is None (a job's ``ray`` argument)."""
+        return contextlib.nullcontext() if address is None else self.on_ray(address)
 
     def _embedder_of(self, store: TruthStore | None):
         """:attr:`embedder`, the gallery's model read from ``store`` (default: opened here) if it is created now."""
@@ -108,18 +136,26 @@ class FaceSystem:
     # -- enrollment -----------------------------------------------------------------------------
 
     def enroll(
-        self, name: str, images: Iterable[ImageInput], on_result: Callable[[EnrollResult], None] | None = None
+        self,
+        name: str,
+        images: Iterable[ImageInput],
+        on_result: Callable[[EnrollResult], None] | None = None,
+        ray: str | None = None,
     ) -> EnrollReport:
         """Enroll photos of one person. Each accepted photo is committed on its own before
-        ``on_result`` hears of it; bad photos are reported, not fatal."""
-        return self.enroll_many(((name, image) for image in images), on_result)
+        ``on_result`` hears of it; bad photos are reported, not fatal. ``ray``: see :meth:`on_ray`."""
+        return self.enroll_many(((name, image) for image in images), on_result, ray)
 
     def enroll_many(
-        self, items: Iterable[tuple[str, ImageInput]], on_result: Callable[[EnrollResult], None] | None = None
+        self,
+        items: Iterable[tuple[str, ImageInput]],
+        on_result: Callable[[EnrollResult], None] | None = None,
+        ray: str | None = None,
     ) -> EnrollReport:
         """Enroll (name, photo) pairs; see :meth:`enroll`."""
         self.gallery.require_model(self.embedder.model_id)
-        return Enrollment(self.embedder, self.gallery, self.quality, self.policy().verify()[0]).run(items, on_result)
+        with self._ray(ray):
+            return Enrollment(self.embedder, self.gallery, self.quality, self.policy().verify()[0]).run(items, on_result)
 
     # -- decisions ------------------------------------------------------------------------------
 
@@ -157,12 +193,13 @@ class FaceSystem:
         return answers
 
     def identify_stream(
-        self, items: Iterable[tuple[Tag, ImageInput]], top_k: int = TOP_K
+        self, items: Iterable[tuple[Tag, ImageInput]], top_k: int = TOP_K, ray: str | None = None
     ) -> Iterator[tuple[Tag, ImageFaces, list[Identification]]]:
         """(tag, image) items -> (tag, ImageFaces, identifications) in input order; unusable
         images come back with ``ImageFaces.error`` set and no identification. One store open for
-        the whole stream (:meth:`identifying`)."""
-        with self.identifying(top_k) as identify:
+        the whole stream (:meth:`identifying`). ``ray``: see :meth:`on_ray` (then
+        ``ImageFaces.image`` is None: the pixels stay on the actors)."""
+        with self._ray(ray), self.identifying(top_k) as identify:
             for batch in self.embedder.face_batches(items, select="all", errors="collect"):
                 answers = identify([result for _, result in batch])
                 for (tag, result), faces in zip(batch, answers, strict=True):
@@ -200,13 +237,15 @@ class FaceSystem:
 
             yield identify
 
-    def reindex(self, model: str) -> Reembedded:
+    def reindex(self, model: str, ray: str | None = None) -> Reembedded:
         """Re-embed every stored face, enrolled and in the photo library, with ``model`` from the
-        stored crops (kill-safe, see Gallery.reembed); returns how many of each were done."""
+        stored crops (kill-safe, see Gallery.reembed); returns how many of each were done.
+        ``ray``: see :meth:`on_ray`."""
         from facesys.vision.embed import Embedder
 
         embedder = Embedder(model, device=self.device, weights=self.weights, precision=self.precision)
-        done = self.gallery.reembed(embedder.model_info, embedder.embed_crops)
+        with self._ray(ray):
+            done = self.gallery.reembed(embedder.model_info, self._placed(embedder).embed_crops)
         with self._lock:
             self._embedder = embedder
         return done
@@ -220,15 +259,17 @@ class FaceSystem:
         on_result: Callable | None = None,
         force: bool = False,
         on_start: Callable[[int], None] | None = None,
+        ray: str | None = None,
     ):
         """Store every face of the photos (and every ``every``-th video frame) under ``paths`` as
         unnamed library faces, incrementally; faces matching an enrolled person are attached to them
-        automatically. Returns a ScanReport; see facesys/library/scan.py."""
+        automatically. ``ray``: see :meth:`on_ray`. Returns a ScanReport; see facesys/library/scan.py."""
         from facesys.library.scan import scan
 
         if self.requested_model is not None:  # a model asked for must be the gallery's before anything changes
             self.gallery.require_model(self.embedder.model_id)
-        return scan(self.gallery, paths, lambda: self.embedder, self.identifying, every, on_result, force, on_start)
+        with self._ray(ray):  # joined before anything changes: a bad address changes nothing
+            return scan(self.gallery, paths, lambda: self.embedder, self.identifying, every, on_result, force, on_start)
 
     def cluster(self, threshold: float | None = None):
         """Group the unnamed library faces (clusters that persist keep their ids); returns a ClusterRun."""

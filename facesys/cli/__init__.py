@@ -270,6 +270,19 @@ class Settings:
         return tqdm(items, unit=unit, disable=self.quiet or len(items) < 20 or None, file=sys.stderr)
 
 
+def ray_option(command):
+    """``--ray [ADDRESS|auto]`` of a batch job: read, detect and embed on Ray (facesys/distributed/)."""
+    return click.option(
+        "--ray",
+        is_flag=False,
+        flag_value="local",
+        default=None,
+        metavar="[ADDRESS|auto]",
+        help="Run the pipeline on Ray: alone, a Ray started here (loopback only); auto or host:port, a running "
+        'cluster (pip install "facesys[ray]").',
+    )(command)
+
+
 @click.group(cls=FacesysGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="facesys")
 @global_options

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from facesys.cli import JSON_SCHEMA_VERSION, FacesysGroup, Settings, emit_json, main
+from facesys.cli import JSON_SCHEMA_VERSION, FacesysGroup, Settings, emit_json, main, ray_option
 from facesys.config import DEFAULT_PERSON_SCORE, PERSON_SCORES
 from facesys.errors import FacesysError
 
@@ -17,13 +17,17 @@ FACE_RULE = click.Choice(["largest", "center"])
 FACE_HELP = "Which face of a photo with several: the largest, or the one nearest the centre (LFW's convention)."
 
 
-def cache_for(settings: Settings, face: str, embedder=None):
-    """An EmbeddingCache over ``embedder`` (default: the --model one) with a progress bar."""
+def cache_for(settings: Settings, face: str, embedder=None, ray: str | None = None):
+    """An EmbeddingCache over ``embedder`` (default: the --model one) with a progress bar; with
+    ``ray``, embedding on Ray (joined until the command ends)."""
     from facesys.evaluate.experiments import EmbeddingCache
 
-    return EmbeddingCache(
-        embedder or settings.embedder(), face=face, progress=lambda batches: settings.progress(batches, unit="batch")
-    )
+    embedder = embedder or settings.embedder()
+    if ray is not None:
+        from facesys.distributed.embedder import on_ray
+
+        embedder = click.get_current_context().with_resource(on_ray(ray))(embedder)
+    return EmbeddingCache(embedder, face=face, progress=lambda paths: settings.progress(paths))
 
 
 JSON_HELP = "Print the full report as one JSON object on stdout instead of the text (see docs/json.md)."
@@ -87,6 +91,7 @@ def evaluate() -> None:
 @click.option("--plot", type=click.Path(dir_okay=False), help="Save the ROC curve (PNG, SVG or PDF).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help=REPORT_HELP)
+@ray_option
 @click.pass_obj
 def eval_pairs(
     settings: Settings,
@@ -97,6 +102,7 @@ def eval_pairs(
     plot: str | None,
     as_json: bool,
     report_file: str | None,
+    ray: str | None,
 ) -> None:
     """Verification accuracy by the k-fold protocol, ROC AUC, EER and TAR@FAR.
 
@@ -108,7 +114,7 @@ def eval_pairs(
 
     check_report_path(report_file)
     pairs = read_pairs(pairs_file, data)
-    cache = cache_for(settings, face, settings.embedder(flip=flip))
+    cache = cache_for(settings, face, settings.embedder(flip=flip), ray)
     report = evaluate_pairs(cache, pairs)
     model = cache.embedder.model_id
     for path in cache.missing()[:10]:
@@ -162,6 +168,7 @@ def eval_pairs(
 @click.option("--flip", is_flag=True, help="Embed each face and its mirror image (test-time augmentation).")
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help=REPORT_HELP)
+@ray_option
 @click.pass_obj
 def eval_identify(
     settings: Settings,
@@ -176,6 +183,7 @@ def eval_identify(
     flip: bool,
     as_json: bool,
     report_file: str | None,
+    ray: str | None,
 ) -> None:
     """Open-set identification on a temporary gallery built from DATA.
 
@@ -189,7 +197,7 @@ def eval_identify(
 
     check_report_path(report_file)
     split = split_identification(Path(data), enroll_count, min_photos, max_probes, unknown_share, seed)
-    cache = cache_for(settings, face, settings.embedder(flip=flip))
+    cache = cache_for(settings, face, settings.embedder(flip=flip), ray)
     spec = cache.embedder.spec
     result = evaluate_identification(cache, split, ThresholdPolicy(None, {}, spec.threshold, spec.far_table), score)
     document = {"model": cache.embedder.model_id, "data": data, "enroll": enroll_count, "seed": seed, "flip": flip, **result}
@@ -226,9 +234,10 @@ def eval_identify(
 @click.option("--face", type=FACE_RULE, default="largest", show_default=True, help=FACE_HELP)
 @click.option("--json", "as_json", is_flag=True, help=JSON_HELP)
 @click.option("--report", "report_file", type=click.Path(dir_okay=False), help=REPORT_HELP)
+@ray_option
 @click.pass_obj
 def eval_cluster(
-    settings: Settings, data: str, threshold: float | None, face: str, as_json: bool, report_file: str | None
+    settings: Settings, data: str, threshold: float | None, face: str, as_json: bool, report_file: str | None, ray: str | None
 ) -> None:
     """Cluster the faces of DATA's photos and score the clusters against the folders (one per person).
 
@@ -239,7 +248,7 @@ def eval_cluster(
 
     check_report_path(report_file)
     photos = labelled_photos(Path(data))
-    cache = cache_for(settings, face)
+    cache = cache_for(settings, face, ray=ray)
     result = evaluate_clustering(cache, photos, threshold)
     output_report({"model": cache.embedder.model_id, "data": data, "face": face, **result}, as_json, report_file)
     if as_json:

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from facesys.cli import FacesysGroup, Settings, emit_json, main
+from facesys.cli import FacesysGroup, Settings, emit_json, main, ray_option
 from facesys.config import LOG_EVENTS
 from facesys.errors import FacesysError, NoGalleryError
 from facesys.gallery.index import INDEX_KINDS
@@ -132,11 +132,12 @@ def open_set_summary(gallery, faces: int, people: int) -> dict:
 
 @gallery.command()
 @click.option("--model", "model", required=True, help="The model to re-embed every stored face with.")
+@ray_option
 @click.pass_obj
-def reindex(settings: Settings, model: str) -> None:
+def reindex(settings: Settings, model: str, ray: str | None) -> None:
     """Re-embed the whole gallery, photo library included, with another model, from the stored face crops."""
     settings.model = None  # the gallery's current model does not matter here
-    done = settings.system().reindex(model)
+    done = settings.system().reindex(model, ray)
     faces, library = done.faces, done.library_faces
     library_text = f"{library} library face{'s' if library != 1 else ''}"
     click.echo(f"re-embedded {faces} face{'s' if faces != 1 else ''} and {library_text} with {model}")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from facesys.cli import EXIT_OK, EXIT_REJECTED, FacesysGroup, Settings, emit_json, error_line, main
+from facesys.cli import EXIT_OK, EXIT_REJECTED, FacesysGroup, Settings, emit_json, error_line, main, ray_option
 from facesys.errors import MAX_ID
 
 FACE_ID = click.IntRange(1, MAX_ID)  # what a gallery can store: larger ids would overflow its integers
@@ -30,8 +30,9 @@ def _plural(count: int, word: str) -> str:
     help="Forget the photos of a folder that holds none now, or of a sub-folder that is gone (refused otherwise: unmounted?).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per file read, failed or forgotten, then a summary.")
+@ray_option
 @click.pass_obj
-def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force: bool, as_json: bool) -> None:
+def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force: bool, as_json: bool, ray: str | None) -> None:
     """Find every face in the photos under FOLDERS (recursively) and store them, unnamed.
 
     Incremental and safe to kill: a re-run reads only new or changed files, keeps the faces and
@@ -44,6 +45,7 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
     """
     system = settings.system()
     progress = None
+    seen = {"faces": 0, "errors": 0}  # shown beside the bar's files/s and ETA
 
     def start(total: int) -> None:
         nonlocal progress
@@ -51,6 +53,9 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
 
     def report(result) -> None:
         if progress is not None:
+            seen["faces"] += result.faces
+            seen["errors"] += result.status == "error"
+            progress.set_postfix(seen, refresh=False)
             progress.update(1)
         if as_json:
             if result.status != "unchanged":
@@ -63,7 +68,7 @@ def scan(settings: Settings, folders: tuple[str, ...], every: int | None, force:
             click.echo(f"  {_plural(count, 'face')} attached to {person} automatically")
 
     try:
-        summary = system.scan(list(folders), every=every, on_result=report, force=force, on_start=start)
+        summary = system.scan(list(folders), every=every, on_result=report, force=force, on_start=start, ray=ray)
     finally:
         if progress is not None:
             progress.close()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from facesys.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Settings, emit_json, error_line, main
+from facesys.cli import EXIT_DIFFERENT, EXIT_ERROR, EXIT_OK, EXIT_REJECTED, Settings, emit_json, error_line, main, ray_option
 from facesys.config import CANDIDATE_PHOTOS, FRAME_STEP, TOP_K
 from facesys.errors import FacesysError
 
@@ -21,8 +21,11 @@ from facesys.errors import FacesysError
 @click.option("--sync", is_flag=True, help="With no INPUTS: also forget photos deleted from <gallery>/people/.")
 @click.option("--force", is_flag=True, help="With --sync: forget photos even when more than half of the gallery's are missing.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo once it is committed, then a summary.")
+@ray_option
 @click.pass_obj
-def enroll(settings: Settings, inputs: tuple[str, ...], name: str | None, sync: bool, force: bool, as_json: bool) -> None:
+def enroll(
+    settings: Settings, inputs: tuple[str, ...], name: str | None, sync: bool, force: bool, as_json: bool, ray: str | None
+) -> None:
     """Add people's photos to the gallery.
 
     \b
@@ -67,7 +70,7 @@ def enroll(settings: Settings, inputs: tuple[str, ...], name: str | None, sync: 
     interrupted = False
     try:
         with progress:
-            result = system.enroll_many(items, on_result=report)
+            result = system.enroll_many(items, on_result=report, ray=ray)
     except EnrollInterrupted as stop:  # Ctrl-C: the summary says what was committed, then exit 130
         result, interrupted = stop.report, True
     counts = Counter(r.status for r in result.results)
@@ -136,6 +139,7 @@ def verify(settings: Settings, a: str, b: str, threshold: float | None, as_json:
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per photo (or video frame).")
 @click.option("--explain", is_flag=True, help="Also show the nearest enrolled photos of each candidate (JSON: all of them).")
+@ray_option
 @click.pass_obj
 def identify(
     settings: Settings,
@@ -146,6 +150,7 @@ def identify(
     every: int,
     as_json: bool,
     explain: bool,
+    ray: str | None,
 ) -> None:
     """Who is in each photo: every face, largest first, named or "unknown".
 
@@ -153,6 +158,7 @@ def identify(
     opencv, every Nth frame).
     """
     from facesys.vision.annotate import save_annotated
+    from facesys.vision.images import load_image
     from facesys.vision.media import expand_inputs, is_video, media_items
 
     system = settings.system(threshold)
@@ -164,7 +170,7 @@ def identify(
         raise click.UsageError("--annotate takes exactly one input photo")
     failed = 0
     progress = settings.progress(paths)
-    for ref, result, faces in system.identify_stream(media_items(paths, every), top_k):
+    for ref, result, faces in system.identify_stream(media_items(paths, every), top_k, ray):
         if ref.frame is None or ref.frame == 0:
             progress.update(1)
         if result.error:
@@ -173,7 +179,7 @@ def identify(
             continue
         show(faces, ref, as_json, explain)
         if annotate:
-            save_annotated(result.image, faces, annotate)
+            save_annotated(load_image(ref.source) if result.image is None else result.image, faces, annotate)  # None: on Ray
     progress.close()
     if as_json:
         emit_json({"summary": {"files": len(paths), "skipped": [str(p) for p, _ in found.skipped], "errors": failed}})

@@ -33,7 +33,8 @@ class EmbeddingCache:
     """Embeds each image once: path -> (D,) unit vector, or None when no face is found.
 
     ``face``: which face of a photo with several (``largest`` or ``center``); ``progress`` wraps
-    the list of images still to embed (e.g. a tqdm bar).
+    the list of images still to embed (e.g. a tqdm bar); ``embedder``: an Embedder, or a Ray
+    one (facesys/distributed/: the batches then run side by side on its actors).
     """
 
     embedder: object
@@ -45,14 +46,14 @@ class EmbeddingCache:
 
     def embed(self, paths: Iterable[Path]) -> dict[Path, np.ndarray | None]:
         todo = sorted({Path(p) for p in paths} - self.vectors.keys())
-        batches = [todo[i : i + self.batch_size] for i in range(0, len(todo), self.batch_size)]
-        for batch in self.progress(batches):
-            for path, result in zip(
-                batch, self.embedder.faces(batch, select=self.face, errors="collect", batch_size=len(batch)), strict=True
-            ):
-                if result.error:
-                    self.unreadable[path] = result.error
-                self.vectors[path] = result.faces[0].embedding if result.faces else None
+        batches = self.embedder.face_batches(
+            ((path, path) for path in todo), select=self.face, errors="collect", batch_size=self.batch_size
+        )
+        answers = (answer for batch in batches for answer in batch)
+        for _, (path, result) in zip(self.progress(todo), answers, strict=True):
+            if result.error:
+                self.unreadable[path] = result.error
+            self.vectors[path] = result.faces[0].embedding if result.faces else None
         return self.vectors
 
     def missing(self) -> list[Path]:

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facesys.config import FRAME_STEP
-from facesys.enroll import face_crop
 from facesys.errors import FacesysError
 from facesys.gallery.store import TruthStore
 from facesys.gallery.store.records import LibraryPhoto, NewLibraryFace, ScannedPhoto
@@ -326,7 +325,7 @@ def _process(
 
     current: int | None = None
     with identifying(top_k=1, store=store) as identify:  # GalleryError when it holds another model
-        for batch in embedder.face_batches(items(), select="all", errors="collect"):
+        for batch in embedder.face_batches(items(), select="all", errors="collect", crops=True):
             answers = identify([result for _, result in batch])
             for ((index, ref), result), named in zip(batch, answers, strict=True):
                 if current is not None and index != current:
@@ -360,14 +359,13 @@ def _erased(face: NewLibraryFace, erased: list[list[float | None]]) -> bool:
 
 
 def _add(reading: _Reading, ref, result, named) -> None:
-    """One photo or video frame through the pipeline, into the faces of its file: crops made now
-    (the decoded pixels are dropped after the batch)."""
+    """One photo or video frame through the pipeline, into the faces of its file."""
     reading.items += 1
     if result.error:
         reading.errors.append(result.error)
         return
     for face, identification in zip(result.faces, named, strict=True):
-        crop, origin = face_crop(result.image, face.box)
+        crop, origin = face.crop
         reading.faces.append(
             NewLibraryFace(face.box, face.landmarks, face.score, crop, origin, face.embedding, ref.frame, identification.name)
         )

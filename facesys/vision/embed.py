@@ -22,6 +22,7 @@ from facesys.config import BATCH_BYTES, CHIP_BATCH, CPU_CHIP_BATCH, DEFAULT_MODE
 from facesys.errors import FacesysError, ImageError
 from facesys.models import ModelInfo
 from facesys.vision.align import align_faces
+from facesys.vision.crop import Crop, face_crop
 from facesys.vision.detect import Detection, Detector, create_detector, pick_faces
 from facesys.vision.images import ImageInput, describe, load_image
 from facesys.vision.quality import sharpness
@@ -37,7 +38,8 @@ class Face:
     """A detected face: ``box`` (4,) x1, y1, x2, y2 pixels; ``landmarks`` (5, 2) x, y pixels;
     ``score`` the detector's score (its own scale: facesys/vision/quality.py); ``embedding`` (D,) float32 with unit L2 norm (None
     when not embedded); ``chip`` (S, S, 3) uint8 aligned chip when asked for; ``sharpness`` of the
-    chip (variance of its Laplacian, facesys/vision/quality.py).
+    chip (variance of its Laplacian, facesys/vision/quality.py); ``crop`` the JPEG crop a gallery
+    stores and its origin (facesys/vision/crop.py) when asked for.
     """
 
     box: np.ndarray
@@ -46,6 +48,7 @@ class Face:
     embedding: np.ndarray | None
     chip: np.ndarray | None = field(default=None, repr=False, compare=False)
     sharpness: float | None = None
+    crop: Crop | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         """JSON-ready: box and landmarks rounded to 0.1 pixel, embedding as a list of floats."""
@@ -78,7 +81,8 @@ class ImageFaces:
 class Embedder:
     """Detect, align and embed faces with one registered model (or checkpoint).
 
-    ``model``: a name from ``facesys.models.list_models()`` or a checkpoint path; ``weights``: an
+    ``model``: a name from ``facesys.models.list_models()``, a checkpoint path or an EmbeddingModel
+    already built (``create_model``'s); ``weights``: an
     optional local weights file; ``flip``: add the embedding of the mirrored chip (test-time
     augmentation) before re-normalising; ``batch_size``: chips per network forward pass (default:
     CHIP_BATCH on a GPU, CPU_CHIP_BATCH on the CPU); ``precision``: fp32, bf16, fp16 or auto (see
@@ -101,8 +105,9 @@ class Embedder:
 
         self.device = check_device(device)
         self.precision = resolve_precision(precision, self.device)
-        self.source = model  # the name or checkpoint path it was created from
-        self.model = create_model(model, weights=weights, device=device)
+        built = not isinstance(model, str)  # an EmbeddingModel already built (a Ray actor's, facesys/distributed/)
+        self.source = model.spec.name if built else model  # the name or checkpoint path it was created from
+        self.model = model.to(device).eval() if built else create_model(model, weights=weights, device=device)
         import torch
 
         self.model.to(memory_format=torch.channels_last)
@@ -188,6 +193,7 @@ class Embedder:
         keep_chips: bool = False,
         embed: bool = True,
         batch_size: int = PHOTO_BATCH,
+        crops: bool = False,
     ) -> Iterator[list[tuple[Tag, ImageFaces]]]:
         """(tag, image) items -> batches of (tag, ImageFaces), in input order.
 
@@ -195,16 +201,15 @@ class Embedder:
         ``BATCH_BYTES``): one batched detection and one network pass per batch. ``select``:
         ``all`` faces, the ``largest``, or the one nearest the ``center``; ``errors``: ``raise``
         the ImageError of an unusable image, or ``collect`` it in ``ImageFaces.error`` and go on;
-        ``keep_chips`` keeps each face's aligned chip; ``embed=False`` stops at the chips.
+        ``keep_chips`` keeps each face's aligned chip; ``embed=False`` stops at the chips; ``crops``
+        makes each face's stored crop (``Face.crop``).
 
         On the CPU with several photo workers (facesys/threads.py) a batch of several photos is
         split between them, each part on one thread, and the next batch starts while this one is
         handed out.
         """
-        pick_faces([], (), select)  # an unknown ``select`` fails here, before any image is decoded
-        if errors not in ERROR_POLICIES:
-            raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
-        options = (select, errors, keep_chips, embed)
+        check_options(select, errors)
+        options = (select, errors, keep_chips, embed, crops)
         workers = threads.photo_workers() if self.device == "cpu" else 1
         if workers == 1:
             for pending in self._decoded(items, errors, batch_size):
@@ -229,7 +234,7 @@ class Embedder:
         pending: list[tuple[Tag, str, np.ndarray | None, str | None]] = []
         size = 0
         for tag, source in items:
-            name = str(source) if callable(source) else describe(source)
+            name = source_name(source)
             image, error = None, None
             try:
                 image = source() if callable(source) else load_image(source)
@@ -245,7 +250,7 @@ class Embedder:
         if pending:
             yield pending
 
-    def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool) -> list[tuple]:
+    def _run(self, pending, select: str, errors: str, keep_chips: bool, embed: bool, crops: bool) -> list[tuple]:
         """One batch: detect, select, align, embed (detection and the network each adapt the thread count)."""
         decoded = [i for i, (_, _, image, _) in enumerate(pending) if image is not None]
         found = dict(
@@ -271,7 +276,8 @@ class Embedder:
             for d in chosen.get(i, []):
                 vector = None if vectors is None else vectors[offset]
                 chip = chips[offset]
-                faces.append(Face(d.box, d.landmarks, d.score, vector, chip if keep_chips else None, sharpness(chip)))
+                crop = face_crop(image, d.box) if crops else None
+                faces.append(Face(d.box, d.landmarks, d.score, vector, chip if keep_chips else None, sharpness(chip), crop))
                 offset += 1
             out.append((tag, ImageFaces(name, faces, detections if error is None else [], image, error)))
         return out
@@ -302,3 +308,15 @@ class Embedder:
         if not isinstance(images, (list, tuple)):
             images = [images]
         return [result.faces for result in self.faces(images)]
+
+
+def check_options(select: str, errors: str) -> None:
+    """FacesysError for an unknown face ``select`` or ``errors`` policy (before any image is decoded)."""
+    pick_faces([], (), select)
+    if errors not in ERROR_POLICIES:
+        raise FacesysError(f"errors={errors!r}: choose from {', '.join(ERROR_POLICIES)}")
+
+
+def source_name(source: ImageSource) -> str:
+    """The name of an image source in results and messages (``ImageFaces.source``)."""
+    return str(source) if callable(source) else describe(source)

@@ -38,10 +38,11 @@ class MediaRef:
 
 
 class LazyImage:
-    """An image source that decodes (or fails) only when called; ``str()`` names it."""
+    """An image source that decodes (or fails) only when called; ``str()`` names it; ``path``: the
+    photo file it loads (None: a video frame, already decoded), so another process can load it too."""
 
-    def __init__(self, name: str, load: Callable[[], np.ndarray]):
-        self.name, self.load = name, load
+    def __init__(self, name: str, load: Callable[[], np.ndarray], path: Path | None = None):
+        self.name, self.load, self.path = name, load, path
 
     def __call__(self) -> np.ndarray:
         return self.load()
@@ -201,7 +202,7 @@ def media_items(paths: list[Path], every: int = FRAME_STEP) -> Iterator[tuple[Me
     for path in paths:
         animated = is_animated(path)
         if not is_video(path) and not animated:
-            yield MediaRef(str(path)), LazyImage(str(path), lambda path=path: load_image(path))
+            yield MediaRef(str(path)), LazyImage(str(path), lambda path=path: load_image(path), path)
             continue
         frames = animated_frames(path, every) if animated else video_frames(path, every)
         try:

@@ -154,7 +154,7 @@ def test_a_command_keeps_its_own_option_of_a_global_name(monkeypatch):
     seen = {}
 
     class FakeSystem:
-        def reindex(self, model: str) -> Reembedded:
+        def reindex(self, model: str, ray: str | None = None) -> Reembedded:
             seen["reindexed_with"] = model
             return Reembedded(faces=3, library_faces=1)
 

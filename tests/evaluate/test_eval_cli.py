@@ -120,7 +120,7 @@ class FakeCache:
 @pytest.fixture
 def fake_embeddings(monkeypatch):
     monkeypatch.setattr(Settings, "embedder", lambda self, flip=False: None)
-    monkeypatch.setattr(evaluate_cli, "cache_for", lambda settings, face, embedder=None: FakeCache())
+    monkeypatch.setattr(evaluate_cli, "cache_for", lambda settings, face, embedder=None, ray=None: FakeCache())
 
 
 def fake_pairs_csv(tmp_path) -> Path:

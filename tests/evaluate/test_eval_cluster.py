@@ -61,7 +61,7 @@ def fake_people(root, people: int = 3, photos: int = 4):
 
 def test_eval_cluster_report_on_made_up_embeddings(tmp_path, monkeypatch):
     monkeypatch.setattr(Settings, "embedder", lambda self, flip=False: None)
-    monkeypatch.setattr(evaluate_cli, "cache_for", lambda settings, face, embedder=None: FakeCache())
+    monkeypatch.setattr(evaluate_cli, "cache_for", lambda settings, face, embedder=None, ray=None: FakeCache())
     data = fake_people(tmp_path / "data")
     result = CliRunner().invoke(main, ["eval", "cluster", "--data", str(data), "--face", "center", "--json"])
     assert result.exit_code == 0, result.output

@@ -95,7 +95,7 @@ def test_errors_raise_or_are_collected_in_place(embedder, photos, tmp_path):
 
 
 def test_a_stored_crop_gives_back_the_chip(embedder, photos):
-    from facesys.enroll import face_crop
+    from facesys.vision.crop import face_crop
 
     result = embedder.faces([photos[0]], select="largest", keep_chips=True)[0]
     face = result.faces[0]
