@@ -25,7 +25,7 @@ import pytest
 
 from facesys.gallery.gallery import Gallery
 from tests.conftest import data_path
-from tests.distributed.cluster import LOOPBACK, OBJECT_STORE_BYTES, prepare_environment
+from tests.distributed.cluster import LOOPBACK, OBJECT_STORE_BYTES, checkout_importable
 from tests.postgres import free_port
 
 ray = pytest.importorskip("ray", reason='Ray not installed (pip install "facesys[ray]")')
@@ -40,8 +40,10 @@ def ray_environment(token_file: Path) -> dict[str, str]:
     """The environment of every command of the recipe here: loopback only, no usage statistics, the
     token in ``token_file`` (as ~/.ray/auth_token would be: RAY_AUTH_MODE unset, so ``ray start``
     turns token authentication on because it finds one), no RAY_ADDRESS from outside."""
-    prepare_environment()
-    environment = dict(os.environ)
+    from facesys.distributed.cluster import local_variables
+
+    checkout_importable()
+    environment = dict(os.environ) | local_variables()
     for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN"):
         environment.pop(name, None)
     token_file.write_text(uuid.uuid4().hex + "\n")
