@@ -212,7 +212,7 @@ def _onnx2torch():
     except ImportError as exc:
         raise ModelError(
             f"ONNX models need onnx2torch, which cannot be imported ({exc.name or exc}): pip install onnx2torch "
-            "(it needs torchvision), or pip install -e '.[onnx-models]' in facesys's checkout",
+            "(it needs torchvision), or pip install -e '.[onnx-models]' in the facesys checkout",
             parameter="weights",
         ) from None
     return onnx2torch
