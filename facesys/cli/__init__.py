@@ -279,7 +279,7 @@ def ray_option(command):
         default=None,
         metavar="[ADDRESS|auto]",
         help="Run the pipeline on Ray: alone, a Ray started here (loopback only); auto or host:port, a running "
-        'cluster (pip install -e ".[ray]" in the facesys checkout).',
+        'cluster (in the facesys checkout, pip install -e ".[ray]").',
     )(command)
 
 

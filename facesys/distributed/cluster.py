@@ -70,7 +70,7 @@ def import_ray() -> ModuleType:
     try:
         import ray
     except ImportError:
-        raise FacesysError('Ray is not installed: pip install -e ".[ray]" in the facesys checkout', parameter="ray") from None
+        raise FacesysError('Ray is not installed: in the facesys checkout, pip install -e ".[ray]"', parameter="ray") from None
     return ray
 
 

@@ -1,4 +1,4 @@
-"""Fixtures of the Ray tests (skipped where Ray is not installed: pip install -e ".[ray]" in the facesys checkout), every
+"""Fixtures of the Ray tests (skipped where Ray is not installed: in the facesys checkout, pip install -e ".[ray]"), every
 process on 127.0.0.1, no dashboard: ``scan_ray``, facesys's own local Ray for a module of scan
 tests; ``local_ray`` and ``two_nodes`` (tests/distributed/cluster.py), a one-node Ray and a
 two-node cluster for one test each (built on facesys's own start: one place sets Ray's environment
@@ -57,7 +57,7 @@ def enrolled_photo() -> Path:
 def local_ray():
     """A one-node Ray (``num_cpus=2``) on loopback for one test (a process holds one Ray connection
     at a time, so it cannot outlive the test next to a ``two_nodes`` one); yields its address."""
-    pytest.importorskip("ray", reason='Ray not installed (pip install -e ".[ray]" in the facesys checkout)')
+    pytest.importorskip("ray", reason='Ray not installed (in the facesys checkout, pip install -e ".[ray]")')
     from tests.distributed.cluster import local_ray
 
     with local_ray(num_cpus=2) as address:
@@ -68,7 +68,7 @@ def local_ray():
 def two_nodes():
     """A head and a worker node (1 CPU each) on loopback, the driver connected; the test may kill
     the worker (``two_nodes.kill_worker()``). Failed nodes are declared dead within ~2 s."""
-    pytest.importorskip("ray", reason='Ray not installed (pip install -e ".[ray]" in the facesys checkout)')
+    pytest.importorskip("ray", reason='Ray not installed (in the facesys checkout, pip install -e ".[ray]")')
     from tests.distributed.cluster import FAST_FAILURE_CONFIG, two_node_cluster
 
     with two_node_cluster(system_config=FAST_FAILURE_CONFIG) as nodes:

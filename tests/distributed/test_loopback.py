@@ -38,7 +38,7 @@ RAY_VARIABLES = ("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "RAY_USAGE_STATS_ENABLED",
 def test_a_local_ray_started_by_facesys_is_loopback_only_private_and_leaves_nothing(tmp_path, monkeypatch):
     """``scan --ray`` on a laptop: the guarantees of the test clusters, in a user's environment
     (none of Ray's variables set, a home of its own); every fact at once, so a failure names all."""
-    pytest.importorskip("ray", reason='Ray not installed (pip install -e ".[ray]" in the facesys checkout)')
+    pytest.importorskip("ray", reason='Ray not installed (in the facesys checkout, pip install -e ".[ray]")')
     import psutil
 
     from facesys.distributed.cluster import LOCAL_OBJECT_STORE_BYTES, connected

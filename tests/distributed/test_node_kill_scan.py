@@ -20,7 +20,7 @@ from facesys.gallery.gallery import Gallery
 from facesys.system import FaceSystem
 from tests.conftest import data_path
 
-pytest.importorskip("ray", reason='Ray not installed (pip install -e ".[ray]" in the facesys checkout)')
+pytest.importorskip("ray", reason='Ray not installed (in the facesys checkout, pip install -e ".[ray]")')
 
 PHOTOS = 60  # four batches of 16 on two actors: when the first answer comes, each actor holds another batch
 DEADLINE_S = 120  # the whole scan, killed node included (a hung scan fails the test, never the session)

@@ -121,7 +121,7 @@ def test_without_ray_installed_a_ray_scan_is_one_line(tmp_path, photos, monkeypa
     result = CliRunner().invoke(main, ["--gallery", str(tmp_path / "g"), "scan", str(photos), "--ray"])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and 'Ray is not installed: pip install -e ".[ray]" in the facesys checkout' in lines[0], result.output
+    assert len(lines) == 1 and 'Ray is not installed: in the facesys checkout, pip install -e ".[ray]"' in lines[0], result.output
 
 
 def test_ctrl_c_stops_a_ray_scan_its_actors_go_and_a_rerun_completes_it(scan_ray, photos, enrolled_photo, tmp_path):

@@ -28,7 +28,7 @@ from tests.conftest import data_path
 from tests.distributed.cluster import LOOPBACK, OBJECT_STORE_BYTES, checkout_importable
 from tests.postgres import free_port
 
-ray = pytest.importorskip("ray", reason='Ray not installed (pip install -e ".[ray]" in the facesys checkout)')
+ray = pytest.importorskip("ray", reason='Ray not installed (in the facesys checkout, pip install -e ".[ray]")')
 
 RAY = Path(sys.executable).with_name("ray")  # the ray command installed with this Python's ray
 ENROLLED = ("Colin Powell", "Colin_Powell", 1)  # name, LFW folder, photo number (not scanned)
