@@ -184,3 +184,43 @@ def test_pipeline_actors_that_cannot_start_stop_the_scan_with_one_line(scan_ray,
     assert "\n" not in str(failure.value)
     with Gallery(tmp_path / "g").open() as store:
         assert not [photo for photo in store.library_photos() if photo.faces]  # no face written
+
+
+def test_a_killed_driver_leaves_a_gallery_that_a_rerun_completes(scan_ray, photos, enrolled_photo, tmp_path):
+    """``scan --ray`` killed with SIGKILL after its first recorded file (its own local Ray dies with
+    it): every recorded file is whole, and a re-run on Ray records the rest, each photo once, with
+    the faces of a scan never interrupted."""
+    import signal
+
+    from tests.distributed.conftest import ENROLLED
+
+    location = tmp_path / "g"
+    FaceSystem(location).enroll(ENROLLED, [enrolled_photo])
+    command = [sys.executable, "-m", "facesys.cli", "--gallery", str(location), "scan", str(photos), "--json", "--ray"]
+    driver = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=os.environ | {"FACESYS_THREADS": "1"}
+    )
+    try:
+        for line in driver.stdout:  # the first file recorded: the scan is under way
+            if '"event": "file"' in line:
+                break
+        driver.send_signal(signal.SIGKILL)
+    finally:
+        driver.kill()
+        driver.wait(timeout=60)
+    with Gallery(location).open() as store:
+        recorded = {photo.path: photo.faces for photo in store.library_photos()}
+        assert all(len([f for f in store.library_faces() if f.path == path]) == count for path, count in recorded.items())
+    assert 1 <= len(recorded) < 21
+    rest = FaceSystem(location).scan([photos], ray="local")
+    assert rest.files["unchanged"] == len(recorded) and rest.files["new"] + rest.files["error"] == 21 - len(recorded)
+    scanned(tmp_path, photos, enrolled_photo, "here", None)  # the same photos, never interrupted
+    killed, whole = library(location), library(tmp_path / "here")
+    assert killed.keys() == whole.keys()
+    for path, faces in whole.items():
+        assert len(killed[path]) == len(faces), path
+        for (_, vector, person), (_, vector2, person2) in zip(
+            sorted(faces, key=lambda f: tuple(f[0])), sorted(killed[path], key=lambda f: tuple(f[0])), strict=True
+        ):
+            np.testing.assert_allclose(vector, vector2, atol=1e-4, err_msg=path)
+            assert person == person2, path
