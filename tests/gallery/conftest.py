@@ -20,7 +20,7 @@ def new_postgres_store(_tmp_path):
     """A store in a new database of this process's throwaway PostgreSQL server (tests/postgres.py);
     skips the test when psycopg or the server binaries are missing."""
     if importlib.util.find_spec("psycopg") is None:
-        pytest.skip('psycopg not installed (pip install "facesys[postgres]")')
+        pytest.skip('psycopg not installed (in the facesys checkout, pip install -e ".[postgres]")')
     try:
         cluster = postgres.shared_cluster()
     except postgres.PostgresUnavailable as exc:

@@ -13,7 +13,7 @@ import traceback
 import numpy as np
 import pytest
 
-pytest.importorskip("psycopg", reason='psycopg not installed (pip install "facesys[postgres]")')
+pytest.importorskip("psycopg", reason='psycopg not installed (in the facesys checkout, pip install -e ".[postgres]")')
 
 from facesys.errors import DuplicatePhotoError, GalleryError, GalleryUnavailableError, NameConflictError, UnknownPersonError
 from facesys.gallery.location import public_url
@@ -312,4 +312,5 @@ def test_facesys_imports_without_psycopg_and_says_what_to_install():
         "except GalleryError as exc:\n    print(exc)\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
-    assert done.stdout.strip() == 'PostgreSQL galleries need psycopg: pip install "facesys[postgres]"', done.stderr
+    expected = 'PostgreSQL galleries need psycopg: in the facesys checkout, pip install -e ".[postgres]"'
+    assert done.stdout.strip() == expected, done.stderr

@@ -2,7 +2,7 @@
 has a base type plus one module per backend).
 
 ``open_store(location)``: a folder path -> SQLite; a ``postgresql://`` (or ``postgres://``) URL ->
-PostgreSQL (psycopg, the optional extra ``facesys[postgres]``, is imported only then). A new
+PostgreSQL (psycopg, the optional extra ``postgres`` of the facesys checkout, is imported only then). A new
 backend is one module with a ``TruthStore`` subclass, one entry in ``STORE_BACKENDS`` and one case
 in ``backend_for``; the interface suite in tests/gallery/test_store_interface.py then runs
 against it too.
@@ -25,7 +25,7 @@ STORE_BACKENDS = {
     "postgresql": "facesys.gallery.store.postgres:PostgresStore",
 }
 DATABASE_URL_PREFIXES = ("postgresql://", "postgres://")
-_MISSING_DRIVER = {"postgresql": 'PostgreSQL galleries need psycopg: pip install "facesys[postgres]"'}
+_MISSING_DRIVER = {"postgresql": 'PostgreSQL galleries need psycopg: in the facesys checkout, pip install -e ".[postgres]"'}
 
 
 def backend_for(location: str | Path) -> str:
