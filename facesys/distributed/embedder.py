@@ -22,8 +22,8 @@ class RayEmbedder:
     """``local``'s pipeline run by Ray actors (created at the first call, on the Ray ``ray``);
     everything else (model id, spec, detector...) is ``local``'s. :meth:`close` kills the actors."""
 
-    def __init__(self, local: Embedder, ray: ModuleType, actors: int | None = None):
-        self.local, self.ray, self.count = local, ray, actors
+    def __init__(self, local: Embedder, ray: ModuleType):
+        self.local, self.ray = local, ray
         self._pool = None
 
     def __getattr__(self, name: str):
@@ -36,7 +36,7 @@ class RayEmbedder:
         from facesys.distributed.pool import ActorPool
 
         if self._pool is None:
-            self._pool = ActorPool(self.ray, self.local, self.count)
+            self._pool = ActorPool(self.ray, self.local)
         return self._pool
 
     faces = Embedder.faces  # through this class's face_batches

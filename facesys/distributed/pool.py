@@ -23,22 +23,22 @@ ATTEMPTS = 3  # tries of a batch whose actor died, each on another actor
 
 
 class ActorPool:
-    """Pipeline actors (facesys/distributed/pipeline.py) for one embedder: ``count`` of them
-    (default one per GPU when the cluster has GPUs, else one per CPU)."""
+    """Pipeline actors (facesys/distributed/pipeline.py) for one embedder: one per GPU when the
+    cluster has GPUs, else one per CPU."""
 
-    def __init__(self, ray: ModuleType, embedder, count: int | None = None):
+    def __init__(self, ray: ModuleType, embedder):
         from facesys.distributed.pipeline import PipelineActor
         from facesys.distributed.shipping import pack
 
         self.ray = ray
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), max(1, int(resources.get("CPU", 1)))
         options = {"num_cpus": 1, "num_gpus": 1} if gpus else {"num_cpus": 1}
         shipped, weights = pack(embedder)
         self._weights = ray.put(weights)  # once in the object store, held for the pool's life
         remote = ray.remote(PipelineActor).options(**options)
         device = "cuda" if gpus else "cpu"
-        self.actors = [remote.remote(shipped, self._weights, device, os.getcwd()) for _ in range(count or gpus or cpus)]
+        self.actors = [remote.remote(shipped, self._weights, device, os.getcwd()) for _ in range(gpus or cpus)]
         self._turn = 0
 
     def in_order(self, method: str, batches: Iterable[Any], *args: Any) -> Iterator[Any]:

@@ -19,7 +19,7 @@ SPEC_FIELDS = ("name", "description", "architecture", "input_size", "template", 
 class Shipped:
     """What an actor needs besides the weights: the registered ``base`` model, the ``spec`` fields
     that differ from it (a checkpoint's), the weights' sha256 (the model id), and the pipeline's
-    options: detector name, flip, precision, chips per forward pass (None: the device's default)."""
+    options: detector name, flip, precision."""
 
     base: str
     spec: dict
